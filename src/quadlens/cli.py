@@ -1,0 +1,151 @@
+"""The ``quadlens`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .checkpoint import CheckpointError, bundled_model_path, load_model
+from .model import ModelConfig, Transformer
+from .task import ModularAddition
+from .train import TrainConfig, train as train_models
+
+app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+console = Console()
+
+MODEL_ARG = typer.Argument(None, help="Checkpoint (.safetensors); default: the bundled pizza model.")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-150', '3', '1,4,7-9' -> seed list."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise typer.BadParameter(f"seeds must look like '0-150' or '1,4,7-9', got {text!r}") from None
+    if not seeds:
+        raise typer.BadParameter(f"no seeds in {text!r}")
+    return seeds
+
+
+def parse_attention(text: str) -> float:
+    """'constant' -> 1, 'learned' -> 0, or an attention rate ρ in [0, 1]."""
+    named = {"constant": 1.0, "pizza": 1.0, "learned": 0.0, "softmax": 0.0, "clock": 0.0}
+    if text in named:
+        return named[text]
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"attention must be 'constant', 'learned' or a rate in [0, 1], got {text!r}") from None
+
+
+def _load(model: Optional[Path]) -> Transformer:
+    try:
+        return load_model(model)
+    except CheckpointError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def accuracy(model: Transformer) -> float:
+    """Accuracy over all p² inputs, recomputed from the weights."""
+    with torch.no_grad():
+        logits = model.all_logits().reshape(-1, model.cfg.p)
+    return float((logits.argmax(-1) == ModularAddition(model.cfg.p).targets).double().mean())
+
+
+def describe(model: Transformer, path: Path) -> dict:
+    """What ``quadlens info`` reports, as plain data."""
+    meta = model.metadata
+    return {"path": str(path), "model_config": model.cfg.to_dict(), "attention_kind": model.cfg.attention_kind,
+            "n_params": model.cfg.n_params(), "accuracy_all_inputs": accuracy(model), "seed": meta.get("seed"),
+            "metrics": meta.get("metrics"), "epochs_trained": meta.get("epochs_trained"),
+            "train_config": meta.get("train_config"), "quadlens_version": meta.get("quadlens_version")}
+
+
+@app.command()
+def info(model: Optional[Path] = MODEL_ARG,
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Describe a checkpoint: config, accuracies, attention kind, parameter count."""
+    path = model or bundled_model_path()
+    summary = describe(_load(model), path)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"quadlens model: {path.name}", show_header=False)
+    cfg = summary["model_config"]
+    rows = {"file": str(path),
+            "architecture": f"p={cfg['p']}  d_model={cfg['d_model']}  heads={cfg['n_heads']}x{cfg['d_head']}  "
+                            f"d_mlp={cfg['d_mlp']}  act={cfg['act_fn']}",
+            "attention": f"{summary['attention_kind']} (rate ρ={cfg['attention_rate']}, constant part "
+                         f"{tuple(cfg['constant_attention'])})",
+            "parameters": f"{summary['n_params']:,}",
+            "accuracy (all p² inputs)": f"{summary['accuracy_all_inputs']:.4f}",
+            "seed": str(summary["seed"]), "epochs trained": str(summary["epochs_trained"])}
+    for key, value in (summary["metrics"] or {}).items():
+        rows[key.replace("_", " ")] = f"{value:.6g}"
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+def train(
+    seeds: str = typer.Option("0", help="Seeds to train: '0-150', '3' or '1,4,7-9'."),
+    out: Path = typer.Option(Path("runs/train"), help="Output folder (one checkpoint per seed; resumable)."),
+    p: int = typer.Option(59, help="Modulus."),
+    d_model: int = typer.Option(128), n_heads: int = typer.Option(4), d_head: int = typer.Option(32),
+    d_mlp: int = typer.Option(512),
+    act_fn: str = typer.Option("relu", help="relu or gelu."),
+    attention: str = typer.Option("constant", help="'constant' (pizza), 'learned' (softmax) or a rate ρ in [0, 1]."),
+    constant_attention: str = typer.Option("0.5,0.5", help="Constant attention weights on positions 0,1 ('1,1' "
+                                           "for the unnormalised convention)."),
+    epochs: int = typer.Option(10_000), lr: float = typer.Option(1e-3), weight_decay: float = typer.Option(1.0),
+    warmup_steps: int = typer.Option(10), train_fraction: float = typer.Option(0.8),
+    eval_every: int = typer.Option(100), checkpoint_every: int = typer.Option(1000),
+    early_stop: bool = typer.Option(False, help="Stop a batch once every seed has 100% test accuracy."),
+    matmul_precision: str = typer.Option("highest", help="highest (fp32), high (TF32 on GPUs) or medium."),
+    dtype: str = typer.Option("float32", help="float32 or float64."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
+) -> None:
+    """Train one model per seed, all seeds as one batched computation, with checkpoints and resume."""
+    try:
+        model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, act_fn=act_fn,
+                                attention_rate=parse_attention(attention),
+                                constant_attention=tuple(float(x) for x in constant_attention.split(",")))
+        train_cfg = TrainConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                                train_fraction=train_fraction, eval_every=eval_every,
+                                checkpoint_every=checkpoint_every, early_stop=early_stop,
+                                matmul_precision=matmul_precision, dtype=dtype)
+        models = train_models(model_cfg, train_cfg, parse_seeds(seeds), out_dir=out, device=device,
+                              batch_size=batch_size)
+    except (ValueError, TypeError, CheckpointError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    table = Table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {len(models)} model(s) in {out}")
+    for m in models:
+        metrics = m.metadata["metrics"]
+        table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
+                      f"{metrics['test_accuracy']:.4f}", str(m.metadata["epochs_trained"]))
+    console.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the quadlens version."""
+    print(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""The separable tables of a constant-attention model (THEORY §1), in float64.
+
+    pre(a, b)    = F_a[a] + F_b[b] + b_in                       (p × d_mlp tables)
+    logits(a, b) = act(pre(a, b)) W_L + D_a[a] + D_b[b]         (W_L = W_out W_U, d_mlp × p)
+
+Everything about the MLP lives in F_a, F_b and W_L; the direct path D_a + D_b is separable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import Transformer, activation, token_tables
+
+
+@dataclass(frozen=True)
+class SeparableTables:
+    """F_a, F_b ``[p, d_mlp]``, b_in ``[d_mlp]``, W_L ``[d_mlp, p]``, D_a, D_b ``[p, p]`` (float64)."""
+
+    F_a: np.ndarray
+    F_b: np.ndarray
+    b_in: np.ndarray
+    W_L: np.ndarray
+    D_a: np.ndarray
+    D_b: np.ndarray
+    act_fn: str = "relu"
+
+    @property
+    def p(self) -> int:
+        return self.F_a.shape[0]
+
+    @property
+    def d_mlp(self) -> int:
+        return self.F_a.shape[1]
+
+    def pre_activations(self) -> np.ndarray:
+        """``pre[a, b, i]`` for every input, ``[p, p, d_mlp]``."""
+        return self.F_a[:, None, :] + self.F_b[None, :, :] + self.b_in
+
+    def mlp_logits(self) -> np.ndarray:
+        """The MLP's contribution ``act(pre) W_L``, ``[p, p, p]`` indexed ``(a, b, c)``."""
+        pre = torch.from_numpy(self.pre_activations())
+        hidden = activation(self.act_fn, pre).numpy()
+        return hidden @ self.W_L
+
+    def direct_logits(self) -> np.ndarray:
+        """The direct path ``D_a[a] + D_b[b]``, ``[p, p, p]``."""
+        return self.D_a[:, None, :] + self.D_b[None, :, :]
+
+    def logits(self) -> np.ndarray:
+        """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)``."""
+        return self.mlp_logits() + self.direct_logits()
+
+
+def separable_tables(model: Transformer) -> SeparableTables:
+    """F_a, F_b, b_in, W_L, D_a, D_b of a constant-attention model, computed in float64."""
+    params = {name: t.detach().to("cpu", torch.float64)[None] for name, t in model.params().items()}
+    tables = {name: t[0].numpy() for name, t in token_tables(params, model.cfg).items()}
+    return SeparableTables(**tables, act_fn=model.cfg.act_fn)

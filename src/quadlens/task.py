@@ -1,0 +1,62 @@
+"""The task: a + b mod p over all p² pairs, with a train/test split fixed by a seed."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % q for q in range(2, int(n**0.5) + 1))
+
+
+def check_modulus(p: int) -> None:
+    """Refuse a modulus the task cannot use; warn when it is not prime (the Fourier picture assumes a field)."""
+    if isinstance(p, bool) or not isinstance(p, int):
+        raise TypeError(f"p must be an int, got {type(p).__name__} ({p!r})")
+    if p < 3:
+        raise ValueError(f"p must be at least 3, got p={p}")
+    if not is_prime(p):
+        warnings.warn(f"p={p} is not prime: frequencies k and p/gcd share structure, explanations may not fit",
+                      stacklevel=3)
+
+
+@dataclass(frozen=True)
+class ModularAddition:
+    """All p² inputs (a, b) with target (a + b) mod p, enumerated row-major: index = a·p + b."""
+
+    p: int
+
+    def __post_init__(self) -> None:
+        check_modulus(self.p)
+
+    @property
+    def a(self) -> torch.Tensor:
+        return torch.arange(self.p).repeat_interleave(self.p)
+
+    @property
+    def b(self) -> torch.Tensor:
+        return torch.arange(self.p).repeat(self.p)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return (self.a + self.b) % self.p
+
+    def split(self, seed: int, train_fraction: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted train and test pair indices; the same seed always gives the same split."""
+        n_train = train_size(self.p, train_fraction)
+        generator = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(self.p * self.p, generator=generator)
+        return order[:n_train].sort().values, order[n_train:].sort().values
+
+
+def train_size(p: int, train_fraction: float) -> int:
+    """Number of training pairs; refuses a fraction that leaves either side empty."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
+    n_train = int(round(train_fraction * p * p))
+    if not 0 < n_train < p * p:
+        raise ValueError(f"train_fraction={train_fraction} leaves an empty train or test set at p={p}")
+    return n_train

@@ -1,0 +1,293 @@
+"""Full-batch AdamW training of many seeds at once, as one stacked computation, resumable.
+
+Each seed has its own initialisation and its own train/test split; the loss summed over seeds has, for
+each seed's parameters, exactly that seed's gradient, and AdamW acts element by element, so a seed trained
+in a batch follows the same trajectory as trained alone (up to float rounding).
+
+With ``out_dir``, a run writes ``run.json`` (its configs), a resume state every ``checkpoint_every`` epochs,
+and one checkpoint per seed when its batch ends. Run again with the same arguments to resume: finished
+seeds are loaded, not retrained, and an interrupted batch continues from its last resume state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .checkpoint import (CheckpointError, atomic_write_json, load_model, load_tensors, save_model,
+                         save_tensors, DTYPES)
+from .model import ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, unstack_params
+from .task import ModularAddition, train_size
+
+RESUME_FILE = "resume.safetensors"
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Defaults are the paper's: AdamW lr 1e-3, wd 1.0, betas (0.9, 0.98), 10 000 full-batch epochs."""
+
+    epochs: int = 10_000
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 10
+    train_fraction: float = 0.8
+    eval_every: int = 100
+    checkpoint_every: int = 1000
+    early_stop: bool = False
+    matmul_precision: str = "highest"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for name in ("epochs", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need warmup_steps >= 0, lr > 0, weight_decay >= 0; got "
+                             f"{self.warmup_steps}, {self.lr}, {self.weight_decay}")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): linear warm-up, then constant."""
+        return self.lr * min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else self.lr
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return cls(**data)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+class SeedBatch:
+    """Seeds trained together: stacked parameters ``[S, ...]``, one AdamW, per-seed splits."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: Sequence[int],
+                 device: torch.device):
+        self.model_cfg, self.train_cfg, self.seeds, self.device = model_cfg, train_cfg, list(seeds), device
+        task = ModularAddition(model_cfg.p)
+        splits = [task.split(seed, train_cfg.train_fraction) for seed in self.seeds]
+        self.a, self.b, self.targets = (t.to(device) for t in (task.a, task.b, task.targets))
+        self.train_index = torch.stack([train for train, _ in splits]).to(device)
+        self.test_index = torch.stack([test for _, test in splits]).to(device)
+        dtype = DTYPES[train_cfg.dtype]
+        stacked = stack_params([init_params(model_cfg, seed) for seed in self.seeds])
+        self.params = {name: t.to(device, dtype).requires_grad_(True) for name, t in stacked.items()}
+        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=train_cfg.lr, betas=train_cfg.betas,
+                                           weight_decay=train_cfg.weight_decay)
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    def step(self) -> None:
+        """One full-batch AdamW step on every seed."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.train_cfg.lr_at(self.epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        a, b = self.a[self.train_index], self.b[self.train_index]
+        loss = cross_entropy64(forward(self.params, self.model_cfg, a, b), self.targets[self.train_index])
+        loss.sum().backward()
+        self.optimizer.step()
+        self.epoch += 1
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Tensor]:
+        """Per-seed train/test loss and accuracy over all p² inputs (float64, on the CPU)."""
+        logits = forward(self.params, self.model_cfg, self.a[None], self.b[None])
+        log_probs = logits.double().log_softmax(-1)
+        correct_log_prob = log_probs.gather(-1, self.targets.expand(len(self.seeds), -1)[..., None])[..., 0]
+        is_correct = (logits.argmax(-1) == self.targets).double()
+        metrics = {}
+        for split, index in (("train", self.train_index), ("test", self.test_index)):
+            metrics[f"{split}_loss"] = -correct_log_prob.gather(1, index).mean(1).cpu()
+            metrics[f"{split}_accuracy"] = is_correct.gather(1, index).mean(1).cpu()
+        if not self.history or self.history[-1]["epoch"] != self.epoch:
+            self.history.append({"epoch": self.epoch, **{k: v.tolist() for k, v in metrics.items()}})
+        return metrics
+
+    def done(self, metrics: dict[str, Tensor]) -> bool:
+        if self.epoch >= self.train_cfg.epochs:
+            return True
+        return self.train_cfg.early_stop and bool((metrics["test_accuracy"] == 1).all())
+
+    def state(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything needed to resume: parameters, AdamW moments and counters."""
+        tensors = {f"param.{name}": t for name, t in self.params.items()}
+        for name, t in self.params.items():
+            for key, value in self.optimizer.state.get(t, {}).items():
+                tensors[f"adam.{name}.{key}"] = value
+        return tensors, {"epoch": self.epoch, "seeds": self.seeds, "history": self.history}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        with torch.no_grad():
+            for name, t in self.params.items():
+                t.copy_(tensors[f"param.{name}"])
+                moments = {key: value if key == "step" else value.to(self.device)
+                           for key in ("step", "exp_avg", "exp_avg_sq")
+                           if (value := tensors.get(f"adam.{name}.{key}")) is not None}
+                if moments:
+                    self.optimizer.state[t] = moments
+        self.epoch, self.history = meta["epoch"], meta["history"]
+
+    def models(self) -> list[dict[str, Tensor]]:
+        return [{name: t.detach().cpu() for name, t in seed.items()} for seed in unstack_params(self.params)]
+
+
+def seed_path(out_dir: Path, seed: int) -> Path:
+    return Path(out_dir) / f"seed_{seed:04d}.safetensors"
+
+
+def _check_run_dir(out_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+    """Record the run's configs, or refuse to mix runs with different configs in one folder."""
+    run_file = out_dir / "run.json"
+    configs = {"model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict()}
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        for key, value in configs.items():
+            stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+            differs = sorted(k for k in stored if previous.get(key, {}).get(k) != stored[k])
+            if differs:
+                raise ValueError(f"{run_file}: this folder holds a run with a different {key} "
+                                 f"(differs in {differs}); use another --out or the same settings")
+    else:
+        atomic_write_json(run_file, configs)
+
+
+def _finished(out_dir: Path | None, seed: int) -> Transformer | None:
+    if out_dir is None or not seed_path(out_dir, seed).exists():
+        return None
+    try:
+        return load_model(seed_path(out_dir, seed))
+    except CheckpointError:
+        return None  # unreadable: retrain this seed, the new file will replace it atomically
+
+
+def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = TrainConfig(),
+          seeds: Sequence[int] = (0,), out_dir: str | Path | None = None, device: str = "auto",
+          batch_size: int | None = None, progress: bool = True) -> list[Transformer]:
+    """Train one model per seed, ``batch_size`` seeds at a time as one computation.
+
+    By default all seeds form one batch on a GPU; on a CPU, where a step is memory-bound and batching
+    measured slower per seed (BENCHMARKS.md), seeds are trained one at a time.
+
+    Returns the trained models in seed order, each with ``.metadata`` (configs, seed, metrics, history).
+    """
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise ValueError("no seeds to train")
+    train_size(model_cfg.p, train_cfg.train_fraction)
+    dev = resolve_device(device)
+    out_dir = None if out_dir is None else Path(out_dir)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _check_run_dir(out_dir, model_cfg, train_cfg)
+    results = {seed: model for seed in seeds if (model := _finished(out_dir, seed)) is not None}
+    pending = [seed for seed in seeds if seed not in results]
+    batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
+    batches = _plan_batches(out_dir, pending, max(batch_size, 1))
+    with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
+        for batch_seeds in batches:
+            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, display):
+                results[model.metadata["seed"]] = model
+    return [results[seed] for seed in seeds]
+
+
+def _plan_batches(out_dir: Path | None, pending: list[int], batch_size: int) -> list[list[int]]:
+    """Split pending seeds into batches; an interrupted batch (with a resume state) goes first, intact."""
+    resumed: list[int] = []
+    if out_dir is not None and (out_dir / RESUME_FILE).exists():
+        try:
+            _, meta = load_tensors(out_dir / RESUME_FILE)
+            if set(meta["seeds"]) <= set(pending):
+                resumed = list(meta["seeds"])
+        except (CheckpointError, KeyError):
+            pass  # a broken resume state is ignored: that batch restarts from scratch
+    rest = [seed for seed in pending if seed not in resumed]
+    return ([resumed] if resumed else []) + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+
+
+def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int], device: torch.device,
+                 out_dir: Path | None, display) -> list[Transformer]:
+    batch = SeedBatch(model_cfg, train_cfg, seeds, device)
+    resume_file = None if out_dir is None else out_dir / RESUME_FILE
+    elapsed = 0.0
+    if resume_file is not None and resume_file.exists():
+        tensors, meta = load_tensors(resume_file)
+        if meta.get("seeds") == seeds:
+            batch.load_state(tensors, meta)
+            elapsed = meta.get("wall_time_seconds", 0.0)
+    task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
+                               completed=batch.epoch, loss=float("nan"), acc=float("nan"))
+    start = time.perf_counter() - elapsed
+    metrics = batch.evaluate()
+    while not batch.done(metrics):
+        batch.step()
+        if batch.epoch % train_cfg.eval_every == 0 or batch.epoch == train_cfg.epochs:
+            metrics = batch.evaluate()
+            display.update(task_id, completed=batch.epoch, loss=float(metrics["train_loss"].mean()),
+                           acc=float(metrics["test_accuracy"].min()))
+        if resume_file is not None and batch.epoch % train_cfg.checkpoint_every == 0 and not batch.done(metrics):
+            tensors, meta = batch.state()
+            save_tensors(resume_file, tensors, {**meta, "wall_time_seconds": time.perf_counter() - start})
+    wall_time = time.perf_counter() - start
+    display.update(task_id, completed=train_cfg.epochs)
+    return _finish_batch(batch, metrics, wall_time, out_dir, resume_file)
+
+
+def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float, out_dir: Path | None,
+                  resume_file: Path | None) -> list[Transformer]:
+    models = []
+    for i, (seed, params) in enumerate(zip(batch.seeds, batch.models())):
+        fields = {"seed": seed, "train_config": batch.train_cfg.to_dict(), "epochs_trained": batch.epoch,
+                  "metrics": {k: float(v[i]) for k, v in metrics.items()},
+                  "history": [{"epoch": h["epoch"], **{k: h[k][i] for k in metrics}} for h in batch.history],
+                  "wall_time_seconds": wall_time, "batch_size": len(batch.seeds), "device": str(batch.device)}
+        if out_dir is not None:
+            save_model(seed_path(out_dir, seed), batch.model_cfg, params, **fields)
+        model = Transformer(batch.model_cfg, params)
+        model.metadata = {"model_config": batch.model_cfg.to_dict(), **fields}
+        models.append(model)
+    if resume_file is not None:
+        resume_file.unlink(missing_ok=True)
+    return models
+
+
+@contextlib.contextmanager
+def _progress_display(enabled: bool):
+    """A rich progress bar (epoch, mean train loss, worst test accuracy), or a silent stand-in."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}  min test acc {task.fields[acc]:.3f}"),
+                        TimeElapsedColumn(), disable=not enabled)
+    with progress:
+        yield progress

@@ -1,0 +1,48 @@
+"""Shared helpers: small configurations and an independent, naive reference transformer."""
+
+import math
+
+import pytest
+import torch
+
+from quadlens.model import ModelConfig, Transformer, init_params
+
+
+def small_config(**overrides) -> ModelConfig:
+    return ModelConfig(**{"p": 11, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 24, **overrides})
+
+
+def random_model(cfg: ModelConfig, seed: int = 0, bias_scale: float = 0.3) -> Transformer:
+    """A float64 model with non-zero MLP biases, so every term of the forward pass is exercised."""
+    params = {k: v.double() for k, v in init_params(cfg, seed).items()}
+    generator = torch.Generator().manual_seed(seed + 1000)
+    for name in ("b_in", "b_out"):
+        params[name] = torch.randn(params[name].shape, generator=generator, dtype=torch.float64) * bias_scale
+    return Transformer(cfg, params)
+
+
+def naive_logits(model: Transformer) -> torch.Tensor:
+    """The transformer written out per input pair, as in TransformerLens: logits [p, p, p] (a, b, c)."""
+    cfg, P = model.cfg, model.params()
+    p = cfg.p
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    x = torch.stack([P["W_E"][a] + P["W_pos"][0], P["W_E"][b] + P["W_pos"][1]], dim=1)  # [N, 2, d]
+    q = torch.einsum("npd,hdk->nhpk", x, P["W_Q"])
+    k = torch.einsum("npd,hdk->nhpk", x, P["W_K"])
+    v = torch.einsum("npd,hdk->nhpk", x, P["W_V"])
+    scores = torch.einsum("nhk,nhjk->nhj", q[:, :, 1], k) / math.sqrt(cfg.d_head)
+    constant = torch.tensor(cfg.constant_attention, dtype=x.dtype)
+    pattern = cfg.attention_rate * constant + (1 - cfg.attention_rate) * scores.softmax(-1)
+    z = torch.einsum("nhj,nhjk->nhk", pattern, v)
+    resid = x[:, 1] + torch.einsum("nhk,hkd->nd", z, P["W_O"])
+    pre = resid @ P["W_in"] + P["b_in"]
+    hidden = torch.relu(pre) if cfg.act_fn == "relu" else torch.nn.functional.gelu(pre)
+    return ((resid + hidden @ P["W_out"] + P["b_out"]) @ P["W_U"]).reshape(p, p, p)
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    from quadlens import load_model
+
+    return load_model()

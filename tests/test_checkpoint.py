@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import random_model, small_config
+from quadlens import CheckpointError, load_model, save_model
+from quadlens.checkpoint import load_tensors, save_tensors
+
+
+def float32_params(cfg):
+    return {k: v.float() for k, v in random_model(cfg).params().items()}
+
+
+@pytest.fixture
+def saved(tmp_path):
+    cfg = small_config()
+    path = tmp_path / "m.safetensors"
+    save_model(path, cfg, {k: v.detach() for k, v in float32_params(cfg).items()}, seed=7)
+    return path
+
+
+def test_round_trip_keeps_weights_config_and_metadata(saved):
+    model = load_model(saved)
+    assert model.cfg == small_config() and model.metadata["seed"] == 7
+    original = float32_params(small_config())
+    assert all(torch.equal(getattr(model, k).detach(), v.detach()) for k, v in original.items())
+    sidecar = json.loads(saved.with_suffix(".json").read_text())
+    assert sidecar == model.metadata
+
+
+def test_truncated_file_is_refused_with_its_name(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=rf"{saved.name}.*truncated or corrupt"):
+        load_model(saved)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+def _rewrite(path, mutate_tensors=None, mutate_meta=None):
+    tensors, meta = load_tensors(path)
+    if mutate_tensors:
+        mutate_tensors(tensors)
+    if mutate_meta:
+        mutate_meta(meta)
+    save_tensors(path, tensors, meta)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t: t.update(W_in=torch.zeros(3, 3)), r"tensor 'W_in' has shape \(3, 3\), config needs \(16, 24\)"),
+    (lambda t: t.pop("W_U"), r"missing \['W_U'\]"),
+    (lambda t: t.update(extra=torch.zeros(2)), r"unexpected \['extra'\]"),
+    (lambda t: t.update(W_E=t["W_E"].double()), "tensor 'W_E' has dtype torch.float64"),
+    (lambda t: t["b_in"].__setitem__(0, float("nan")), "tensor 'b_in' holds non-finite values"),
+])
+def test_mismatched_tensors_are_refused(saved, mutate, message):
+    _rewrite(saved, mutate_tensors=mutate)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m.update(format="other"), "metadata 'format'"),
+    (lambda m: m.update(format_version=99), "format_version 99 is not supported"),
+    (lambda m: m["model_config"].update(d_mlp=-1), "invalid 'model_config'"),
+    (lambda m: m["model_config"].update(colour="red"), "unknown model config keys"),
+    (lambda m: m.update(dtype="int8"), "metadata 'dtype'"),
+])
+def test_bad_metadata_is_refused(saved, mutate, message):
+    _rewrite(saved, mutate_meta=mutate)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(saved)
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a quadlens file"):
+        load_model(path)
+
+
+def test_pickle_file_is_never_unpickled(tmp_path):
+    path = tmp_path / "model.safetensors"
+    torch.save({"W_E": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_model(path)
+
+
+def test_failed_write_leaves_the_good_file(saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    cfg = small_config()
+    with pytest.raises(OSError, match="disk full"):
+        save_model(saved, cfg, {k: torch.zeros_like(v) for k, v in float32_params(cfg).items()})
+    assert saved.read_bytes() == before
+    assert [p.name for p in saved.parent.iterdir() if p.suffix == ".tmp"] == []
+    load_model(saved)
+
+
+def test_saving_mismatched_params_is_refused(tmp_path):
+    cfg = small_config()
+    params = float32_params(cfg)
+    params["W_E"] = torch.zeros(5, 5)
+    with pytest.raises(CheckpointError, match="tensor 'W_E' has shape"):
+        save_model(tmp_path / "x.safetensors", cfg, params)
+    assert not (tmp_path / "x.safetensors").exists()

@@ -1,0 +1,55 @@
+import json
+
+from typer.testing import CliRunner
+
+from conftest import random_model, small_config
+from quadlens import save_model
+from quadlens.cli import app, parse_seeds
+
+runner = CliRunner()
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("1,4,7-9") == [1, 4, 7, 8, 9]
+    assert parse_seeds("5") == [5]
+
+
+def test_info_describes_a_checkpoint_as_json(tmp_path):
+    cfg = small_config()
+    path = tmp_path / "m.safetensors"
+    save_model(path, cfg, {k: v.detach().float() for k, v in random_model(cfg).params().items()}, seed=3)
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["model_config"]["p"] == 11 and summary["seed"] == 3
+    assert summary["attention_kind"] == "constant" and summary["n_params"] == cfg.n_params()
+    assert 0.0 <= summary["accuracy_all_inputs"] <= 1.0
+
+
+def test_info_on_a_broken_file_names_it(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 2
+    assert "broken.safetensors" in result.output
+
+
+def test_train_command_writes_checkpoints_and_resumes(tmp_path):
+    args = ["train", "--seeds", "0-1", "--p", "7", "--d-model", "8", "--n-heads", "1", "--d-head", "4",
+            "--d-mlp", "8", "--epochs", "20", "--eval-every", "10", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("seed_*.safetensors")) == ["seed_0000.safetensors",
+                                                                          "seed_0001.safetensors"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+
+
+def test_train_command_reports_bad_arguments():
+    result = runner.invoke(app, ["train", "--p", "2"])
+    assert result.exit_code == 2 and "p must be at least 3" in result.output
+    result = runner.invoke(app, ["train", "--seeds", "a-b"])
+    assert result.exit_code == 2 and "seeds must look like" in result.output
+    result = runner.invoke(app, ["train", "--attention", "sometimes"])
+    assert result.exit_code == 2 and "attention must be" in result.output

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import naive_logits, random_model, small_config
+from quadlens import ModelConfig, separable_tables
+from quadlens.model import forward, init_params, stack_params
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"act_fn": "gelu"},
+    {"constant_attention": (1.0, 1.0)},
+    {"attention_rate": 0.0},
+    {"attention_rate": 0.3, "act_fn": "gelu"},
+    {"attention_rate": 0.0, "constant_attention": (1.0, 1.0)},
+])
+def test_forward_matches_naive_transformer(overrides):
+    model = random_model(small_config(**overrides), seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.all_logits(), naive_logits(model), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"act_fn": "gelu"}, {"constant_attention": (1.0, 1.0)}, {"p": 13}])
+def test_separable_tables_reproduce_every_logit(overrides):
+    model = random_model(small_config(**overrides), seed=1)
+    tables = separable_tables(model)
+    assert tables.F_a.shape == (model.cfg.p, model.cfg.d_mlp) and tables.W_L.shape == (model.cfg.d_mlp, model.cfg.p)
+    np.testing.assert_allclose(tables.logits(), naive_logits(model).detach().numpy(), rtol=0, atol=1e-12)
+
+
+def test_separable_tables_need_constant_attention():
+    with pytest.raises(ValueError, match="constant attention"):
+        separable_tables(random_model(small_config(attention_rate=0.5)))
+
+
+def test_stacked_seeds_evaluate_independently():
+    cfg = small_config()
+    singles = [init_params(cfg, seed) for seed in (0, 1, 2)]
+    a, b = torch.arange(cfg.p).repeat(2), torch.arange(2 * cfg.p) % cfg.p
+    together = forward(stack_params(singles), cfg, a, b)
+    for i, params in enumerate(singles):
+        alone = forward({k: v[None] for k, v in params.items()}, cfg, a, b)[0]
+        torch.testing.assert_close(together[i], alone)
+
+
+def test_initialisation_is_seeded_and_gpt2_scaled():
+    cfg = ModelConfig()
+    first, again, other = init_params(cfg, 0), init_params(cfg, 0), init_params(cfg, 1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["W_in"], other["W_in"])
+    assert abs(first["W_in"].std().item() - 0.8 / 128**0.5) < 0.005
+    assert not first["b_in"].any() and not first["b_out"].any()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"d_mlp": 0}, "d_mlp must be a positive int"),
+    ({"act_fn": "tanh"}, "act_fn must be one of"),
+    ({"attention_rate": 1.5}, "attention_rate must lie in"),
+    ({"constant_attention": (1.0,)}, "two weights"),
+])
+def test_bad_config_is_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        small_config(**bad)
+
+
+def test_parameter_count_and_names_follow_transformerlens():
+    cfg = ModelConfig()
+    shapes = cfg.param_shapes()
+    assert shapes["W_E"] == (59, 128) and shapes["W_in"] == (128, 512) and shapes["W_U"] == (128, 59)
+    assert shapes["W_Q"] == (4, 128, 32) and shapes["W_O"] == (4, 32, 128)
+    assert cfg.n_params() == sum(int(np.prod(s)) for s in shapes.values())

@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from conftest import small_config
+from quadlens import TrainConfig, load_model, train
+from quadlens.train import RESUME_FILE, SeedBatch, seed_path
+
+QUICK = TrainConfig(epochs=40, eval_every=10, checkpoint_every=10, dtype="float64")
+
+
+def params_of(model):
+    return {k: v.detach() for k, v in model.params().items()}
+
+
+def assert_same_models(first, second, atol):
+    for m1, m2 in zip(first, second):
+        for name, t in params_of(m1).items():
+            torch.testing.assert_close(t, params_of(m2)[name], rtol=0, atol=atol)
+
+
+def test_batched_seed_equals_seed_trained_alone():
+    cfg = small_config()
+    together = train(cfg, QUICK, seeds=[0, 1, 2], batch_size=3, progress=False)
+    alone = [train(cfg, QUICK, seeds=[seed], progress=False)[0] for seed in (0, 1, 2)]
+    assert_same_models(together, alone, atol=1e-10)
+    assert [m.metadata["seed"] for m in together] == [0, 1, 2]
+
+
+def test_float32_batched_training_tracks_single_seed():
+    cfg = small_config()
+    train_cfg = TrainConfig(epochs=40, eval_every=10)
+    together = train(cfg, train_cfg, seeds=[4, 5], batch_size=2, progress=False)
+    alone = train(cfg, train_cfg, seeds=[5], progress=False)
+    assert_same_models(together[1:], alone, atol=1e-4)
+
+
+def test_training_reduces_loss_and_records_metrics():
+    model, = train(small_config(), TrainConfig(epochs=200, eval_every=50), seeds=[0], progress=False)
+    history = model.metadata["history"]
+    assert [h["epoch"] for h in history] == [0, 50, 100, 150, 200]
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert set(model.metadata["metrics"]) == {"train_loss", "test_loss", "train_accuracy", "test_accuracy"}
+
+
+def test_small_model_groks_to_full_test_accuracy():
+    cfg = small_config(p=23, d_model=32, d_mlp=64)
+    model, = train(cfg, TrainConfig(epochs=3000, lr=3e-3, eval_every=100, early_stop=True), seeds=[0],
+                   progress=False)
+    assert model.metadata["metrics"]["test_accuracy"] == 1.0
+    assert model.metadata["epochs_trained"] < 3000
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(monkeypatch, epoch):
+    real_step = SeedBatch.step
+
+    def step(self):
+        if self.epoch == epoch:
+            raise Interrupt
+        real_step(self)
+
+    monkeypatch.setattr(SeedBatch, "step", step)
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch):
+    cfg = small_config()
+    reference = train(cfg, QUICK, seeds=[0, 1], progress=False)
+    interrupt_at(monkeypatch, 25)
+    with pytest.raises(Interrupt):
+        train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert (tmp_path / RESUME_FILE).exists() and not seed_path(tmp_path, 0).exists()
+    monkeypatch.undo()
+    resumed = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert_same_models(resumed, reference, atol=1e-12)
+    assert not (tmp_path / RESUME_FILE).exists()
+    assert [h["epoch"] for h in resumed[0].metadata["history"]] == [0, 10, 20, 30, 40]
+
+
+def test_finished_seeds_are_not_retrained(tmp_path, monkeypatch):
+    cfg = small_config()
+    train(cfg, QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+    finished_bytes = seed_path(tmp_path, 0).read_bytes()
+    interrupt_at(monkeypatch, 15)
+    with pytest.raises(Interrupt):
+        train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=1, progress=False)
+    assert seed_path(tmp_path, 0).read_bytes() == finished_bytes and not seed_path(tmp_path, 1).exists()
+    monkeypatch.undo()
+    models = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=1, progress=False)
+    assert seed_path(tmp_path, 0).read_bytes() == finished_bytes
+    assert [m.metadata["seed"] for m in models] == [0, 1]
+    assert load_model(seed_path(tmp_path, 1)).metadata["epochs_trained"] == 40
+
+
+def test_run_folder_refuses_a_different_config(tmp_path):
+    train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"different model_config \(differs in \['d_mlp'\]\)"):
+        train(small_config(d_mlp=32), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"train_fraction": 1.0}, "train_fraction"),
+    ({"matmul_precision": "tf32"}, "matmul_precision"),
+    ({"dtype": "int32"}, "dtype"),
+])
+def test_bad_train_config_is_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)
+
+
+def test_warmup_is_linear_over_the_first_steps():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10)
+    assert [round(cfg.lr_at(s), 6) for s in (0, 4, 9, 10, 500)] == [1e-4, 5e-4, 1e-3, 1e-3, 1e-3]
