@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .checkpoint import CheckpointError, bundled_model_path, load_model
+from .checkpoint import CheckpointError, atomic_write_json, bundled_model_path, load_model
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
 from .train import TrainConfig, train as train_models
@@ -139,6 +139,54 @@ def train(
         table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
                       f"{metrics['test_accuracy']:.4f}", str(m.metadata["epochs_trained"]))
     console.print(table)
+
+
+@app.command()
+def explain(model: Optional[Path] = MODEL_ARG,
+            out: Path = typer.Option(Path("out/explain"), help="Folder for explain.json and the figures."),
+            figures: bool = typer.Option(True, help="Write PNG figures."),
+            min_share: float = typer.Option(0.5, help="Least key-frequency energy share for a neuron to join a cluster.")) -> None:
+    """Explain the MLP as a quadrature scheme: clusters, doubling, lens, quadrature error, error ladder, verdict."""
+    from .explain import explain as explain_model
+    from .figures import write_figures
+
+    loaded = _load(model)
+    with console.status("explaining ..."):
+        explanation = explain_model(loaded, min_share=min_share)
+        atomic_write_json(out / "explain.json", explanation.to_dict())
+        written = write_figures(explanation, out) if figures else []
+    print_explanation(explanation)
+    console.print(f"wrote {out / 'explain.json'}" + (f" and {len(written)} figures" if written else ""))
+
+
+def print_explanation(explanation) -> None:
+    """The terminal summary of an explanation."""
+    colour = {"pizza": "green", "clock": "yellow"}.get(explanation.verdict, "red")
+    console.print(f"verdict: [bold {colour}]{explanation.verdict}[/]   accuracy {explanation.accuracy:.4f}   "
+                  f"gradient symmetricity {explanation.gradient_symmetricity:.3f}   "
+                  f"distance irrelevance {explanation.distance_irrelevance:.3f}   ({explanation.seconds:.2f} s)")
+    for reason in explanation.reasons:
+        console.print(f"  [red]fails[/red] {reason}")
+    if not explanation.fits_picture:
+        console.print("no quadrature explanation is given for a model that does not fit the picture")
+        return
+    clusters = Table("k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quad. error", "equal w", "even",
+                     title="clusters (quadrature error: continuous sup / (W_k/3π))")
+    for report in explanation.clusters:
+        c, shape = report.cluster, report.cluster.shared_waveform()
+        clusters.add_row(str(c.frequency), str(len(c.neurons)), f"{c.total_weight:.1f}", f"{c.doubling_resultant:.5f}",
+                         f"{c.symmetry_resultant:.4f}", f"{shape['beta']:.3f}", f"{shape['kappa']:.3f}",
+                         f"{100 * report.rule.continuous_rel:.1f}%",
+                         f"{100 * report.baselines['equal_weights'].continuous_rel:.1f}%",
+                         f"{100 * report.baselines['evenly_spaced'].continuous_rel:.1f}%")
+    console.print(clusters)
+    ladder = Table("level", "harmonics", "max logit-diff error", "step error", "worst margin", "accuracy",
+                   title="error ladder (each level replaces the MLP)")
+    for level in explanation.ladder + explanation.ablation:
+        harmonics = {None: "-", False: "k", True: "k, 2k"}[level.harmonics]
+        ladder.add_row(level.level, harmonics, f"{level.max_logit_diff_error:.3f}", f"{level.step_error:.3f}",
+                       f"{level.min_margin:.3f}", f"{level.accuracy:.4f}")
+    console.print(ladder)
 
 
 @app.command()

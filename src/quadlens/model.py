@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .task import check_modulus
+from .task import all_pairs, check_modulus
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -141,16 +141,18 @@ def activation(act_fn: str, pre: Tensor) -> Tensor:
     return torch.relu(pre) if act_fn == "relu" else F.gelu(pre)
 
 
-def token_tables(params: dict[str, Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
+def token_tables(params: dict[str, Tensor], cfg: ModelConfig,
+                 embeddings: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """The separable form of a constant-attention model (THEORY §1), differentiable, ``[S, ...]``.
 
     ``pre(a, b) = F_a[a] + F_b[b] + b_in`` and ``logits(a, b) = act(pre) W_L + D_a[a] + D_b[b]``.
+    ``embeddings`` replaces the embedded tokens at positions 0 and 1 (default: W_E + W_pos).
     """
     if cfg.attention_kind != "constant":
         raise ValueError(f"separable tables need constant attention (attention_rate=1), "
                          f"this model has attention_rate={cfg.attention_rate}")
     alpha0, alpha1 = cfg.constant_attention
-    x0, x1 = _embeddings(params)
+    x0, x1 = _embeddings(params) if embeddings is None else embeddings
     u = alpha0 * _head_outputs(params, x0).sum(2)
     v = x1 + alpha1 * _head_outputs(params, x1).sum(2)
     W_in, W_U = params["W_in"], params["W_U"]
@@ -180,15 +182,20 @@ def _attention_weights(params: dict[str, Tensor], cfg: ModelConfig, x0: Tensor, 
     return rho * const0 + (1 - rho) * soft0, rho * const1 + (1 - rho) * (1 - soft0)
 
 
-def forward(params: dict[str, Tensor], cfg: ModelConfig, a: Tensor, b: Tensor) -> Tensor:
-    """Logits ``[S, N, p]`` for input pairs ``(a[s, n], b[s, n])`` (indices ``[S, N]`` or ``[N]``)."""
+def forward(params: dict[str, Tensor], cfg: ModelConfig, a: Tensor, b: Tensor,
+            embeddings: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Logits ``[S, N, p]`` for input pairs ``(a[s, n], b[s, n])`` (indices ``[S, N]`` or ``[N]``).
+
+    ``embeddings`` (``[S, V, d]`` each) replaces the embedded tokens at positions 0 and 1, which the
+    indices then address: pass one row per pair to take gradients with respect to each input's vectors.
+    """
     n_seeds = params["W_E"].shape[0]
     a, b = a.expand(n_seeds, -1), b.expand(n_seeds, -1)
     if cfg.attention_kind == "constant":
-        t = token_tables(params, cfg)
+        t = token_tables(params, cfg, embeddings)
         pre = _pair_sums(t["F_a"], t["F_b"] + t["b_in"][:, None, :], a, b)
         return torch.baddbmm(_pair_sums(t["D_a"], t["D_b"], a, b), activation(cfg.act_fn, pre), t["W_L"])
-    x0, x1 = _embeddings(params)
+    x0, x1 = _embeddings(params) if embeddings is None else embeddings
     alpha0, alpha1 = _attention_weights(params, cfg, x0, x1, a, b)
     heads = alpha0[..., None] * _rows(_head_outputs(params, x0), a) + alpha1[..., None] * _rows(_head_outputs(params, x1), b)
     resid = _rows(x1, b) + heads.sum(2)
@@ -226,9 +233,9 @@ class Transformer(nn.Module):
         """Logits ``[N, p]`` for token pairs ``(a[n], b[n])``."""
         return forward(self.stacked(), self.cfg, a[None], b[None])[0]
 
-    def all_logits(self) -> Tensor:
-        """Logits for every input, ``[p, p, p]`` indexed ``(a, b, c)``."""
+    def all_logits(self, dtype: torch.dtype | None = None) -> Tensor:
+        """Logits for every input, ``[p, p, p]`` indexed ``(a, b, c)``, optionally computed in ``dtype``."""
         p = self.cfg.p
-        a = torch.arange(p, device=self.W_E.device).repeat_interleave(p)
-        b = torch.arange(p, device=self.W_E.device).repeat(p)
-        return self(a, b).reshape(p, p, p)
+        a, b = (t.to(self.W_E.device) for t in all_pairs(p))
+        params = {name: t.to(dtype or t.dtype) for name, t in self.stacked().items()}
+        return forward(params, self.cfg, a[None], b[None])[0].reshape(p, p, p)

@@ -23,6 +23,11 @@ def check_modulus(p: int) -> None:
                       stacklevel=3)
 
 
+def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every input (a, b) in row-major order (index a·p + b): two ``[p²]`` tensors."""
+    return torch.arange(p).repeat_interleave(p), torch.arange(p).repeat(p)
+
+
 @dataclass(frozen=True)
 class ModularAddition:
     """All p² inputs (a, b) with target (a + b) mod p, enumerated row-major: index = a·p + b."""
@@ -34,11 +39,11 @@ class ModularAddition:
 
     @property
     def a(self) -> torch.Tensor:
-        return torch.arange(self.p).repeat_interleave(self.p)
+        return all_pairs(self.p)[0]
 
     @property
     def b(self) -> torch.Tensor:
-        return torch.arange(self.p).repeat(self.p)
+        return all_pairs(self.p)[1]
 
     @property
     def targets(self) -> torch.Tensor:

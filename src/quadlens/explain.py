@@ -1,0 +1,195 @@
+"""``explain``: compress a constant-attention model's MLP into a quadrature scheme, and say when it does not fit.
+
+Data flow: model → separable tables → neuron fits → clusters → quadrature rules, lens and error ladder
+→ criteria and verdict. :class:`Explanation` holds it all; :meth:`Explanation.to_dict` is ``explain.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__
+from .clusters import Cluster, build_clusters
+from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, score
+from .lens import INTEGRAL_CONSTANT
+from .model import Transformer
+from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
+from .quadrature import RuleError, baseline_rules, evaluate_rule
+from .tables import SeparableTables, separable_tables
+from .verdict import (PIZZA, Criterion, at_least, clock_or_pizza_criteria, decide, distance_irrelevance,
+                      gradient_symmetricity)
+
+SCHEMA = "quadlens.explain"
+SCHEMA_VERSION = 1
+BLIND_SPOT = 0.25  # |cos(ωk(a−b)/2)| below this: the cluster barely sees the input
+
+
+@dataclass
+class ClusterReport:
+    """A cluster with its quadrature errors (model rule and baselines) and blind spots."""
+
+    cluster: Cluster
+    rule: RuleError
+    baselines: dict[str, RuleError]
+    blind_spots: list[int]
+
+    def to_dict(self, fits: NeuronFits) -> dict:
+        c, idx = self.cluster, self.cluster.neurons
+        shape = c.shared_waveform()
+        return {
+            "frequency": c.frequency, "neurons": idx.tolist(), "n_neurons": len(idx),
+            "total_weight": c.total_weight,
+            "key_share_median": {"F_a": float(np.median(fits.share_a[idx])), "F_b": float(np.median(fits.share_b[idx])),
+                                 "W_L": float(np.median(fits.share_L[idx]))},
+            "doubling_resultant": c.doubling_resultant, "doubling_mean": c.doubling_mean,
+            "symmetry_resultant": c.symmetry_resultant, "symmetry_mean": c.symmetry_mean,
+            "amplitude_ratio_b_over_a": {"mean": c.amplitude_ratio.mean, "std": c.amplitude_ratio.spread},
+            "harmonic_ratio": {"weighted_mean": shape["beta"], "std": float(c.harmonic_ratio.std())},
+            "harmonic_lock": {"mean": shape["lock"],
+                              "resultant": float(abs(np.mean(np.exp(1j * c.harmonic_lock))))},
+            "offset_ratio": {"weighted_median": shape["kappa"], "std": float(c.offset_ratio.std())},
+            "psi0": shape["psi0"],
+            "quadrature_error_rel": self.rule.continuous_rel,
+            "quadrature_error_reachable_rel": self.rule.reachable_rel,
+            "quadrature_error_uncertainty": self.rule.continuous_rel_uncertainty,
+            "baselines": {name: {"quadrature_error_rel": r.continuous_rel, "quadrature_error_reachable_rel": r.reachable_rel}
+                          for name, r in self.baselines.items()},
+            "blind_spots": self.blind_spots,
+        }
+
+
+@dataclass
+class Explanation:
+    """Everything ``quadlens explain`` finds; arrays for figures, :meth:`to_dict` for JSON."""
+
+    model_config: dict
+    accuracy: float
+    verdict: str
+    criteria: list[Criterion]
+    gradient_symmetricity: float
+    distance_irrelevance: float
+    seconds: float = 0.0
+    tables: SeparableTables | None = None
+    fits: NeuronFits | None = None
+    clusters: list[ClusterReport] = field(default_factory=list)
+    ladder: list[Level] = field(default_factory=list)
+    ablation: list[Level] = field(default_factory=list)
+    margin_by_difference: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def fits_picture(self) -> bool:
+        return self.verdict == PIZZA
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason() for c in self.criteria if not c.passed]
+
+    def level(self, name: str, harmonics: bool | None) -> Level:
+        return next(lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics)
+
+    def to_dict(self) -> dict:
+        out = {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
+            "model_config": self.model_config, "accuracy": self.accuracy, "verdict": self.verdict,
+            "fits_quadrature_picture": self.fits_picture, "reasons": self.reasons,
+            "criteria": [vars(c) for c in self.criteria],
+            "gradient_symmetricity": self.gradient_symmetricity, "distance_irrelevance": self.distance_irrelevance,
+            "seconds": self.seconds,
+            "lens": {"integral_constant": INTEGRAL_CONSTANT,
+                     "method": "exact: piecewise antiderivatives between the roots of the relu's argument",
+                     "tested_accuracy": 1e-9},
+            "clusters": [], "ladder": [], "ablation": [], "neurons": None, "secondary": None,
+        }
+        if not self.fits_picture:
+            return out
+        fits = self.fits
+        out["neurons"] = {"n_total": len(fits.status), **{f"n_{s}": int((fits.status == s).sum()) for s in (CLUSTERED, DEAD, MIXED)},
+                          "dead": np.where(fits.status == DEAD)[0].tolist(),
+                          "mixed": np.where(fits.status == MIXED)[0].tolist(),
+                          "key_share_median": float(np.median(fits.share_a[fits.status != DEAD]))}
+        out["clusters"] = [report.to_dict(fits) for report in self.clusters]
+        out["ladder"] = [level.summary() for level in self.ladder]
+        out["ablation"] = [level.summary() for level in self.ablation]
+        with_h, without_h = self.level("L1", True), self.level("L1", False)
+        out["secondary"] = {
+            "with_second_harmonic": {"accuracy": with_h.accuracy, "min_margin": with_h.min_margin},
+            "key_frequency_only": {"accuracy": without_h.accuracy, "min_margin": without_h.min_margin},
+            "margin_by_difference": {k: v.tolist() for k, v in self.margin_by_difference.items()},
+        }
+        return out
+
+
+def _cluster_report(cluster: Cluster, p: int) -> ClusterReport:
+    d = np.arange(p)
+    blind = np.abs(np.cos(np.pi * cluster.frequency * d / p)) < BLIND_SPOT
+    return ClusterReport(
+        cluster=cluster, rule=evaluate_rule(cluster.phi, cluster.weights, p, cluster.frequency),
+        baselines={name: evaluate_rule(ph, w, p, cluster.frequency)
+                   for name, (ph, w) in baseline_rules(cluster.phi, cluster.weights).items()},
+        blind_spots=d[blind].tolist())
+
+
+def _ablate_rules(tables: SeparableTables, clusters: list[Cluster], model_logits: np.ndarray) -> list[Level]:
+    """L2 with the model's rule swapped for each baseline rule of the same total weight."""
+    levels = []
+    for name in ("equal_weights", "evenly_spaced"):
+        rules = {c.frequency: baseline_rules(c.phi, c.weights)[name] for c in clusters}
+        for harmonics in (False, True):
+            logits = quadrature_tables(tables, clusters, harmonics, rules).logits()
+            levels.append(score(Level(f"L2 {name}", harmonics, logits), model_logits, None))
+    return levels
+
+
+def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) -> Explanation:
+    """Explain ``model``'s MLP as a quadrature scheme, or say which criterion it fails."""
+    start = time.perf_counter()
+    symmetricity = gradient_symmetricity(model)
+    if model.cfg.attention_kind != "constant":
+        with torch.no_grad():
+            logits = model.all_logits(torch.float64).numpy()
+        acc, irrelevance = float((margins(logits) > 0).mean()), distance_irrelevance(logits)
+        criteria = clock_or_pizza_criteria(acc, symmetricity, irrelevance)
+        criteria.append(at_least("constant_attention", model.cfg.attention_rate, 1.0,
+                                 "attention rate ρ (the separable tables need constant attention)"))
+        return Explanation(model.cfg.to_dict(), acc, decide(criteria), criteria, symmetricity, irrelevance,
+                           time.perf_counter() - start)
+    tables = separable_tables(model)
+    fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
+    clusters = build_clusters(fits, tables.b_in)
+    ladder = error_ladder(tables, fits, clusters) if clusters else [score(Level("L0", None, tables.logits()), tables.logits(), None)]
+    model_level = ladder[0]
+    irrelevance = distance_irrelevance(model_level.logits)
+    criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
+    criteria += _structure_criteria(fits, clusters, ladder)
+    explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
+                              irrelevance)
+    if explanation.fits_picture:
+        explanation.tables, explanation.fits, explanation.ladder = tables, fits, ladder
+        explanation.clusters = [_cluster_report(c, tables.p) for c in clusters]
+        explanation.ablation = _ablate_rules(tables, clusters, model_level.logits)
+        explanation.margin_by_difference = {
+            "model": margin_by_difference(model_level.logits),
+            "L1_key_frequency_only": margin_by_difference(explanation.level("L1", False).logits),
+            "L1_with_second_harmonic": margin_by_difference(explanation.level("L1", True).logits)}
+    explanation.seconds = time.perf_counter() - start
+    return explanation
+
+
+def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[Level]) -> list[Criterion]:
+    alive = fits.status != DEAD
+    clustered_influence = fits.influence[fits.status == CLUSTERED].sum() / max(fits.influence.sum(), 1e-300)
+    quadrature = [lv for lv in ladder if lv.level == "L2" and lv.harmonics]
+    return [
+        at_least("clusters", len(clusters), 1, "number of frequency clusters"),
+        at_least("clustered_influence", clustered_influence, 0.9, "share of neuron influence inside clusters"),
+        at_least("key_frequency_share", np.median(fits.share_a[alive]) if alive.any() else 0.0, 0.8,
+                 "median share of a live neuron's F_a energy at its key frequency"),
+        at_least("phase_doubling", min((c.doubling_resultant for c in clusters), default=0.0), 0.9,
+                 "smallest cluster resultant of e^{i(ψ−2φ)}"),
+        at_least("explanation_accuracy", quadrature[0].accuracy if quadrature else 0.0, 0.99,
+                 "accuracy with the MLP replaced by the quadrature explanation (L2, with harmonics)"),
+    ]

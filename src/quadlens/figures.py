@@ -1,0 +1,114 @@
+"""PNG figures of an explanation, for papers: phase doubling, quadrature rectangles, logits, error ladder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .explain import Explanation  # noqa: E402
+from .fourier import wrap  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def phase_doubling(explanation: Explanation, path: Path) -> Path:
+    """Output phase ψ against input phase φ, per cluster, with the line ψ = 2φ + ψ0."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    line = np.linspace(-np.pi, np.pi, 400)
+    for report in explanation.clusters:
+        c = report.cluster
+        points = ax.scatter(c.phi, wrap(c.psi), s=8, label=f"k={c.frequency} (R={c.doubling_resultant:.4f})")
+        ideal = wrap(2 * line + c.doubling_mean)
+        ideal[np.abs(np.diff(ideal, prepend=ideal[0])) > np.pi] = np.nan
+        ax.plot(line, ideal, color=points.get_facecolor()[0], lw=0.8, alpha=0.6)
+    ax.set(xlabel="input phase φ (rad)", ylabel="output phase ψ (rad)", title="Phase doubling: ψ ≈ 2φ",
+           xlim=(-np.pi, np.pi), ylim=(-np.pi, np.pi))
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def quadrature(explanation: Explanation, path: Path) -> Path:
+    """Per cluster, relu(cos θ)·cos 2θ with one rectangle per neuron: width ∝ its weight, at its phase."""
+    n = len(explanation.clusters)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
+    theta = np.linspace(-np.pi, np.pi, 1000)
+    curve = np.maximum(np.cos(theta), 0) * np.cos(2 * theta)
+    for ax, report in zip(axes[0], explanation.clusters):
+        c = report.cluster
+        nodes = wrap(c.phi)
+        widths = 2 * np.pi * c.weights / c.total_weight
+        ax.bar(nodes, np.maximum(np.cos(nodes), 0) * np.cos(2 * nodes), width=widths, alpha=0.45,
+               color="tab:orange", edgecolor="none")
+        ax.plot(theta, curve, color="black", lw=1)
+        ax.set(title=f"k={c.frequency}: error {100 * report.rule.continuous_rel:.1f}% "
+                     f"(equal w: {100 * report.baselines['equal_weights'].continuous_rel:.0f}%)",
+               xlabel="θ = φ_i (offset 0)", xlim=(-np.pi, np.pi))
+        ax.title.set_fontsize(8)
+    axes[0][0].set_ylabel("relu(cos θ) cos 2θ")
+    return _save(fig, path)
+
+
+def _by_sum_and_difference(logits: np.ndarray) -> np.ndarray:
+    """The correct logit arranged over (a+b, a−b) mod p."""
+    p = logits.shape[-1]
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    table = np.zeros((p, p))
+    table[(a + b) % p, (a - b) % p] = logits[a, b, (a + b) % p] - logits[a, b].mean(-1)
+    return table
+
+
+def logits_model_vs_lens(explanation: Explanation, path: Path) -> Path:
+    """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
+    panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
+              ("closed form L∞", explanation.level("Linf", False))]
+    tables = [_by_sum_and_difference(level.logits) for _, level in panels]
+    vmin, vmax = min(t.min() for t in tables), max(t.max() for t in tables)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
+    for ax, (title, _), table in zip(axes, panels, tables):
+        image = ax.imshow(table, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
+    fig.colorbar(image, ax=axes, shrink=0.9, label="correct logit − mean logit")
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def error_ladder(explanation: Explanation, path: Path) -> Path:
+    """Max error in logit differences and worst margin at each level, with and without the 2k harmonic."""
+    fig, (ax_err, ax_margin) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = ["L1", "L2", "L3"]
+    x = np.arange(len(names))
+    for offset, harmonics, label in ((-0.2, False, "key frequency k"), (0.2, True, "k and 2k")):
+        levels = [explanation.level(name, harmonics) for name in names]
+        ax_err.bar(x + offset, [lv.max_logit_diff_error for lv in levels], width=0.4, label=label)
+        ax_margin.bar(x + offset, [lv.min_margin for lv in levels], width=0.4, label=label)
+    model = explanation.level("L0", None)
+    ax_margin.axhline(model.min_margin, color="black", ls="--", lw=1, label=f"model ({model.min_margin:.2f})")
+    ax_margin.axhline(0, color="grey", lw=0.5)
+    for ax, title in ((ax_err, "max error in logit differences vs model"), (ax_margin, "worst margin")):
+        ax.set_xticks(x, names)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,
+           "logits.png": logits_model_vs_lens, "error_ladder.png": error_ladder}
+
+
+def write_figures(explanation: Explanation, out_dir: Path) -> list[Path]:
+    """Write every figure into ``out_dir``; nothing for a model the explanation does not fit."""
+    if not explanation.fits_picture:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [draw(explanation, out_dir / name) for name, draw in FIGURES.items()]

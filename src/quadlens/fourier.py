@@ -1,0 +1,56 @@
+"""Fourier conventions (THEORY §2): ω = 2π/p, f̂(k) = Σ_t f(t) e^{−iωkt}, f(t) = m + Σ_k r_k cos(ωkt + φ_k).
+
+All functions act on the first axis (the token axis, length p) of an array of columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def frequencies(p: int) -> np.ndarray:
+    """The distinct real frequencies 1 ≤ k ≤ (p − 1)/2."""
+    return np.arange(1, (p - 1) // 2 + 1)
+
+
+def energy_by_frequency(x: np.ndarray) -> np.ndarray:
+    """Share of each column's non-constant energy at each frequency k = 1..(p−1)/2: ``[n_freq, n_cols]``.
+
+    For even p the Nyquist frequency p/2 is left out of the shares' support (it carries no phase).
+    """
+    p = x.shape[0]
+    spectrum = np.abs(np.fft.fft(x, axis=0)) ** 2
+    energy = spectrum[1:(p - 1) // 2 + 1] * 2
+    total = (spectrum[1:].sum(0))
+    return energy / np.where(total > 0, total, 1.0)
+
+
+def amplitude_phase(x: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares amplitude r ≥ 0 and phase φ of the cosine at frequency ``k`` (per column, any integer k).
+
+    On a full period the least-squares fit is the DFT projection: r = 2|f̂(k)|/p, φ = arg f̂(k).
+    """
+    p, n = x.shape
+    k = np.broadcast_to(np.asarray(k), (n,)) % p
+    t = np.arange(p)[:, None]
+    coefficient = (x * np.exp(-2j * np.pi * k[None, :] * t / p)).sum(0)
+    return 2 * np.abs(coefficient) / p, np.angle(coefficient)
+
+
+def cosine(p: int, k: np.ndarray | int, amplitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Columns ``amplitude · cos(ω k t + phase)`` for t = 0..p−1: ``[p, n]``."""
+    t = np.arange(p)[:, None]
+    return amplitude * np.cos(2 * np.pi * np.asarray(k) * t / p + phase)
+
+
+def wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles into (−π, π]."""
+    return np.angle(np.exp(1j * np.asarray(angle)))
+
+
+def resultant(angles: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean resultant length and mean angle of a set of angles (1 = all equal)."""
+    if len(angles) == 0:
+        return float("nan"), float("nan")
+    z = np.average(np.exp(1j * np.asarray(angles)), weights=weights)
+    return float(abs(z)), float(np.angle(z))

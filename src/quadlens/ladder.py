@@ -1,0 +1,137 @@
+"""The error ladder (THEORY §6): the model, then ever more idealised explanations of its MLP.
+
+    L0  the model
+    L1  every clustered neuron replaced by its amplitude–phase fit (key frequency, optionally + 2k);
+        dead and mixed neurons dropped
+    L2  symmetrised (φ = φ', r = r'), phase-doubled (ψ = 2φ + ψ0) quadrature with the cluster's shared
+        harmonic (β, λ) and each neuron's own offset c_i
+    L3  the integral: each cluster's sum replaced by (W_k/2) C(κ_k, β_k, δ) cos(Δ − ψ0)
+    L∞  the closed form (κ = β = 0): Σ_k (W_k/3π) |cos(δ/2)| cos(Δ − ψ0)
+
+The direct path D_a + D_b is added exactly at every level. Each level's MLP can replace the model's
+(ablation): we report accuracy, loss and worst margin over all p² inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clusters import Cluster
+from .fourier import cosine
+from .lens import cluster_lens_logits
+from .neurons import CLUSTERED, NeuronFits
+from .tables import SeparableTables
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung: its logits ``[p, p, p]`` and how they compare with the model's."""
+
+    level: str
+    harmonics: bool | None
+    logits: np.ndarray
+    max_logit_diff_error: float = float("nan")
+    step_error: float = float("nan")
+    min_margin: float = float("nan")
+    accuracy: float = float("nan")
+    loss: float = float("nan")
+
+    def summary(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "logits"}
+
+
+def targets(p: int) -> np.ndarray:
+    t = np.arange(p)
+    return (t[:, None] + t[None, :]) % p
+
+
+def margins(logits: np.ndarray) -> np.ndarray:
+    """Correct logit minus the largest other logit, ``[p, p]``."""
+    p = logits.shape[-1]
+    y = targets(p)[..., None]
+    correct = np.take_along_axis(logits, y, -1)[..., 0]
+    others = logits.copy()
+    np.put_along_axis(others, y, -np.inf, -1)
+    return correct - others.max(-1)
+
+
+def centred(logits: np.ndarray) -> np.ndarray:
+    return logits - logits.mean(-1, keepdims=True)
+
+
+def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None) -> Level:
+    """Fill in a level's errors (in logit differences), margin, accuracy and cross-entropy loss."""
+    logits = level.logits
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    loss = -np.take_along_axis(log_probs, targets(logits.shape[-1])[..., None], -1).mean()
+    margin = margins(logits)
+    step = np.nan if previous is None else np.abs(centred(logits) - centred(previous)).max()
+    return dataclasses.replace(level, max_logit_diff_error=float(np.abs(centred(logits) - centred(model_logits)).max()),
+                               step_error=float(step), min_margin=float(margin.min()),
+                               accuracy=float((margin > 0).mean()), loss=float(loss))
+
+
+def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
+    """L1: clustered neurons as their fits, the others dropped."""
+    F_a, F_b = fits.inputs(n_harmonics)
+    keep = (fits.status == CLUSTERED).astype(float)
+    return dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=fits.outputs(n_harmonics) * keep[:, None])
+
+
+def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> SeparableTables:
+    """L2: each cluster as a symmetrised, phase-doubled quadrature; ``rules`` may replace nodes and weights."""
+    p, m = tables.p, tables.d_mlp
+    F, b_in, W_L = np.zeros((p, m)), np.zeros(m), np.zeros((m, p))
+    for cluster in clusters:
+        phi, weights = (cluster.phi, cluster.weights) if rules is None else rules[cluster.frequency]
+        k, r, idx = cluster.frequency, cluster.r, cluster.neurons
+        shape = cluster.shared_waveform()
+        F[:, idx] = cosine(p, k, r, phi)
+        if harmonics:
+            F[:, idx] += cosine(p, 2 * k, shape["beta"] * r, 2 * phi + shape["lock"])
+        b_in[idx] = cluster.offset
+        W_L[idx, :] = cosine(p, k, weights / (2 * r), 2 * phi + shape["psi0"]).T
+    return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=W_L)
+
+
+def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                    with_offsets: bool = True) -> np.ndarray:
+    """L3 (or L∞ without offsets and harmonics): every cluster's integral, plus the direct path."""
+    logits = tables.direct_logits()
+    for cluster in clusters:
+        shape = cluster.shared_waveform()
+        beta = shape["beta"] * np.cos(shape["lock"]) if harmonics else 0.0
+        kappa = shape["kappa"] if with_offsets else 0.0
+        logits = logits + cluster_lens_logits(tables.p, cluster.frequency, cluster.total_weight, shape["psi0"],
+                                               kappa=kappa, beta=beta)
+    return logits
+
+
+def error_ladder(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Level]:
+    """L0, then L1 → L2 → L3 with and without the second harmonic, then L∞; each level scored."""
+    model = tables.logits()
+    levels = [score(Level("L0", None, model), model, None)]
+    for harmonics in (False, True):
+        previous = model
+        for name, logits in (("L1", fitted_tables(tables, fits, 1 + harmonics).logits()),
+                             ("L2", quadrature_tables(tables, clusters, harmonics).logits()),
+                             ("L3", integral_logits(tables, clusters, harmonics))):
+            levels.append(score(Level(name, harmonics, logits), model, previous))
+            previous = logits
+    levels.append(score(Level("Linf", False, integral_logits(tables, clusters, False, with_offsets=False)),
+                        model, None))
+    return levels
+
+
+def margin_by_difference(logits: np.ndarray) -> np.ndarray:
+    """Worst margin for each a − b (mod p): ``[p]``."""
+    p = logits.shape[-1]
+    t = np.arange(p)
+    difference = (t[:, None] - t[None, :]) % p
+    margin = margins(logits)
+    return np.array([margin[difference == d].min() for d in range(p)])

@@ -1,0 +1,70 @@
+"""The infinite-width lens (THEORY §4): a cluster's sum over neurons read as an integral over phases.
+
+A cluster of neurons with symmetrised input ``r_i [κ + 2 cos(δ/2) cos θ_i + 2B cos 2θ_i]`` (δ = ωk(a−b),
+θ_i = ωk(a+b)/2 + φ_i, B = β_eff cos δ) and output ``s_i cos(2θ_i − Δ')`` (Δ' = ωk(a+b−c) − ψ0) sums, when
+its phases fill the circle, to
+
+    (W_k / 2) · C(κ, β_eff, δ) · cos Δ',    C = (1/2π) ∫ relu(κ + 2 cos(δ/2) cos θ + 2B cos 2θ) cos 2θ dθ
+
+(the sin Δ' part vanishes: the integrand is even in θ). C is evaluated exactly: the relu's argument is a
+quadratic in cos θ, so the integral splits at its roots into pieces with elementary antiderivatives.
+With κ = β = 0, C = 2|cos(δ/2)|/(3π) and the sum is the closed form L∞ = (W_k/3π)|cos(δ/2)| cos Δ'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INTEGRAL_CONSTANT = 1 / (3 * np.pi)  # (1/2π) ∫ relu(cos θ) cos 2θ dθ
+
+
+def _antiderivative(theta: np.ndarray, kappa, A, B) -> np.ndarray:
+    """∫ (κ + 2A cos θ + 2B cos 2θ) cos 2θ dθ."""
+    return (kappa * np.sin(2 * theta) / 2 + 2 * A * (np.sin(3 * theta) / 6 + np.sin(theta) / 2)
+            + 2 * B * (theta / 2 + np.sin(4 * theta) / 8))
+
+
+def _roots_in_unit_interval(kappa, A, B) -> np.ndarray:
+    """Real roots in [−1, 1] of 4B x² + 2A x + (κ − 2B) (x = cos θ), padded with ±1: ``[..., 4]`` sorted."""
+    a2, a1, a0 = np.broadcast_arrays(4 * B, 2 * A, kappa - 2 * B)
+    a2, a1, a0 = (np.asarray(v, dtype=float) for v in (a2, a1, a0))
+    linear = np.abs(a2) < 1e-12 * (np.abs(a1) + np.abs(a0) + 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = np.sqrt(a1 * a1 - 4 * a2 * a0)
+        r1 = np.where(linear, -a0 / a1, (-a1 - disc) / (2 * a2))
+        r2 = np.where(linear, np.nan, (-a1 + disc) / (2 * a2))
+    roots = np.stack([-np.ones_like(r1), np.clip(np.nan_to_num(r1, nan=-1.0), -1, 1),
+                      np.clip(np.nan_to_num(r2, nan=-1.0), -1, 1), np.ones_like(r1)], axis=-1)
+    return np.sort(roots, axis=-1)
+
+
+def waveform_integral(kappa, beta, delta) -> np.ndarray:
+    """C(κ, β, δ) = (1/2π) ∫ relu(κ + 2cos(δ/2) cos θ + 2β cos δ cos 2θ) cos 2θ dθ, exactly (broadcasting)."""
+    kappa, beta, delta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (kappa, beta, delta)))
+    A, B = np.cos(delta / 2), beta * np.cos(delta)
+    x = _roots_in_unit_interval(kappa, A, B)
+    total = np.zeros(kappa.shape)
+    for lo, hi in ((x[..., 0], x[..., 1]), (x[..., 1], x[..., 2]), (x[..., 2], x[..., 3])):
+        mid = (lo + hi) / 2
+        positive = (kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1) > 0) & (hi > lo)
+        piece = _antiderivative(np.arccos(lo), kappa, A, B) - _antiderivative(np.arccos(hi), kappa, A, B)
+        total += np.where(positive, piece, 0.0)
+    return total / np.pi  # θ ∈ [0, π] counted twice (even integrand), divided by 2π
+
+
+def waveform_integral_numeric(kappa: float, beta: float, delta: float, n: int = 200_000) -> float:
+    """The same integral by the periodic trapezoid rule on ``n`` points (a check, not used in the pipeline)."""
+    theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    g = kappa + 2 * np.cos(delta / 2) * np.cos(theta) + 2 * beta * np.cos(delta) * np.cos(2 * theta)
+    return float(np.mean(np.maximum(g, 0) * np.cos(2 * theta)))
+
+
+def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
+                        beta: float = 0.0) -> np.ndarray:
+    """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c): (W_k/2) C(κ, β, δ) cos(Δ − ψ0)."""
+    t = np.arange(p)
+    omega_k = 2 * np.pi * frequency / p
+    delta = omega_k * (t[:, None] - t[None, :])
+    c_table = waveform_integral(kappa, beta, delta)
+    big_delta = omega_k * (t[:, None, None] + t[None, :, None] - t[None, None, :]) - psi0
+    return (total_weight / 2) * c_table[:, :, None] * np.cos(big_delta)

@@ -1,0 +1,95 @@
+"""Each neuron's Fourier description: key frequency, energy shares, amplitude–phase fits (THEORY §2–3).
+
+For neuron i with key frequency k the fits are, with harmonics h = 1, 2, …:
+
+    F_a[t, i] ≈ m_i  + Σ_h r_{h,i}  cos(ω h k t + φ_{h,i})
+    F_b[t, i] ≈ m'_i + Σ_h r'_{h,i} cos(ω h k t + φ'_{h,i})
+    W_L[i, c] ≈ μ_i  + Σ_h s_{h,i}  cos(ω h k c + ψ_{h,i})
+
+A neuron is ``dead`` when it can barely move any logit difference, ``mixed`` when no single frequency
+dominates its input or its input and output disagree on the key frequency; neither is forced into a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fourier import amplitude_phase, cosine, energy_by_frequency
+from .tables import SeparableTables
+
+DEAD, MIXED, CLUSTERED = "dead", "mixed", "cluster"
+
+
+@dataclass(frozen=True)
+class NeuronFits:
+    """Per-neuron fits; amplitude/phase arrays are ``[n_harmonics, d_mlp]`` (row h−1 is harmonic h)."""
+
+    p: int
+    frequency: np.ndarray
+    share_a: np.ndarray
+    share_b: np.ndarray
+    share_L: np.ndarray
+    influence: np.ndarray
+    status: np.ndarray
+    offset_a: np.ndarray
+    offset_b: np.ndarray
+    offset_L: np.ndarray
+    amp_a: np.ndarray
+    phase_a: np.ndarray
+    amp_b: np.ndarray
+    phase_b: np.ndarray
+    amp_L: np.ndarray
+    phase_L: np.ndarray
+
+    @property
+    def n_harmonics(self) -> int:
+        return self.amp_a.shape[0]
+
+    def inputs(self, n_harmonics: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fitted F_a, F_b ``[p, d_mlp]`` with the first ``n_harmonics`` harmonics."""
+        return (self._series(self.offset_a, self.amp_a, self.phase_a, n_harmonics),
+                self._series(self.offset_b, self.amp_b, self.phase_b, n_harmonics))
+
+    def outputs(self, n_harmonics: int) -> np.ndarray:
+        """Fitted W_L ``[d_mlp, p]`` with the first ``n_harmonics`` harmonics."""
+        return self._series(self.offset_L, self.amp_L, self.phase_L, n_harmonics).T
+
+    def _series(self, offset: np.ndarray, amp: np.ndarray, phase: np.ndarray, n_harmonics: int) -> np.ndarray:
+        columns = offset[None, :].repeat(self.p, 0)
+        for h in range(n_harmonics):
+            columns = columns + cosine(self.p, (h + 1) * self.frequency, amp[h], phase[h])
+        return columns
+
+
+def neuron_influence(tables: SeparableTables) -> np.ndarray:
+    """The most neuron i can move a logit difference: max_ab act(pre_i) · (max_c W_L[i] − min_c W_L[i])."""
+    top_pre = tables.F_a.max(0) + tables.F_b.max(0) + tables.b_in
+    return np.maximum(top_pre, 0.0) * np.ptp(tables.W_L, axis=1)
+
+
+def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float = 0.5,
+                dead_tolerance: float = 1e-3) -> NeuronFits:
+    """Key frequencies, shares and fits of every neuron; statuses by ``min_share`` and ``dead_tolerance``."""
+    p = tables.p
+    energy_a = energy_by_frequency(tables.F_a)
+    energy_b = energy_by_frequency(tables.F_b)
+    energy_L = energy_by_frequency(tables.W_L.T)
+    frequency = energy_a.argmax(0) + 1
+    columns = np.arange(tables.d_mlp)
+    share_a = energy_a[frequency - 1, columns]
+    share_b = energy_b[frequency - 1, columns]
+    share_L = energy_L[frequency - 1, columns]
+    influence = neuron_influence(tables)
+    agree = (energy_b.argmax(0) + 1 == frequency) & (energy_L.argmax(0) + 1 == frequency)
+    status = np.where(influence <= dead_tolerance * max(influence.max(), 1e-300), DEAD,
+                      np.where(agree & (share_a >= min_share), CLUSTERED, MIXED))
+    fits = {}
+    for name, x in (("a", tables.F_a), ("b", tables.F_b), ("L", tables.W_L.T)):
+        amp_phase = [amplitude_phase(x, h * frequency) for h in range(1, n_harmonics + 1)]
+        fits[f"offset_{name}"] = x.mean(0)
+        fits[f"amp_{name}"] = np.stack([a for a, _ in amp_phase])
+        fits[f"phase_{name}"] = np.stack([ph for _, ph in amp_phase])
+    return NeuronFits(p=p, frequency=frequency, share_a=share_a, share_b=share_b, share_L=share_L,
+                      influence=influence, status=status, **fits)

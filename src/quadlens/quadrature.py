@@ -1,0 +1,65 @@
+"""The quadrature view (THEORY §5): each neuron of a cluster is a node φ_i with weight w_i = 2 r_i s_i.
+
+The rule approximates (W_k/2π) ∫ relu(cos θ) cos(2θ − Δ) dθ = W_k cos Δ / 3π. At offset x its error is
+
+    E(x, Δ) = Σ_i w_i relu(cos(x + φ_i)) cos(2(x + φ_i) − Δ) − W_k cos Δ / 3π = C(x) cos Δ + S(x) sin Δ,
+
+so sup_Δ |E| = √(C² + S²). Inputs reach only the offsets x = ωk(a+b)/2 (+π where cos(ωk(a−b)/2) < 0),
+at most 2p of them; the continuous sup is taken over a fine grid plus every kink of the relu.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lens import INTEGRAL_CONSTANT
+
+GRID_POINTS = 1 << 14
+LIPSCHITZ = 3.0  # |d/du relu(cos u) cos(2u − Δ)| ≤ |sin u| + 2|cos u| ≤ 3 (componentwise, both C and S)
+
+
+def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """sup_Δ |E(x, Δ)| at each offset in ``x`` (absolute, in the units of the weights)."""
+    u = x[:, None] + phases[None, :]
+    lobe = np.maximum(np.cos(u), 0.0) * weights[None, :]
+    c = (lobe * np.cos(2 * u)).sum(1) - weights.sum() * INTEGRAL_CONSTANT
+    s = (lobe * np.sin(2 * u)).sum(1)
+    return np.hypot(c, s)
+
+
+def reachable_offsets(p: int, frequency: int) -> np.ndarray:
+    """Every offset x ∈ [0, 2π) that some input (a, b) puts the cluster's nodes at."""
+    t = np.arange(p)
+    a, b = np.meshgrid(t, t, indexing="ij")
+    half_turns = frequency * (a + b) + p * (np.cos(np.pi * frequency * (a - b) / p) < 0)  # x in units of π/p
+    return np.unique(half_turns % (2 * p)) * np.pi / p
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """A rule's worst error relative to the exact integral W_k/3π, reachable and continuous."""
+
+    reachable_rel: float
+    continuous_rel: float
+    continuous_rel_uncertainty: float
+
+
+def evaluate_rule(phases: np.ndarray, weights: np.ndarray, p: int, frequency: int) -> RuleError:
+    """Worst error of a rule at the reachable offsets and over all x (grid + kinks, with its Lipschitz slack)."""
+    scale = weights.sum() * INTEGRAL_CONSTANT
+    grid = np.linspace(0, 2 * np.pi, GRID_POINTS, endpoint=False)
+    kinks = np.concatenate([np.pi / 2 - phases, -np.pi / 2 - phases]) % (2 * np.pi)
+    continuous = rule_error(phases, weights, np.concatenate([grid, kinks])).max()
+    slack = LIPSCHITZ * np.sqrt(2) * np.abs(weights).sum() * (np.pi / GRID_POINTS)
+    reachable = rule_error(phases, weights, reachable_offsets(p, frequency)).max()
+    return RuleError(float(reachable / scale), float(continuous / scale), float(slack / scale))
+
+
+def baseline_rules(phases: np.ndarray, weights: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Rules with the model's total weight: equal weights at the model's phases, and evenly spaced nodes."""
+    n, total = len(phases), weights.sum()
+    equal = np.full(n, total / n)
+    return {"equal_weights": (phases, equal),
+            "evenly_spaced": (2 * np.pi * np.arange(n) / n, equal)}
