@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -166,7 +167,7 @@ def print_explanation(explanation) -> None:
                   f"gradient symmetricity {explanation.gradient_symmetricity:.3f}   "
                   f"distance irrelevance {explanation.distance_irrelevance:.3f}   ({explanation.seconds:.2f} s)")
     for reason in explanation.reasons:
-        console.print(f"  [red]fails[/red] {reason}")
+        console.print(f"  [red]fails[/red] {escape(reason)}")
     if not explanation.fits_picture:
         console.print("no quadrature explanation is given for a model that does not fit the picture")
         return

@@ -20,7 +20,7 @@ from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
 from .quadrature import RuleError, baseline_rules, evaluate_rule
 from .tables import SeparableTables, separable_tables
-from .verdict import (PIZZA, Criterion, at_least, clock_or_pizza_criteria, decide, distance_irrelevance,
+from .verdict import (PIZZA, Criterion, at_least, at_most, clock_or_pizza_criteria, decide, distance_irrelevance,
                       gradient_symmetricity)
 
 SCHEMA = "quadlens.explain"
@@ -185,6 +185,8 @@ def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[
     quadrature = [lv for lv in ladder if lv.level == "L2" and lv.harmonics]
     return [
         at_least("clusters", len(clusters), 1, "number of frequency clusters"),
+        at_most("dead_neurons", (fits.status == DEAD).mean(), 0.1,
+                "share of dead neurons (a dead cluster leaves its nodes out of the quadrature)"),
         at_least("clustered_influence", clustered_influence, 0.9, "share of neuron influence inside clusters"),
         at_least("key_frequency_share", np.median(fits.share_a[alive]) if alive.any() else 0.0, 0.8,
                  "median share of a live neuron's F_a energy at its key frequency"),

@@ -29,7 +29,7 @@ def _roots_in_unit_interval(kappa, A, B) -> np.ndarray:
     a2, a1, a0 = np.broadcast_arrays(4 * B, 2 * A, kappa - 2 * B)
     a2, a1, a0 = (np.asarray(v, dtype=float) for v in (a2, a1, a0))
     linear = np.abs(a2) < 1e-12 * (np.abs(a1) + np.abs(a0) + 1e-300)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):  # np.where evaluates both branches; the unused one may overflow
         disc = np.sqrt(a1 * a1 - 4 * a2 * a0)
         r1 = np.where(linear, -a0 / a1, (-a1 - disc) / (2 * a2))
         r2 = np.where(linear, np.nan, (-a1 + disc) / (2 * a2))

@@ -1,7 +1,11 @@
 """Clock or pizza (THEORY §8, Zhong et al. 2023), and whether the quadrature explanation fits a model.
 
-A model is called a ``pizza`` only when every criterion holds; a ``clock`` when it solves the task and both
-clock/pizza measures point to a clock; otherwise it ``does not fit``. Failing criteria are reported.
+A model is a ``pizza`` when every *required* criterion holds: it solves the task, and the quadrature
+explanation's structure is there and, substituted for the MLP, still solves it. Zhong et al.'s two measures
+are *indicators*: they depend on the embedding basis (gradient symmetricity) and on how evenly the clusters
+cover each other's blind spots (distance irrelevance), so they are reported, not required. A model that
+fails a required criterion is a ``clock`` when it is accurate and both indicators point to a clock,
+otherwise it ``does not fit``.
 """
 
 from __future__ import annotations
@@ -50,28 +54,30 @@ class Criterion:
     threshold: float
     passed: bool
     description: str
+    required: bool = True
 
     def reason(self) -> str:
-        return f"{self.description}: measured {self.value:.4g}, needs {self.threshold:.4g}"
+        kind = "" if self.required else " [indicator]"
+        return f"{self.description}: measured {self.value:.4g}, needs {self.threshold:.4g}{kind}"
 
 
-def at_least(name: str, value: float, threshold: float, description: str) -> Criterion:
-    return Criterion(name, float(value), threshold, bool(value >= threshold), f"{description} (≥)")
+def at_least(name: str, value: float, threshold: float, description: str, required: bool = True) -> Criterion:
+    return Criterion(name, float(value), threshold, bool(value >= threshold), f"{description} (≥)", required)
 
 
-def at_most(name: str, value: float, threshold: float, description: str) -> Criterion:
-    return Criterion(name, float(value), threshold, bool(value <= threshold), f"{description} (≤)")
+def at_most(name: str, value: float, threshold: float, description: str, required: bool = True) -> Criterion:
+    return Criterion(name, float(value), threshold, bool(value <= threshold), f"{description} (≤)", required)
 
 
 def clock_or_pizza_criteria(accuracy: float, symmetricity: float, irrelevance: float) -> list[Criterion]:
     return [at_least("accuracy", accuracy, 0.99, "model accuracy over all p² inputs"),
-            at_least("gradient_symmetricity", symmetricity, 0.9, "gradient symmetricity"),
-            at_most("distance_irrelevance", irrelevance, 0.5, "distance irrelevance")]
+            at_least("gradient_symmetricity", symmetricity, 0.9, "gradient symmetricity", required=False),
+            at_most("distance_irrelevance", irrelevance, 0.5, "distance irrelevance", required=False)]
 
 
 def decide(criteria: list[Criterion]) -> str:
-    """pizza if all criteria pass; clock if the model is accurate but both measures say clock."""
-    if all(c.passed for c in criteria):
+    """pizza if all required criteria pass; clock if the model is accurate but both indicators say clock."""
+    if all(c.passed for c in criteria if c.required):
         return PIZZA
     by_name = {c.name: c for c in criteria}
     clock_like = (by_name["accuracy"].passed and not by_name["gradient_symmetricity"].passed

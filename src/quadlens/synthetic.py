@@ -1,0 +1,87 @@
+"""Pizza models built from THEORY's formulas: known phases, weights, harmonics, offsets, plus optional noise.
+
+:func:`pizza_tables` draws the separable tables; :func:`model_from_tables` realises any tables exactly as a
+constant-attention :class:`~quadlens.model.Transformer` (d_model = 3p, one head), so every quadlens stage
+can be checked against known ground truth, at any p and width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import ModelConfig, Transformer
+from .tables import SeparableTables
+
+
+@dataclass(frozen=True)
+class PizzaSpec:
+    """The ground truth of a synthetic pizza: per neuron its frequency, phase, amplitudes and offset ratio."""
+
+    p: int
+    frequency: np.ndarray
+    phi: np.ndarray
+    r: np.ndarray
+    s: np.ndarray
+    beta: float
+    kappa: float
+
+
+def pizza_spec(p: int, frequencies: tuple[int, ...] = (3, 15, 17), neurons_per_cluster: int = 40,
+               beta: float = 0.1, kappa: float = 0.2, jitter: float = 0.5, weight_spread: float = 0.05,
+               seed: int = 0) -> PizzaSpec:
+    """Per cluster: stratified phases (evenly spaced, each moved by up to ``jitter``/2 of a slot, randomly
+    rotated); input amplitudes r log-normal around 1; output amplitudes s = w/(2r) with quadrature weights
+    w log-normal with spread ``weight_spread``.
+
+    Uniformly random phases, or random weights, would make a poor rule (a Monte-Carlo one, relative error of
+    order 3/√n): trained models' phases and weights form a good quadrature (THEORY §5).
+    """
+    rng = np.random.default_rng(seed)
+    n = neurons_per_cluster
+    slots = np.arange(n)[None, :] + jitter * rng.uniform(-0.5, 0.5, (len(frequencies), n))
+    phi = 2 * np.pi * slots / n + rng.uniform(0, 2 * np.pi, (len(frequencies), 1))
+    size = len(frequencies) * n
+    return PizzaSpec(p=p, frequency=np.repeat(np.asarray(frequencies), n), phi=np.angle(np.exp(1j * phi.ravel())),
+                     r=(r := np.exp(rng.normal(0, 0.3, size))), s=np.exp(rng.normal(0, weight_spread, size)) / (2 * r),
+                     beta=beta, kappa=kappa)
+
+
+def pizza_tables(spec: PizzaSpec, noise: float = 0.0, seed: int = 0) -> SeparableTables:
+    """F_a = F_b = r (cos θ − β cos 2θ) at θ = ωkt + φ, b_in = κ r, W_L = s cos(ωkc + 2φ); Gaussian noise."""
+    rng = np.random.default_rng(seed + 1)
+    p, omega = spec.p, 2 * np.pi / spec.p
+    theta = omega * spec.frequency[None, :] * np.arange(p)[:, None] + spec.phi[None, :]
+    F = spec.r * (np.cos(theta) - spec.beta * np.cos(2 * theta))
+    W_L = (spec.s * np.cos(omega * spec.frequency[None, :] * np.arange(p)[:, None] + 2 * spec.phi)).T
+    m = len(spec.phi)
+    scale = noise * np.median(spec.r)
+    return SeparableTables(F_a=F + scale * rng.normal(size=(p, m)), F_b=F + scale * rng.normal(size=(p, m)),
+                           b_in=spec.kappa * spec.r, W_L=W_L + noise * np.median(spec.s) * rng.normal(size=(m, p)),
+                           D_a=np.zeros((p, p)), D_b=np.zeros((p, p)))
+
+
+def model_from_tables(tables: SeparableTables, constant_attention: tuple[float, float] = (0.5, 0.5),
+                      dtype: torch.dtype = torch.float64) -> Transformer:
+    """A constant-attention transformer whose F_a, F_b, b_in and W_L are exactly ``tables``' (direct path zero).
+
+    Embeddings are one-hot in block 0 of a 3p-wide residual stream; one head copies block 0 to block 1, so
+    F_a = α0 · M and F_b = N + α1 · M for W_in = [N; M; 0]; W_U reads block 2, where only W_out writes.
+    """
+    p, m = tables.p, tables.d_mlp
+    alpha0, alpha1 = constant_attention
+    cfg = ModelConfig(p=p, d_model=3 * p, n_heads=1, d_head=p, d_mlp=m, act_fn=tables.act_fn,
+                      attention_rate=1.0, constant_attention=constant_attention)
+    eye, d = np.eye(p), 3 * p
+    M = tables.F_a / alpha0
+    params = {
+        "W_E": np.hstack([eye, np.zeros((p, 2 * p))]), "W_pos": np.zeros((2, d)),
+        "W_Q": np.zeros((1, d, p)), "W_K": np.zeros((1, d, p)),
+        "W_V": np.vstack([eye, np.zeros((2 * p, p))])[None], "W_O": np.hstack([np.zeros((p, p)), eye, np.zeros((p, p))])[None],
+        "W_in": np.vstack([tables.F_b - alpha1 * M, M, np.zeros((p, m))]), "b_in": tables.b_in,
+        "W_out": np.hstack([np.zeros((m, 2 * p)), tables.W_L]), "b_out": np.zeros(d),
+        "W_U": np.vstack([np.zeros((2 * p, p)), eye]),
+    }
+    return Transformer(cfg, {name: torch.tensor(value, dtype=dtype) for name, value in params.items()})

@@ -1,0 +1,124 @@
+"""explain on synthetic pizzas with known ground truth, on the bundled model, and on models it must refuse."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import small_config
+from quadlens import Transformer
+from quadlens.explain import explain
+from quadlens.figures import write_figures
+from quadlens.fourier import wrap
+from quadlens.synthetic import model_from_tables, pizza_spec, pizza_tables
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    spec = pizza_spec(31, (3, 7, 11), neurons_per_cluster=30, beta=0.1, kappa=0.2)
+    return spec, explain(model_from_tables(pizza_tables(spec)))
+
+
+@pytest.fixture(scope="module")
+def bundled_explanation(bundled):
+    return explain(bundled)
+
+
+def test_synthetic_ground_truth_is_recovered(synthetic):
+    spec, explanation = synthetic
+    assert explanation.verdict == "pizza"
+    assert sorted(r.cluster.frequency for r in explanation.clusters) == [3, 7, 11]
+    for report in explanation.clusters:
+        c = report.cluster
+        assert np.abs(wrap(c.phi - spec.phi[c.neurons])).max() < 1e-9
+        np.testing.assert_allclose(c.r, spec.r[c.neurons], rtol=1e-9)
+        np.testing.assert_allclose(c.s, spec.s[c.neurons], rtol=1e-9)
+        shape = c.shared_waveform()
+        assert abs(shape["beta"] - 0.1) < 1e-9 and abs(abs(shape["lock"]) - np.pi) < 1e-9
+        assert abs(shape["kappa"] - 0.2) < 1e-9 and abs(shape["psi0"]) < 1e-9
+        assert c.doubling_resultant > 1 - 1e-12 and c.symmetry_resultant > 1 - 1e-12
+
+
+def test_synthetic_fits_reproduce_the_model_exactly(synthetic):
+    _, explanation = synthetic
+    for name in ("L1", "L2"):
+        assert explanation.level(name, True).max_logit_diff_error < 1e-9
+
+
+def test_quadrature_error_is_the_gap_between_the_rule_and_the_integral(synthetic):
+    """With κ = β = 0, L2 − L∞ for one cluster is |cos(δ/2)|·E(x, Δ): its worst case is the reachable error."""
+    from quadlens.ladder import integral_logits, quadrature_tables
+    from dataclasses import replace
+
+    _, explanation = synthetic
+    report = explanation.clusters[0]
+    cluster = replace(report.cluster, offset=np.zeros_like(report.cluster.offset))
+    tables = replace(explanation.tables, D_a=np.zeros((31, 31)), D_b=np.zeros((31, 31)))
+    gap = quadrature_tables(tables, [cluster], False).logits() - integral_logits(tables, [cluster], False, False)
+    t = np.arange(31)
+    scale = np.abs(np.cos(np.pi * cluster.frequency * (t[:, None] - t[None, :]) / 31))[..., None]
+    worst = (np.abs(gap) / scale).max()
+    rule = report.rule.reachable_rel * cluster.total_weight / (3 * np.pi)
+    assert worst <= rule + 1e-9 and worst > 0.5 * rule
+
+
+def test_bundled_model_is_a_pizza(bundled_explanation):
+    e = bundled_explanation
+    assert e.verdict == "pizza" and e.accuracy == 1.0
+    assert len(e.clusters) >= 2
+    assert all(r.cluster.doubling_resultant > 0.99 for r in e.clusters)
+    assert e.level("L1", True).min_margin > 0
+    assert e.level("L1", True).min_margin > e.level("L1", False).min_margin
+    for report in e.clusters:  # the trained rule beats equal weights at the same phases
+        assert report.rule.continuous_rel < report.baselines["equal_weights"].continuous_rel
+
+
+def test_explain_json_has_the_documented_fields(bundled_explanation, tmp_path):
+    data = json.loads(json.dumps(bundled_explanation.to_dict()))
+    assert {"accuracy", "verdict", "clusters", "ladder"} <= set(data)
+    cluster = data["clusters"][0]
+    assert {"frequency", "neurons", "doubling_resultant", "quadrature_error_rel"} <= set(cluster)
+    assert {"level", "harmonics", "max_logit_diff_error", "min_margin"} <= set(data["ladder"][0])
+    assert sorted(sum((c["neurons"] for c in data["clusters"]), [])) == sorted(set(sum((c["neurons"] for c in data["clusters"]), [])))
+    paths = write_figures(bundled_explanation, tmp_path)
+    assert [p.name for p in paths] == ["phase_doubling.png", "quadrature.png", "logits.png", "error_ladder.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
+
+
+def test_learned_attention_model_is_refused():
+    e = explain(Transformer(small_config(p=13, attention_rate=0.0), seed=2))
+    failed = {c.name for c in e.criteria if not c.passed}
+    assert e.verdict in ("clock", "does not fit") and "constant_attention" in failed
+    assert e.to_dict()["clusters"] == [] and e.to_dict()["ladder"] == []
+
+
+def test_untrained_model_does_not_fit():
+    e = explain(Transformer(small_config(p=13), seed=2))
+    assert e.verdict == "does not fit"
+    assert "accuracy" in {c.name for c in e.criteria if not c.passed}
+    assert e.to_dict()["clusters"] == []
+
+
+def test_dead_cluster_does_not_fit(bundled, bundled_explanation):
+    params = {k: v.detach().clone() for k, v in bundled.params().items()}
+    params["W_out"][bundled_explanation.clusters[0].cluster.neurons] = 0
+    e = explain(Transformer(bundled.cfg, params))
+    assert e.verdict == "does not fit"
+    assert "dead_neurons" in {c.name for c in e.criteria if not c.passed}
+
+
+def test_a_lone_cluster_is_weakest_at_its_blind_spots():
+    spec = pizza_spec(31, (5,), neurons_per_cluster=40, beta=0.0, kappa=0.0)
+    e = explain(model_from_tables(pizza_tables(spec)))
+    margin = e.margin_by_difference["model"]
+    blind = e.clusters[0].blind_spots
+    assert blind and int(np.argmin(margin)) in blind
+    assert margin[blind].max() < np.delete(margin, blind).min()
+
+
+def test_explain_does_not_change_the_model(bundled):
+    before = {k: v.detach().clone() for k, v in bundled.params().items()}
+    explain(bundled)
+    assert all(torch.equal(before[k], v) for k, v in bundled.params().items())
+    assert bundled.W_E.dtype == torch.float32
