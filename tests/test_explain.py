@@ -75,7 +75,7 @@ def test_bundled_model_is_a_pizza(bundled_explanation):
 
 
 def test_explain_json_has_the_documented_fields(bundled_explanation, tmp_path):
-    data = json.loads(json.dumps(bundled_explanation.to_dict()))
+    data = json.loads(json.dumps(bundled_explanation.to_dict(), allow_nan=False))
     assert {"accuracy", "verdict", "clusters", "ladder"} <= set(data)
     cluster = data["clusters"][0]
     assert {"frequency", "neurons", "doubling_resultant", "quadrature_error_rel"} <= set(cluster)

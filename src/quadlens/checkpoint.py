@@ -8,8 +8,6 @@ Loading validates names, shapes, dtypes and finiteness against the stored config
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from . import __version__
+from .files import atomic_write_bytes, atomic_write_json
 from .model import ModelConfig, Transformer
 
 FORMAT = "quadlens.checkpoint"
@@ -30,27 +29,6 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the file and the reason."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict) -> None:

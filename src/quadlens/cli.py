@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .checkpoint import CheckpointError, atomic_write_json, bundled_model_path, load_model
+from .checkpoint import CheckpointError, bundled_model_path, load_model
+from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
 from .train import TrainConfig, train as train_models

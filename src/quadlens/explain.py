@@ -14,6 +14,7 @@ import torch
 
 from . import __version__
 from .clusters import Cluster, build_clusters
+from .files import json_ready
 from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, score
 from .lens import INTEGRAL_CONSTANT
 from .model import Transformer
@@ -53,6 +54,7 @@ class ClusterReport:
                               "resultant": float(abs(np.mean(np.exp(1j * c.harmonic_lock))))},
             "offset_ratio": {"weighted_median": shape["kappa"], "std": float(c.offset_ratio.std())},
             "psi0": shape["psi0"],
+            "nodes": c.phi.tolist(), "weights": c.weights.tolist(),
             "quadrature_error_rel": self.rule.continuous_rel,
             "quadrature_error_reachable_rel": self.rule.reachable_rel,
             "quadrature_error_uncertainty": self.rule.continuous_rel_uncertainty,
@@ -92,6 +94,10 @@ class Explanation:
         return next(lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics)
 
     def to_dict(self) -> dict:
+        """The content of ``explain.json`` (strict JSON types; non-finite numbers as None)."""
+        return json_ready(self._content())
+
+    def _content(self) -> dict:
         out = {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
             "model_config": self.model_config, "accuracy": self.accuracy, "verdict": self.verdict,

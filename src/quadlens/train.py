@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .checkpoint import (CheckpointError, atomic_write_json, load_model, load_tensors, save_model,
-                         save_tensors, DTYPES)
+from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
+from .files import atomic_write_json
 from .model import ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, unstack_params
 from .task import ModularAddition, train_size
 
