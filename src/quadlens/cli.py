@@ -192,6 +192,38 @@ def print_explanation(explanation) -> None:
 
 
 @app.command()
+def bound(model: Optional[Path] = MODEL_ARG,
+          out: Path = typer.Option(Path("out/bound"), help="Folder for bound.json, bound.npz and the figures."),
+          device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present)."),
+          figures: bool = typer.Option(True, help="Write PNG figures.")) -> None:
+    """Sound bounds on model − explanation (L3) per input, at each cost, checked against brute force."""
+    from .certify import bound as bound_model
+    from .figures import write_bound_figures
+
+    loaded = _load(model)
+    if loaded.cfg.attention_kind != "constant":
+        console.print(f"[red]error:[/red] bounds need constant attention; this model has "
+                      f"attention_rate={loaded.cfg.attention_rate}")
+        raise typer.Exit(2)
+    with console.status("bounding ..."):
+        report = bound_model(loaded, device)
+        report.save(out)
+        written = write_bound_figures(report, out) if figures else []
+    summary = report.to_dict()
+    brute = summary["brute_force"]
+    table = Table("tier", "cost", "ops", "seconds", "certified", "max B", "B/truth max", "B/truth median",
+                  "violations", title=f"bounds against the L3 explanation (p={report.p}, d_mlp={report.d_mlp})")
+    for tier in summary["tiers"]:
+        table.add_row(tier["name"], tier["cost"], f"{tier['ops']:.3g}", f"{tier['seconds']:.3f}",
+                      f"{100 * tier['certified_fraction']:.1f}%", f"{tier['max_bound']:.2f}",
+                      f"{tier['tightness_max']:.2f}", f"{tier['tightness_median']:.2f}", str(tier["violations"]))
+    table.add_row("brute force", "O(p³·d_mlp)", f"{brute['ops']:.3g}", f"{brute['seconds']:.3f}",
+                  f"{100 * brute['accuracy']:.1f}% (accuracy)", f"{brute['max_error']:.2f}", "1", "1", "-")
+    console.print(table)
+    console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
+
+
+@app.command()
 def version() -> None:
     """Print the quadlens version."""
     print(__version__)

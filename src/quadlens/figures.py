@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .certify import BoundReport  # noqa: E402
 from .explain import Explanation  # noqa: E402
 from .fourier import wrap  # noqa: E402
 
@@ -58,20 +59,26 @@ def quadrature(explanation: Explanation, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _by_sum_and_difference(logits: np.ndarray) -> np.ndarray:
-    """The correct logit arranged over (a+b, a−b) mod p."""
-    p = logits.shape[-1]
+def _by_sum_and_difference(values: np.ndarray) -> np.ndarray:
+    """A per-input table ``[p, p]`` (a, b) rearranged over (a+b, a−b) mod p."""
+    p = values.shape[0]
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
     table = np.zeros((p, p))
-    table[(a + b) % p, (a - b) % p] = logits[a, b, (a + b) % p] - logits[a, b].mean(-1)
+    table[(a + b) % p, (a - b) % p] = values
     return table
+
+
+def _correct_logit(logits: np.ndarray) -> np.ndarray:
+    p = logits.shape[-1]
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    return logits[a, b, (a + b) % p] - logits.mean(-1)
 
 
 def logits_model_vs_lens(explanation: Explanation, path: Path) -> Path:
     """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
     panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
               ("closed form L∞", explanation.level("Linf", False))]
-    tables = [_by_sum_and_difference(level.logits) for _, level in panels]
+    tables = [_by_sum_and_difference(_correct_logit(level.logits)) for _, level in panels]
     vmin, vmax = min(t.min() for t in tables), max(t.max() for t in tables)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
     for ax, (title, _), table in zip(axes, panels, tables):
@@ -100,6 +107,43 @@ def error_ladder(explanation: Explanation, path: Path) -> Path:
         ax.set_title(title)
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def frontier(report: BoundReport, path: Path) -> Path:
+    """Cost–tightness frontier: operations against certified fraction, one point per tier and brute force."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, tier in enumerate(report.tiers):
+        ax.scatter(tier.ops, tier.certified.mean(), s=40, zorder=3)
+        ax.annotate(f"{tier.name} ({tier.cost})", (tier.ops, tier.certified.mean()), fontsize=8,
+                    xytext=(5, 5 + 12 * i), textcoords="offset points")
+    accuracy = float((report.model_margin > 0).mean())
+    ax.scatter(report.brute_force_ops, accuracy, marker="*", s=120, color="black", zorder=3)
+    ax.annotate("brute force (truth)", (report.brute_force_ops, accuracy), fontsize=8, xytext=(-90, -12),
+                textcoords="offset points")
+    ax.set(xscale="log", xlabel="arithmetic operations (counted)", ylabel="certified fraction of inputs",
+           ylim=(-0.05, 1.05), title=f"p={report.p}, d_mlp={report.d_mlp}")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def bound_vs_truth(report: BoundReport, path: Path) -> Path:
+    """The true error and each tier's bound over (a+b, a−b), on one colour scale."""
+    panels = [("true error (brute force)", report.truth)] + [(f"{t.name} bound", t.bound) for t in report.tiers]
+    vmax = max(values.max() for _, values in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), layout="constrained")
+    for ax, (title, values) in zip(axes, panels):
+        image = ax.imshow(_by_sum_and_difference(values), origin="lower", aspect="auto", vmin=0, vmax=vmax,
+                          cmap="magma")
+        ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
+    fig.colorbar(image, ax=axes, shrink=0.9, label="max_c |err(c*) − err(c)|")
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [frontier(report, out_dir / "frontier.png"), bound_vs_truth(report, out_dir / "bound_vs_truth.png")]
 
 
 FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,

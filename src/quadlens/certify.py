@@ -1,0 +1,106 @@
+"""``quadlens bound``: every tier's bound against brute force, certified fractions, tightness, cost."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .bounds import Ops, Tier, brute_force, exact_margin, linear_bound, quadratic_bound, separable_margin
+from .clusters import Cluster, build_clusters
+from .files import atomic_write_bytes, json_ready
+from .model import Transformer
+from .neurons import fit_neurons
+from .tables import SeparableTables, separable_tables
+
+SCHEMA = "quadlens.bound"
+SCHEMA_VERSION = 1
+EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
+               "plus the exact direct path")
+
+
+@dataclass
+class BoundReport:
+    """Tiers, brute-force truth and model margin, all per input ``[p, p]``."""
+
+    p: int
+    d_mlp: int
+    tiers: list[Tier]
+    truth: np.ndarray
+    model_margin: np.ndarray
+    brute_force_ops: int
+    brute_force_seconds: float
+    clusters: list[Cluster] = field(default_factory=list)
+
+    def tier_summary(self, tier: Tier) -> dict:
+        ratio = tier.bound / np.maximum(self.truth, 1e-12)
+        return {"name": tier.name, "cost": tier.cost, "ops": tier.ops, "seconds": tier.seconds,
+                "certified_fraction": float(tier.certified.mean()), "max_bound": float(tier.bound.max()),
+                "tightness_max": float(ratio.max()), "tightness_median": float(np.median(ratio)),
+                "violations": int((tier.bound < self.truth).sum()),
+                "speedup_vs_brute_force": self.brute_force_seconds / max(tier.seconds, 1e-12),
+                "ops_ratio_vs_brute_force": self.brute_force_ops / max(tier.ops, 1)}
+
+    def to_dict(self) -> dict:
+        return json_ready({
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
+            "explanation": EXPLANATION, "p": self.p, "d_mlp": self.d_mlp,
+            "clusters": [c.frequency for c in self.clusters],
+            "tiers": [self.tier_summary(t) for t in self.tiers],
+            "brute_force": {"ops": self.brute_force_ops, "seconds": self.brute_force_seconds,
+                            "max_error": float(self.truth.max()), "median_error": float(np.median(self.truth)),
+                            "accuracy": float((self.model_margin > 0).mean()),
+                            "min_model_margin": float(self.model_margin.min())},
+        })
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-input arrays for ``bound.npz``: truth, model margin, and each tier's bound and margin."""
+        out = {"true_error": self.truth, "model_margin": self.model_margin}
+        for tier in self.tiers:
+            out[f"bound_{tier.name}"] = tier.bound
+            out[f"margin_{tier.name}"] = tier.margin
+            out[f"certified_{tier.name}"] = tier.certified
+        return out
+
+    def save(self, out_dir: Path) -> None:
+        """Write ``bound.json`` and ``bound.npz`` atomically."""
+        import io
+        import json
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / "bound.json",
+                           (json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n").encode())
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **self.arrays())
+        atomic_write_bytes(out_dir / "bound.npz", buffer.getvalue())
+
+
+def _timed(name: str, cost: str, bound_fn, margin_fn) -> Tier:
+    ops = Ops()
+    start = time.perf_counter()
+    bound = bound_fn(ops)
+    margin = margin_fn(ops)
+    return Tier(name, cost, bound, margin, ops.count, time.perf_counter() - start)
+
+
+def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None) -> BoundReport:
+    """Every tier on given tables and clusters (an explanation), with brute force for the truth."""
+    truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
+    linear_margin = lambda ops: separable_margin(tables, clusters, ops)  # noqa: E731
+    tiers = [
+        _timed("lipschitz", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, False, ops), linear_margin),
+        _timed("arcs", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, True, ops), linear_margin),
+        _timed("quadratic", "O(p²·d_mlp)", lambda ops: quadratic_bound(tables, clusters, ops),
+               lambda ops: exact_margin(tables, clusters, ops)),
+    ]
+    return BoundReport(tables.p, tables.d_mlp, tiers, truth, model_margin, bf_ops, bf_seconds, clusters)
+
+
+def bound(model: Transformer, device: str | None = None) -> BoundReport:
+    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``)."""
+    tables = separable_tables(model)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    return bound_tables(tables, clusters, device)

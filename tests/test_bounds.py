@@ -1,0 +1,136 @@
+"""Bounds are sound: B(a, b) ≥ the brute-force error on every input, for every tier, on every model tried."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import small_config
+from quadlens import Transformer, separable_tables
+from quadlens.bounds import Ops, brute_force, exact_margin, linear_bound, quadratic_bound, separable_margin
+from quadlens.certify import bound_tables
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+from quadlens.synthetic import pizza_spec, pizza_tables
+from quadlens.tables import SeparableTables
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def clusters_of(tables: SeparableTables):
+    return build_clusters(fit_neurons(tables, min_share=0.0), tables.b_in)
+
+
+def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10) -> None:
+    truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu")
+    for name, B in (("lipschitz", linear_bound(tables, clusters, False, tracked_extra=tracked_extra)),
+                    ("arcs", linear_bound(tables, clusters, True, tracked_extra=tracked_extra)),
+                    ("quadratic", quadratic_bound(tables, clusters, tracked_extra=tracked_extra))):
+        worst = (truth - B).max()
+        assert worst <= 0, f"{name} bound below brute force by {worst} on some input"
+        for margin in (separable_margin(tables, clusters, Ops()), exact_margin(tables, clusters, Ops())):
+            assert (model_margin[margin > B] > 0).all(), f"{name} certified an input the model gets wrong"
+
+
+def random_tables(seed: int, p: int, dtype=torch.float64) -> SeparableTables:
+    model = Transformer(small_config(p=p, d_mlp=32), seed=seed)
+    params = {k: (v.detach() * 3).to(dtype) for k, v in model.params().items()}
+    params["b_in"] = torch.randn(params["b_in"].shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return separable_tables(Transformer(model.cfg, params))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([5, 7, 11, 13]),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_sound_on_random_models(seed, p, dtype):
+    tables = random_tables(seed, p, dtype)
+    assert_sound(tables, clusters_of(tables))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), noise=st.floats(0.0, 0.5), kappa=st.floats(-0.5, 0.8),
+       beta=st.floats(-0.3, 0.3), p=st.sampled_from([11, 17, 23, 31]), tracked_extra=st.sampled_from([0, 1, 3, 10]))
+def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_extra):
+    spec = pizza_spec(p, (1, 3, 5), neurons_per_cluster=12, beta=beta, kappa=kappa, seed=seed)
+    tables = pizza_tables(spec, noise=noise, seed=seed)
+    assert_sound(tables, clusters_of(tables), tracked_extra)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 100_000), m=st.integers(1, 3), p=st.sampled_from([5, 7, 11]),
+       output_noise=st.floats(0.0, 2.0), tracked_extra=st.sampled_from([0, 1]))
+def test_sound_on_tiny_clusters(seed, m, p, output_noise, tracked_extra):
+    """One to three neurons, so that no slack from summing many neurons hides a missing term."""
+    spec = pizza_spec(p, (1,), neurons_per_cluster=m, kappa=0.1, seed=seed)
+    tables = pizza_tables(spec, noise=0.3, seed=seed)
+    rng = np.random.default_rng(seed)
+    tables = dataclasses.replace(tables, W_L=tables.W_L + output_noise * rng.normal(size=tables.W_L.shape))
+    assert_sound(tables, clusters_of(tables), tracked_extra)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), kinks=st.integers(1, 30))
+def test_sound_with_neurons_exactly_on_their_kink(seed, kinks):
+    spec = pizza_spec(13, (2, 5), neurons_per_cluster=15, seed=seed)
+    tables = pizza_tables(spec, noise=0.05, seed=seed)
+    rng = np.random.default_rng(seed)
+    b_in = tables.b_in.copy()
+    for i in rng.choice(tables.d_mlp, size=min(kinks, tables.d_mlp), replace=False):
+        a, b = rng.integers(0, 13, 2)
+        b_in[i] = -(tables.F_a[a, i] + tables.F_b[b, i])  # pre-activation exactly 0 at (a, b)
+    tables = dataclasses.replace(tables, b_in=b_in)
+    assert_sound(tables, clusters_of(tables))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.0, 1.0))
+def test_sound_for_a_misfitted_explanation(seed, scale):
+    spec = pizza_spec(17, (3, 7), neurons_per_cluster=16, seed=seed)
+    tables = pizza_tables(spec, noise=0.02, seed=seed)
+    rng = np.random.default_rng(seed)
+    wrong = []
+    for c in clusters_of(tables):
+        n = len(c.neurons)
+        wrong.append(dataclasses.replace(
+            c, phi=c.phi + scale * rng.normal(size=n), r=c.r * np.exp(scale * rng.normal(size=n)),
+            s=c.s * np.exp(scale * rng.normal(size=n)), offset=c.offset + scale * rng.normal(size=n),
+            harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
+            doubling_mean=c.doubling_mean + scale * rng.normal()))
+    assert_sound(tables, wrong)
+
+
+def test_sound_on_the_bundled_model(bundled):
+    tables = separable_tables(bundled)
+    assert_sound(tables, clusters_of(tables))
+
+
+def test_tiers_get_tighter_with_cost(bundled):
+    tables = separable_tables(bundled)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    report = bound_tables(tables, clusters, device="cpu")
+    summary = {t["name"]: t for t in report.to_dict()["tiers"]}
+    assert summary["arcs"]["tightness_median"] < summary["lipschitz"]["tightness_median"]
+    assert summary["quadratic"]["tightness_median"] < summary["arcs"]["tightness_median"]
+    assert summary["quadratic"]["certified_fraction"] > 0.5
+    assert all(t["violations"] == 0 for t in summary.values())
+    assert report.to_dict()["brute_force"]["accuracy"] == 1.0
+
+
+def test_bound_files(tmp_path, bundled):
+    from quadlens.certify import bound
+    from quadlens.figures import write_bound_figures
+
+    report = bound(bundled, device="cpu")
+    report.save(tmp_path)
+    import json
+
+    data = json.loads((tmp_path / "bound.json").read_text())
+    assert {"name", "ops", "seconds", "certified_fraction", "max_bound", "tightness_max", "tightness_median"} <= set(data["tiers"][0])
+    assert {"ops", "seconds", "max_error", "accuracy"} <= set(data["brute_force"])
+    arrays = np.load(tmp_path / "bound.npz")
+    assert arrays["true_error"].shape == (59, 59) and "bound_arcs" in arrays and "margin_quadratic" in arrays
+    paths = write_bound_figures(report, tmp_path)
+    assert all(p.stat().st_size > 10_000 for p in paths)
