@@ -183,7 +183,8 @@ class ClusterTerms:
     beta: float
     eps_a: np.ndarray  # [p, n]
     eps_b: np.ndarray  # [p, n]
-    tau: float  # max_i (max_a |ε_a| + max_b |ε_b|) / r_i, inflated for rounding
+    tau_a: np.ndarray  # [p] max_i |ε_a[a, i]| / r_i, inflated for rounding
+    tau_b: np.ndarray  # [p] max_i |ε_b[b, i]| / r_i: |η_i(a, b)| ≤ r_i (τ_a[a] + τ_b[b])
     tracked: np.ndarray  # this cluster's tracked output frequencies (key first)
     gamma: np.ndarray  # [n, F] complex output coefficients at the tracked frequencies (all clusters' F)
     remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies
@@ -222,7 +223,8 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
         eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * shape["kappa"])
         eps_b = tables.F_b[:, idx] - mean_b - waveform
-        tau = float(((np.abs(eps_a).max(0) + np.abs(eps_b).max(0)) / r).max()) if len(r) else 0.0
+        inflate = lambda x: x * (1 + SAFETY) + SAFETY  # noqa: E731
+        tau_a, tau_b = inflate((np.abs(eps_a) / r).max(1)), inflate((np.abs(eps_b) / r).max(1))
         rows = tables.W_L[idx] - tables.W_L[idx].mean(1, keepdims=True)
         residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, np.array([k])), np.array([k]), p),
                                             axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
@@ -232,8 +234,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         remainder = rows - _reconstruct(gamma, tracked, p)
         ops(p * len(idx) * (20 + 8 * len(tracked)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
-        terms.append(ClusterTerms(cluster, k, phi, r, shape["kappa"], shape["beta"], eps_a, eps_b,
-                                  tau * (1 + SAFETY) + SAFETY, tracked, gamma, np.ptp(remainder, axis=1),
+        terms.append(ClusterTerms(cluster, k, phi, r, shape["kappa"], shape["beta"], eps_a, eps_b, tau_a, tau_b, tracked, gamma, np.ptp(remainder, axis=1),
                                   np.ptp(tables.W_L[idx], axis=1), idx))
     loose = np.where(~clustered)[0]
     loose_span = np.ptp(tables.W_L[loose], axis=1)
@@ -248,7 +249,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
 
-def _arc_ranges(term: ClusterTerms, threshold: float, shift: np.ndarray, delta: np.ndarray,
+def _arc_ranges(term: ClusterTerms, threshold: float | np.ndarray, shift: np.ndarray, delta: np.ndarray,
                 ops: Ops) -> tuple[np.ndarray, np.ndarray]:
     """Index ranges [i1, i2) into the doubled phase list covering {i : κ + Q(shift + φ_i; δ) > threshold}.
 
@@ -275,68 +276,79 @@ def _arc_ranges(term: ClusterTerms, threshold: float, shift: np.ndarray, delta: 
     return i1, i2
 
 
-def _prefix(values: np.ndarray) -> np.ndarray:
-    """Prefix sums over the doubled neuron list along the last axis: ``[..., 2n + 1]``."""
-    doubled = np.concatenate([values, values], axis=-1)
-    return np.concatenate([np.zeros(values.shape[:-1] + (1,), values.dtype), np.cumsum(doubled, axis=-1)], axis=-1)
+def _prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Prefix sums over the doubled neuron list along ``axis``: length 2n + 1 there (sums over wrapped arcs)."""
+    doubled = np.concatenate([values, values], axis=axis)
+    zero_shape = list(values.shape)
+    zero_shape[axis] = 1
+    return np.concatenate([np.zeros(zero_shape, values.dtype), np.cumsum(doubled, axis=axis)], axis=axis)
 
 
-def _set_sum(prefix: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """Σ over a set of arcs, from a prefix array (``[2n+1]``, or per row ``[p, 2n+1]`` indexed by ``rows``)."""
+def _arc_sum(prefix: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
+    """Σ over a set of arcs: from ``prefix`` ``[2n+1, C]``, or per row ``[p, 2n+1, C]`` indexed by ``rows``."""
     i1, i2 = ranges
     if rows is None:
-        return (prefix[i2] - prefix[i1]).sum(-1)
+        return (prefix[i2] - prefix[i1]).sum(-2)
     r = rows[..., None]
-    return (prefix[r, i2] - prefix[r, i1]).sum(-1)
+    return (prefix[r, i2] - prefix[r, i1]).sum(-2)
 
 
-def _waveform_sums(term: ClusterTerms, weights: np.ndarray, ranges, shift, A, B) -> np.ndarray:
-    """Σ over the set of r_i (κ + Q(θ_i)) · weights_i, via five harmonic prefix sums: ``[p, p, ...]``."""
-    total = 0
-    for harmonic, coefficient in ((0, term.kappa), (1, A), (-1, A), (2, B), (-2, B)):
-        rotated = (term.r * np.exp(1j * harmonic * term.phase))[:, None] * weights
-        sums = np.stack([_set_sum(_prefix(rotated[:, f]), ranges) for f in range(weights.shape[1])], -1)
-        total = total + (coefficient * np.exp(1j * harmonic * shift))[..., None] * sums
-    return total
+HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu} in r (κ + Q(θ))
 
 
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
-                 ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA) -> np.ndarray:
+                 ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA,
+                 chunk_elements: int = 1 << 21) -> np.ndarray:
     """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain."""
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra)
     t = np.arange(p)
-    a, b = np.meshgrid(t, t, indexing="ij")
     n_freq = len(dec.frequencies)
     exact = np.zeros((p, p, n_freq), complex)
-    lipschitz = np.zeros((p, p))
-    remainder = np.zeros((p, p))
+    remainder, lipschitz = np.zeros((p, p)), np.zeros((p, p))
     for term in dec.clusters:
-        omega_k = 2 * np.pi * term.frequency / p
-        shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-        A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-        span = term.span
-        weights = np.concatenate([term.gamma, term.remainder_span[:, None]], axis=1)
-        on = _arc_ranges(term, 0.0, shift, delta, ops)
-        ideal = _waveform_sums(term, weights, on, shift, A, B)
-        ops(p * p * (5 * 6 * 2 * weights.shape[1] + 20))
+        n = len(term.r)
+        columns = np.searchsorted(dec.frequencies, term.tracked)
+        weights = np.concatenate([term.gamma[:, columns], term.remainder_span[:, None]], axis=1)  # [n, W]
+        W = weights.shape[1]
+        harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
+        ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
+        ops(n * 5 * W * 6)
         if sign_patterns:
-            sure_on = _arc_ranges(term, term.tau, shift, delta, ops)
-            maybe_on = _arc_ranges(term, -term.tau, shift, delta, ops)
-            residual = np.stack([_set_sum(_prefix(term.eps_a * w[None, :]), sure_on, a)
-                                 + _set_sum(_prefix(term.eps_b * w[None, :]), sure_on, b) for w in weights.T], -1)
-            band = lambda eps, rows: (_set_sum(_prefix(np.abs(eps) * span), maybe_on, rows)  # noqa: E731
-                                      - _set_sum(_prefix(np.abs(eps) * span), sure_on, rows))
-            uncertain = band(term.eps_a, a) + band(term.eps_b, b)
-            ops(p * len(term.r) * (6 * weights.shape[1] + 8) + p * p * (24 * weights.shape[1] + 30))
+            residual_prefix = [_prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
+            band_prefix = [_prefix((np.abs(eps) * term.span)[:, :, None], axis=1) for eps in (term.eps_a, term.eps_b)]
+            ops(p * n * (2 * W * 8 + 8))
         else:
-            residual = np.zeros_like(ideal)
-            uncertain = (np.abs(term.eps_a) @ span)[a] + (np.abs(term.eps_b) @ span)[b]
-            ops(4 * p * len(term.r) + 2 * p * p)
-        exact[..., :n_freq] += ideal[..., :n_freq] + residual[..., :n_freq]
-        remainder += np.real(ideal[..., n_freq] + residual[..., n_freq])
-        lipschitz += uncertain
+            full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
+            ops(4 * p * n)
+        omega_k = 2 * np.pi * term.frequency / p
+        rows_per_chunk = max(1, chunk_elements // (p * 6 * 5 * W))
+        for lo in range(0, p, rows_per_chunk):
+            a = t[lo:lo + rows_per_chunk, None].repeat(p, 1)
+            b = t[None, :].repeat(len(a), 0)
+            shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
+            A, B = np.cos(delta / 2), term.beta * np.cos(delta)
+            coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
+                                    B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)  # [rows, p, 5]
+            on = _arc_ranges(term, 0.0, shift, delta, ops)
+            ideal = np.einsum("rph,rphw->rpw", coefficient, _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
+            ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40))
+            if sign_patterns:
+                tau = term.tau_a[a] + term.tau_b[b]
+                sure_on = _arc_ranges(term, tau, shift, delta, ops)
+                maybe_on = _arc_ranges(term, -tau, shift, delta, ops)
+                found = ideal + _arc_sum(residual_prefix[0], sure_on, a) + _arc_sum(residual_prefix[1], sure_on, b)
+                band = sum(_arc_sum(prefix, maybe_on, rows)[..., 0] - _arc_sum(prefix, sure_on, rows)[..., 0]
+                           for prefix, rows in ((band_prefix[0], a), (band_prefix[1], b)))
+                ops(A.size * (6 * W * 2 * 3 * 2 + 6 * 4 * 3 + 4 * W))
+            else:
+                found = ideal
+                band = full_band[0][a] + full_band[1][b]
+                ops(2 * A.size)
+            exact[lo:lo + len(a), :, columns] += found[..., :-1]
+            remainder[lo:lo + len(a)] += np.real(found[..., -1])
+            lipschitz[lo:lo + len(a)] += band
     for k, phasor in dec.target_phasors.items():
         exact[..., np.searchsorted(dec.frequencies, k)] -= phasor
     loose = _loose_bound(tables, dec, ops)

@@ -1,0 +1,78 @@
+"""How each bound tier scales with p against brute force: wall time, counted operations, fitted exponents.
+
+    python benchmarks/bound_scaling.py                          # p in 59 113 227 457 911
+    python benchmarks/bound_scaling.py --ps 59 113 --json out.json
+
+Models have the pizza structure: synthetic from THEORY's formulas (4 clusters, stratified phases,
+second harmonic β = 0.1 at lock π, offset κ = 0.2) plus Gaussian noise (2 % of the amplitudes) in
+F_a, F_b and W_L, with d_mlp = 4p. The bundled trained model (p = 59, d_mlp = 512) is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+import quadlens
+from quadlens.certify import bound_tables
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+from quadlens.synthetic import pizza_spec, pizza_tables
+
+
+def synthetic(p: int, noise: float = 0.02):
+    frequencies = tuple(int(k) for k in np.linspace(1, (p - 1) // 2, 6)[1:5].round())
+    spec = pizza_spec(p, frequencies, neurons_per_cluster=p, seed=p)
+    return pizza_tables(spec, noise=noise, seed=p)
+
+
+def measure(name: str, tables) -> dict:
+    start = time.perf_counter()
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    fit_seconds = time.perf_counter() - start
+    report = bound_tables(tables, clusters, device="cpu")
+    summary = report.to_dict()
+    row = {"model": name, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
+           "fit_seconds": fit_seconds, "brute_force": summary["brute_force"], "tiers": summary["tiers"]}
+    print(f"{name}: p={tables.p} d_mlp={tables.d_mlp} brute {summary['brute_force']['seconds']:.2f}s "
+          f"({summary['brute_force']['ops']:.3g} ops), " + ", ".join(
+              f"{t['name']} {t['seconds']:.3f}s ({t['ops']:.3g} ops, x{t['speedup_vs_brute_force']:.0f}, "
+              f"cert {100 * t['certified_fraction']:.1f}%, B/truth med {t['tightness_median']:.2f})"
+              for t in summary["tiers"]), flush=True)
+    return row
+
+
+def exponents(rows: list[dict]) -> dict:
+    """Least-squares slope of log(seconds) and log(ops) against log(p), per tier and for brute force."""
+    ps = np.log([r["p"] for r in rows])
+    out = {"brute_force": {key: float(np.polyfit(ps, np.log([r["brute_force"][key] for r in rows]), 1)[0])
+                           for key in ("seconds", "ops")}}
+    for i, tier in enumerate(rows[0]["tiers"]):
+        out[tier["name"]] = {key: float(np.polyfit(ps, np.log([r["tiers"][i][key] for r in rows]), 1)[0])
+                             for key in ("seconds", "ops")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ps", type=int, nargs="*", default=[59, 113, 227, 457, 911])
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    rows = [measure("bundled", quadlens.separable_tables(quadlens.load_model()))]
+    scaling = [measure("synthetic", synthetic(p)) for p in args.ps]
+    fitted = exponents(scaling) if len(scaling) > 1 else {}
+    print("fitted exponents (time ∝ p^e, d_mlp = 4p):", json.dumps(fitted, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": {"platform": platform.platform(), "torch": torch.__version__,
+                                   "threads": torch.get_num_threads()},
+                       "rows": rows + scaling, "exponents": fitted}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
