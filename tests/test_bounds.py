@@ -28,7 +28,9 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10) -> 
     truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu")
     for name, B in (("lipschitz", linear_bound(tables, clusters, False, tracked_extra=tracked_extra)),
                     ("arcs", linear_bound(tables, clusters, True, tracked_extra=tracked_extra)),
-                    ("quadratic", quadratic_bound(tables, clusters, tracked_extra=tracked_extra))):
+                    ("quadratic", quadratic_bound(tables, clusters, tracked_extra=tracked_extra)),
+                    ("quadratic_exact_c", quadratic_bound(tables, clusters, tracked_extra=tracked_extra,
+                                                          exact_over_c=True))):
         worst = (truth - B).max()
         assert worst <= 0, f"{name} bound below brute force by {worst} on some input"
         for margin in (separable_margin(tables, clusters, Ops()), exact_margin(tables, clusters, Ops())):
@@ -115,6 +117,8 @@ def test_tiers_get_tighter_with_cost(bundled):
     assert summary["arcs"]["tightness_median"] < summary["lipschitz"]["tightness_median"]
     assert summary["quadratic"]["tightness_median"] < summary["arcs"]["tightness_median"]
     assert summary["quadratic"]["certified_fraction"] > 0.5
+    assert summary["quadratic_exact_c"]["tightness_median"] < summary["quadratic"]["tightness_median"]
+    assert summary["quadratic_exact_c"]["certified_fraction"] >= summary["quadratic"]["certified_fraction"]
     assert all(t["violations"] == 0 for t in summary.values())
     assert report.to_dict()["brute_force"]["accuracy"] == 1.0
 

@@ -109,25 +109,39 @@ def separable_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops)
     return mlp + direct
 
 
-def explanation_logits(tables: SeparableTables, clusters: list[Cluster]) -> np.ndarray:
-    """L3 logits ``[p, p, p]`` with the direct path (as in the error ladder)."""
-    from .ladder import integral_logits
+def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
+    """L3 logits with the direct path for the inputs with a in ``rows``: ``[len(rows), p, p]``."""
+    p = tables.p
+    a = np.arange(p)[rows][:, None, None]
+    b, c = np.arange(p)[None, :, None], np.arange(p)[None, None, :]
+    logits = tables.D_a[rows][:, None, :] + tables.D_b[None, :, :]
+    for cluster in clusters:
+        shape = cluster.shared_waveform()
+        omega_k = 2 * np.pi * cluster.frequency / p
+        amplitude = cluster.total_weight / 2 * waveform_integral(shape["kappa"], shape["beta"] * np.cos(shape["lock"]),
+                                                                 omega_k * (a - b))
+        logits = logits + amplitude * np.cos(omega_k * (a + b - c) - shape["psi0"])
+    return logits
 
-    return integral_logits(tables, clusters, harmonics=True)
+
+def _row_chunks(p: int, per_row: int, chunk_elements: int = 1 << 25):
+    step = max(1, chunk_elements // max(per_row, 1))
+    return [slice(lo, min(lo + step, p)) for lo in range(0, p, step)]
 
 
 def exact_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
-    """The explanation's margin with the exact direct path, O(p³K)."""
+    """The explanation's margin with the exact direct path, O(p³K), in chunks of rows."""
     from .ladder import margins
 
-    ops(tables.p ** 3 * (6 * len(clusters) + 3))
-    return margins(explanation_logits(tables, clusters))
+    p = tables.p
+    ops(p ** 3 * (6 * len(clusters) + 3))
+    return np.concatenate([margins(explanation_rows(tables, clusters, rows)) for rows in _row_chunks(p, p * p)])
 
 
 # ---------------------------------------------------------------- ground truth
 
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                chunk: int = 64) -> tuple[np.ndarray, np.ndarray, int, float]:
+                chunk_elements: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, int, float]:
     """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
 
     Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available.
@@ -138,19 +152,17 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     p, m = tables.p, tables.d_mlp
     as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
     F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
-    explanation = as_t(explanation_logits(tables, clusters) - tables.direct_logits())
-    direct = as_t(tables.direct_logits())
     y = torch.as_tensor(_targets(p), device=dev)
     truth = torch.empty(p, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
-    for lo in range(0, p, chunk):
-        rows = slice(lo, min(lo + chunk, p))
+    for rows in _row_chunks(p, p * max(m, p), chunk_elements):
         hidden = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in)
         mlp = hidden @ W_L
-        err = mlp - explanation[rows]
+        direct = as_t(tables.D_a[rows][:, None, :] + tables.D_b[None, :, :])
+        err = mlp + direct - as_t(explanation_rows(tables, clusters, rows))
         target = y[rows, :, None]
         truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
-        logits = mlp + direct[rows]
+        logits = mlp + direct
         correct = logits.gather(-1, target)
         model_margin[rows] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
     ops = 2 * p * p * m * p + 4 * p * p * m + 6 * p ** 3
@@ -298,8 +310,11 @@ HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu}
 
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA,
-                 chunk_elements: int = 1 << 21) -> np.ndarray:
-    """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain."""
+                 chunk_elements: int = 1 << 21, exact_over_c: bool = False) -> np.ndarray:
+    """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
+
+    ``exact_over_c`` takes the tracked phasors' maximum over c exactly (O(p³·F) more, still linear in d_mlp).
+    """
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra)
@@ -352,7 +367,8 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     for k, phasor in dec.target_phasors.items():
         exact[..., np.searchsorted(dec.frequencies, k)] -= phasor
     loose = _loose_bound(tables, dec, ops)
-    bound = 2 * np.abs(exact).sum(-1) + remainder + lipschitz + loose
+    tracked = max_over_c(exact, dec.frequencies, ops) if exact_over_c else 2 * np.abs(exact).sum(-1)
+    bound = tracked + remainder + lipschitz + loose
     ops(p * p * (4 * n_freq + 6))
     return bound * (1 + SAFETY) + SAFETY
 
@@ -369,24 +385,47 @@ def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.nd
 
 
 def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
-                    tracked_extra: int = TRACKED_EXTRA) -> np.ndarray:
-    """B(a, b) from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is bounded."""
+                    tracked_extra: int = TRACKED_EXTRA, chunk_elements: int = 1 << 24,
+                    exact_over_c: bool = False) -> np.ndarray:
+    """B(a, b) from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is bounded.
+
+    With ``exact_over_c`` the tracked phasors' maximum over c is taken exactly (O(p³·F) more) instead of
+    by the triangle inequality 2 Σ_f |Y_f|.
+    """
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra)
-    hidden = np.maximum(tables.pre_activations(), 0)
-    ops(2 * p * p * tables.d_mlp)
     phasors = np.zeros((p, p, len(dec.frequencies)), complex)
-    remainder = np.zeros((p, p))
+    remainder, loose = np.zeros((p, p)), np.zeros((p, p))
+    rows_per_chunk = max(1, chunk_elements // (p * tables.d_mlp))
+    for lo in range(0, p, rows_per_chunk):
+        rows = slice(lo, lo + rows_per_chunk)
+        hidden = np.maximum(tables.F_a[rows, None, :] + tables.F_b[None, :, :] + tables.b_in, 0)
+        for term in dec.clusters:
+            h = hidden[..., term.neurons]
+            columns = np.searchsorted(dec.frequencies, term.tracked)
+            phasors[rows][..., columns] += h @ term.gamma[:, columns]
+            remainder[rows] += h @ term.remainder_span
+        loose[rows] = hidden[..., dec.loose] @ dec.loose_span
+    ops(3 * p * p * tables.d_mlp)
     for term in dec.clusters:
-        h = hidden[..., term.neurons]
-        columns = np.searchsorted(dec.frequencies, term.tracked)
-        phasors[..., columns] += h @ term.gamma[:, columns]
-        remainder += h @ term.remainder_span
-        ops(p * p * len(term.r) * (4 * len(columns) + 2))
+        ops(p * p * len(term.r) * (4 * len(term.tracked) + 2))
     for k, phasor in dec.target_phasors.items():
         phasors[..., np.searchsorted(dec.frequencies, k)] -= phasor
-    loose = hidden[..., dec.loose] @ dec.loose_span
     ops(2 * p * p * len(dec.loose) + p * p * (4 * len(dec.frequencies) + 4))
-    bound = 2 * np.abs(phasors).sum(-1) + remainder + loose
+    tracked = max_over_c(phasors, dec.frequencies, ops) if exact_over_c else 2 * np.abs(phasors).sum(-1)
+    bound = tracked + remainder + loose
     return bound * (1 + SAFETY) + SAFETY
+
+
+def max_over_c(phasors: np.ndarray, frequencies: np.ndarray, ops: Ops) -> np.ndarray:
+    """max_c |Σ_f Re(Y_f (e^{iωf(a+b)} − e^{iωfc}))| exactly, for phasors ``[p, p, F]``: O(p³·F)."""
+    p = phasors.shape[0]
+    basis = np.exp(2j * np.pi * np.outer(frequencies, np.arange(p)) / p)  # [F, c]
+    target = _targets(p)
+    out = np.empty((p, p))
+    for a in range(p):
+        values = np.real(phasors[a] @ basis)  # [b, c]
+        out[a] = np.abs(values[np.arange(p), target[a]][:, None] - values).max(1)
+    ops(p ** 3 * (8 * len(frequencies) + 3))
+    return out

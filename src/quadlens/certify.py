@@ -95,6 +95,9 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
         _timed("arcs", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, True, ops), linear_margin),
         _timed("quadratic", "O(p²·d_mlp)", lambda ops: quadratic_bound(tables, clusters, ops),
                lambda ops: exact_margin(tables, clusters, ops)),
+        _timed("quadratic_exact_c", "O(p²·d_mlp + p³·F)",
+               lambda ops: quadratic_bound(tables, clusters, ops, exact_over_c=True),
+               lambda ops: exact_margin(tables, clusters, ops)),
     ]
     return BoundReport(tables.p, tables.d_mlp, tiers, truth, model_margin, bf_ops, bf_seconds, clusters)
 
