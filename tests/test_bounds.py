@@ -138,3 +138,20 @@ def test_bound_files(tmp_path, bundled):
     assert arrays["true_error"].shape == (59, 59) and "bound_arcs" in arrays and "margin_quadratic" in arrays
     paths = write_bound_figures(report, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_chunked_evaluation_matches_whole(bundled):
+    tables = separable_tables(bundled)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    whole = exact_margin(tables, clusters, Ops())
+    np.testing.assert_array_equal(exact_margin(tables, clusters, Ops(), chunk_elements=59 * 59 * 7), whole)
+    truth, margin, _, _ = brute_force(tables, clusters, "cpu")
+    truth_c, margin_c, _, _ = brute_force(tables, clusters, "cpu", chunk_elements=59 * 512 * 5)
+    np.testing.assert_allclose(truth_c, truth, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(margin_c, margin, rtol=0, atol=1e-10)
+    from quadlens.ladder import margins
+    np.testing.assert_allclose(margin, margins(tables.logits()), rtol=0, atol=1e-10)
+    B = quadratic_bound(tables, clusters)
+    np.testing.assert_allclose(quadratic_bound(tables, clusters, chunk_elements=59 * 512 * 3), B, rtol=1e-12)
+    np.testing.assert_allclose(linear_bound(tables, clusters, chunk_elements=59 * 6 * 5 * 12 * 4),
+                               linear_bound(tables, clusters), rtol=1e-12)

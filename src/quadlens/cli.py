@@ -223,6 +223,51 @@ def bound(model: Optional[Path] = MODEL_ARG,
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
 
 
+@app.command("import")
+def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state dict or .safetensors."),
+            format: str = typer.Option(..., "--format", help="transformer-lens or grokking."),
+            config: Optional[Path] = typer.Option(None, help="Its JSON config."),
+            out: Path = typer.Option(Path("out/imported"), help="Folder for the quadlens checkpoint."),
+            name: Optional[str] = typer.Option(None, help="File name (default: the source's stem).")) -> None:
+    """Convert a TransformerLens or grokking-style checkpoint into a quadlens checkpoint (identical logits)."""
+    from .checkpoint import save_model
+    from .importers import ImportFormatError, import_model
+
+    try:
+        model = import_model(src, format, config)
+    except ImportFormatError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    path = out / f"{name or src.stem}.safetensors"
+    save_model(path, model.cfg, {k: v.detach() for k, v in model.params().items()},
+               source={"path": str(src), "format": format, "config": str(config) if config else None})
+    console.print(f"imported {src} ({format}) as {path}: p={model.cfg.p}, attention {model.cfg.attention_kind} "
+                  f"(ρ={model.cfg.attention_rate}), accuracy {accuracy(model):.4f}")
+
+
+@app.command()
+def export(model: Optional[Path] = MODEL_ARG,
+           out: Path = typer.Option(Path("out/export/model_tl.safetensors"), help="Output state dict (.safetensors)."),
+           format: str = typer.Option("transformer-lens", "--format", help="transformer-lens.")) -> None:
+    """Write a model as a TransformerLens HookedTransformer state dict, with its config beside it as JSON."""
+    from safetensors.torch import save_file
+
+    from .importers import to_transformer_lens
+
+    if format != "transformer-lens":
+        console.print(f"[red]error:[/red] export format must be 'transformer-lens', got {format!r}")
+        raise typer.Exit(2)
+    try:
+        state, tl_config = to_transformer_lens(_load(model))
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    atomic_write_json(out.with_suffix(".json"), tl_config)
+    console.print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
 @app.command()
 def version() -> None:
     """Print the quadlens version."""

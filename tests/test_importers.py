@@ -1,0 +1,137 @@
+"""Imported models give the logits of the original definition; bad files are refused by name."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import naive_logits, random_model, small_config
+from quadlens import load_model
+from quadlens.cli import app
+from quadlens.importers import ImportFormatError, from_transformer_lens, import_model, to_transformer_lens
+
+P, D, H, DH, M = 7, 12, 2, 5, 16
+
+
+def grokking_state(seed=0, n_ctx=3):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    return {"embed.W_E": r(D, P), "pos_embed.W_pos": r(n_ctx, D), "unembed.W_U": r(D, P),
+            "blocks.0.attn.W_Q": r(H, DH, D), "blocks.0.attn.W_K": r(H, DH, D), "blocks.0.attn.W_V": r(H, DH, D),
+            "blocks.0.attn.W_O": r(D, H * DH), "blocks.0.attn.mask": torch.tril(torch.ones(n_ctx, n_ctx)),
+            "blocks.0.mlp.W_in": r(M, D), "blocks.0.mlp.b_in": r(M), "blocks.0.mlp.W_out": r(D, M),
+            "blocks.0.mlp.b_out": r(D)}
+
+
+def grokking_reference(state, config):
+    """The grokking-style definition, written from its description: logits [p, p, p]."""
+    s = {k: v.double() for k, v in state.items()}
+    kappa = config["attn_coeff"]
+    a = torch.arange(P).repeat_interleave(P)
+    b = torch.arange(P).repeat(P)
+    x = s["embed.W_E"].T[torch.stack([a, b], 1)] + s["pos_embed.W_pos"][:2]  # [N, 2, d]
+    q = torch.einsum("hkd,npd->nhpk", s["blocks.0.attn.W_Q"], x)
+    k = torch.einsum("hkd,npd->nhpk", s["blocks.0.attn.W_K"], x)
+    v = torch.einsum("hkd,npd->nhpk", s["blocks.0.attn.W_V"], x)
+    scores = torch.einsum("nhqk,nhpk->nhqp", q, k) / math.sqrt(DH)
+    pattern = kappa * scores.softmax(-1) + (1 - kappa)
+    z = torch.einsum("nhqp,nhpk->nqhk", pattern, v).reshape(len(a), 2, H * DH)
+    resid = x + torch.einsum("dz,nqz->nqd", s["blocks.0.attn.W_O"], z)
+    pre = torch.einsum("md,nqd->nqm", s["blocks.0.mlp.W_in"], resid) + s["blocks.0.mlp.b_in"]
+    act = torch.relu(pre) if config["act_fn"] == "ReLU" else torch.nn.functional.gelu(pre)
+    resid = resid + torch.einsum("dm,nqm->nqd", s["blocks.0.mlp.W_out"], act) + s["blocks.0.mlp.b_out"]
+    return (resid[:, 1] @ s["unembed.W_U"]).reshape(P, P, P)
+
+
+@pytest.mark.parametrize("kappa, act", [(0.0, "ReLU"), (1.0, "ReLU"), (0.4, "GeLU")])
+def test_grokking_checkpoint_imports_losslessly(tmp_path, kappa, act):
+    state = grokking_state()
+    config = {"C": P, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": act, "attn_coeff": kappa}
+    torch.save(state, tmp_path / "model.pt")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = import_model(tmp_path / "model.pt", "grokking", tmp_path / "config.json")
+    assert model.cfg.attention_rate == 1 - kappa and model.cfg.constant_attention == (1.0, 1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.all_logits(), grokking_reference(state, config), rtol=0, atol=1e-10)
+
+
+def test_grokking_config_mismatch_names_key_and_shape(tmp_path):
+    state = grokking_state()
+    config = {"C": P + 1, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": "ReLU", "attn_coeff": 0.0}
+    with pytest.raises(ImportFormatError, match=r"key 'embed.W_E' has shape \(12, 7\), the config needs \(12, 8\)"):
+        import_model_from(state, config, tmp_path)
+    with pytest.raises(ImportFormatError, match="config has no 'attn_coeff'"):
+        import_model_from(state, {k: v for k, v in config.items() if k != "attn_coeff"}, tmp_path)
+    state["blocks.0.ln1.w"] = torch.ones(D)
+    config["C"] = P
+    with pytest.raises(ImportFormatError, match=r"unexpected keys \['blocks.0.ln1.w'\]"):
+        import_model_from(state, config, tmp_path)
+
+
+def import_model_from(state, config, tmp_path):
+    torch.save(state, tmp_path / "m.pt")
+    return import_model(tmp_path / "m.pt", "grokking", config)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    torch.save({"W": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(ImportFormatError, match="not a plain tensor state dict"):
+        import_model(tmp_path / "evil.pt", "grokking", {"C": P})
+
+
+@pytest.mark.parametrize("overrides", [{"attention_rate": 0.0}, {}, {"constant_attention": (1.0, 1.0)}])
+def test_transformer_lens_round_trip(overrides):
+    model = random_model(small_config(**overrides), seed=4)
+    state, config = to_transformer_lens(model)
+    back = from_transformer_lens(state, config)
+    with torch.no_grad():
+        torch.testing.assert_close(back.all_logits(), model.all_logits(), rtol=0, atol=1e-12)
+    assert back.cfg.attention_kind == model.cfg.attention_kind
+
+
+def test_transformer_lens_state_dict_matches_tl_semantics():
+    model = random_model(small_config(attention_rate=0.0), seed=5)
+    state, config = to_transformer_lens(model)
+    imported = from_transformer_lens(state, config)
+    with torch.no_grad():
+        torch.testing.assert_close(imported.all_logits(), naive_logits(model), rtol=0, atol=1e-12)
+
+
+def test_transformer_lens_refuses_what_it_cannot_hold():
+    state, config = to_transformer_lens(random_model(small_config(attention_rate=0.0)))
+    bad = dict(state, **{"blocks.0.attn.b_O": torch.ones(config["d_model"])})
+    with pytest.raises(ImportFormatError, match="'blocks.0.attn.b_O' is non-zero"):
+        from_transformer_lens(bad, config)
+    with pytest.raises(ImportFormatError, match="normalization_type='LN'"):
+        from_transformer_lens(state, dict(config, normalization_type="LN"))
+    with pytest.raises(ValueError, match="no TransformerLens equivalent"):
+        to_transformer_lens(random_model(small_config(attention_rate=0.5)))
+
+
+def test_import_and_export_commands(tmp_path):
+    state = grokking_state()
+    torch.save(state, tmp_path / "g.pt")
+    config = {"C": P, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": "ReLU", "attn_coeff": 0.0}
+    (tmp_path / "g.json").write_text(json.dumps(config))
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", str(tmp_path / "g.pt"), "--format", "grokking", "--config",
+                                 str(tmp_path / "g.json"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "out" / "g.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(model.all_logits(), grokking_reference(state, config), rtol=0, atol=1e-10)
+    result = runner.invoke(app, ["export", str(tmp_path / "out" / "g.safetensors"), "--out", str(tmp_path / "tl.safetensors")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["import", str(tmp_path / "tl.safetensors"), "--format", "transformer-lens",
+                                 "--config", str(tmp_path / "tl.json"), "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    again = load_model(tmp_path / "again" / "tl.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(again.all_logits(), model.all_logits(), rtol=0, atol=1e-10)
