@@ -135,3 +135,18 @@ def test_import_and_export_commands(tmp_path):
     again = load_model(tmp_path / "again" / "tl.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(again.all_logits(), model.all_logits(), rtol=0, atol=1e-10)
+
+
+def test_live_hooked_transformer():
+    transformer_lens = pytest.importorskip("transformer_lens")
+    from quadlens.importers import from_hooked_transformer
+
+    model = random_model(small_config(attention_rate=0.0), seed=6)
+    state, config = to_transformer_lens(model)
+    live = transformer_lens.HookedTransformer(transformer_lens.HookedTransformerConfig(**config))
+    live.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    imported = from_hooked_transformer(live)
+    tokens = torch.cartesian_prod(torch.arange(model.cfg.p), torch.arange(model.cfg.p))
+    with torch.no_grad():
+        expected = live(tokens)[:, 1].double().reshape(model.cfg.p, model.cfg.p, model.cfg.p)
+        torch.testing.assert_close(imported.all_logits(), expected, rtol=0, atol=1e-4)

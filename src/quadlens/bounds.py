@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .clusters import Cluster
+from .clusters import Cluster, lens_parameters
+from .ladder import integral_logits, targets
 from .lens import _roots_in_unit_interval, waveform_integral
 from .tables import SeparableTables
 
@@ -62,14 +63,13 @@ class Tier:
 # ---------------------------------------------------------------- the explanation and its margins
 
 def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
-    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's shared shape."""
-    shape = cluster.shared_waveform()
-    beta = shape["beta"] * np.cos(shape["lock"])
+    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters."""
+    lens = lens_parameters(cluster)
     t = np.arange(p)
     a, b = np.meshgrid(t, t, indexing="ij")
     omega_k = 2 * np.pi * cluster.frequency / p
-    amplitude = cluster.total_weight / 2 * waveform_integral(shape["kappa"], beta, omega_k * (a - b))
-    return amplitude * np.exp(1j * (shape["psi0"] - omega_k * (a + b))), {"kappa": shape["kappa"], "beta": beta}
+    amplitude = cluster.total_weight / 2 * waveform_integral(lens["kappa"], lens["beta"], omega_k * (a - b))
+    return amplitude * np.exp(1j * (lens["psi0"] - omega_k * (a + b))), lens
 
 
 def explanation_margin_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
@@ -78,11 +78,10 @@ def explanation_margin_by_difference(clusters: list[Cluster], p: int, ops: Ops) 
     j = np.arange(1, p)
     total = np.zeros((p, p - 1))
     for cluster in clusters:
-        shape = cluster.shared_waveform()
+        lens = lens_parameters(cluster)
         omega_k = 2 * np.pi * cluster.frequency / p
-        amplitude = cluster.total_weight / 2 * waveform_integral(shape["kappa"], shape["beta"] * np.cos(shape["lock"]),
-                                                                 omega_k * d)
-        total += amplitude[:, None] * (np.cos(shape["psi0"]) - np.cos(omega_k * j - shape["psi0"]))[None, :]
+        amplitude = cluster.total_weight / 2 * waveform_integral(lens["kappa"], lens["beta"], omega_k * d)
+        total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
         ops(30 * p + 4 * p * (p - 1))
     return total.min(1)
 
@@ -92,17 +91,12 @@ def _difference_index(p: int) -> np.ndarray:
     return (t[:, None] - t[None, :]) % p
 
 
-def _targets(p: int) -> np.ndarray:
-    t = np.arange(p)
-    return (t[:, None] + t[None, :]) % p
-
-
 def separable_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
     """A lower bound on the explanation's margin with the direct path, in O(p²K): MLP part per a − b, plus
     D_a[a, a+b] − max_c D_a[a, c] and the same for D_b (the direct path's worst case split in two)."""
     p = tables.p
     mlp = explanation_margin_by_difference(clusters, p, ops)[_difference_index(p)]
-    y = _targets(p)
+    y = targets(p)
     rows = np.arange(p)[:, None]
     direct = (tables.D_a[rows, y] - tables.D_a.max(1)[:, None]) + (tables.D_b[rows.T, y] - tables.D_b.max(1)[None, :])
     ops(4 * p * p)
@@ -111,17 +105,7 @@ def separable_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops)
 
 def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
     """L3 logits with the direct path for the inputs with a in ``rows``: ``[len(rows), p, p]``."""
-    p = tables.p
-    a = np.arange(p)[rows][:, None, None]
-    b, c = np.arange(p)[None, :, None], np.arange(p)[None, None, :]
-    logits = tables.D_a[rows][:, None, :] + tables.D_b[None, :, :]
-    for cluster in clusters:
-        shape = cluster.shared_waveform()
-        omega_k = 2 * np.pi * cluster.frequency / p
-        amplitude = cluster.total_weight / 2 * waveform_integral(shape["kappa"], shape["beta"] * np.cos(shape["lock"]),
-                                                                 omega_k * (a - b))
-        logits = logits + amplitude * np.cos(omega_k * (a + b - c) - shape["psi0"])
-    return logits
+    return integral_logits(tables, clusters, harmonics=True, rows=rows)
 
 
 def _row_chunks(p: int, per_row: int, chunk_elements: int = 1 << 25):
@@ -137,7 +121,7 @@ def exact_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
     chunks = []
     for rows in _row_chunks(p, p * p, chunk_elements):
         logits = explanation_rows(tables, clusters, rows)
-        target = _targets(p)[rows][..., None]
+        target = targets(p)[rows][..., None]
         correct = np.take_along_axis(logits, target, -1)[..., 0]
         np.put_along_axis(logits, target, -np.inf, -1)
         chunks.append(correct - logits.max(-1))
@@ -158,7 +142,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     p, m = tables.p, tables.d_mlp
     as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
     F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
-    y = torch.as_tensor(_targets(p), device=dev)
+    y = torch.as_tensor(targets(p), device=dev)
     truth = torch.empty(p, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
     for rows in _row_chunks(p, p * max(m, p), chunk_elements):
@@ -234,12 +218,12 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         r, phi = cluster.r[keep][order], np.mod(cluster.phi[keep][order] + np.pi, 2 * np.pi) - np.pi
         clustered[idx] = True
         k = cluster.frequency
-        phasor, shape = explanation_phasors(cluster, p)
+        phasor, lens = explanation_phasors(cluster, p)
         targets[k] = targets.get(k, 0) + phasor
         theta = omega * k * t[:, None] + phi[None, :]
-        waveform = r * (np.cos(theta) + shape["beta"] * np.cos(2 * theta))
+        waveform = r * (np.cos(theta) + lens["beta"] * np.cos(2 * theta))
         mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
-        eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * shape["kappa"])
+        eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * lens["kappa"])
         eps_b = tables.F_b[:, idx] - mean_b - waveform
         inflate = lambda x: x * (1 + SAFETY) + SAFETY  # noqa: E731
         tau_a, tau_b = inflate((np.abs(eps_a) / r).max(1)), inflate((np.abs(eps_b) / r).max(1))
@@ -252,7 +236,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         remainder = rows - _reconstruct(gamma, tracked, p)
         ops(p * len(idx) * (20 + 8 * len(tracked)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
-        terms.append(ClusterTerms(cluster, k, phi, r, shape["kappa"], shape["beta"], eps_a, eps_b, tau_a, tau_b, tracked, gamma, np.ptp(remainder, axis=1),
+        terms.append(ClusterTerms(cluster, k, phi, r, lens["kappa"], lens["beta"], eps_a, eps_b, tau_a, tau_b, tracked, gamma, np.ptp(remainder, axis=1),
                                   np.ptp(tables.W_L[idx], axis=1), idx))
     loose = np.where(~clustered)[0]
     loose_span = np.ptp(tables.W_L[loose], axis=1)
@@ -428,7 +412,7 @@ def max_over_c(phasors: np.ndarray, frequencies: np.ndarray, ops: Ops) -> np.nda
     """max_c |Σ_f Re(Y_f (e^{iωf(a+b)} − e^{iωfc}))| exactly, for phasors ``[p, p, F]``: O(p³·F)."""
     p = phasors.shape[0]
     basis = np.exp(2j * np.pi * np.outer(frequencies, np.arange(p)) / p)  # [F, c]
-    target = _targets(p)
+    target = targets(p)
     out = np.empty((p, p))
     for a in range(p):
         values = np.real(phasors[a] @ basis)  # [b, c]

@@ -68,6 +68,13 @@ class Cluster:
                 "kappa": float(self.offset_ratio[median_index])}
 
 
+def lens_parameters(cluster: Cluster, harmonics: bool = True) -> dict[str, float]:
+    """κ, β' = β cos λ (0 without harmonics) and ψ0 of the cluster's integral (THEORY §4, L3)."""
+    shape = cluster.shared_waveform()
+    return {"kappa": shape["kappa"], "beta": shape["beta"] * np.cos(shape["lock"]) if harmonics else 0.0,
+            "psi0": shape["psi0"]}
+
+
 def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:
     """One :class:`Cluster` per key frequency among clustered neurons, largest total weight first."""
     clusters = []

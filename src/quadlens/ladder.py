@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clusters import Cluster
+from .clusters import Cluster, lens_parameters
 from .fourier import cosine
 from .lens import cluster_lens_logits
 from .neurons import CLUSTERED, NeuronFits
@@ -100,15 +100,17 @@ def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonic
 
 
 def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                    with_offsets: bool = True) -> np.ndarray:
-    """L3 (or L∞ without offsets and harmonics): every cluster's integral, plus the direct path."""
-    logits = tables.direct_logits()
+                    with_offsets: bool = True, rows: slice = slice(None)) -> np.ndarray:
+    """L3 (or L∞ without offsets and harmonics): every cluster's integral, plus the direct path.
+
+    ``rows`` restricts the result to the inputs with a in that slice: ``[len(rows), p, p]``.
+    """
+    logits = tables.D_a[rows][:, None, :] + tables.D_b[None, :, :]
     for cluster in clusters:
-        shape = cluster.shared_waveform()
-        beta = shape["beta"] * np.cos(shape["lock"]) if harmonics else 0.0
-        kappa = shape["kappa"] if with_offsets else 0.0
-        logits = logits + cluster_lens_logits(tables.p, cluster.frequency, cluster.total_weight, shape["psi0"],
-                                               kappa=kappa, beta=beta)
+        lens = lens_parameters(cluster, harmonics)
+        logits = logits + cluster_lens_logits(tables.p, cluster.frequency, cluster.total_weight, lens["psi0"],
+                                              kappa=lens["kappa"] if with_offsets else 0.0, beta=lens["beta"],
+                                              rows=rows)
     return logits
 
 

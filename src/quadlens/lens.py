@@ -60,11 +60,11 @@ def waveform_integral_numeric(kappa: float, beta: float, delta: float, n: int = 
 
 
 def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
-                        beta: float = 0.0) -> np.ndarray:
-    """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c): (W_k/2) C(κ, β, δ) cos(Δ − ψ0)."""
+                        beta: float = 0.0, rows: slice = slice(None)) -> np.ndarray:
+    """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c), or for a in ``rows`` only:
+    (W_k/2) C(κ, β, δ) cos(Δ − ψ0)."""
     t = np.arange(p)
+    a = t[rows][:, None, None]
     omega_k = 2 * np.pi * frequency / p
-    delta = omega_k * (t[:, None] - t[None, :])
-    c_table = waveform_integral(kappa, beta, delta)
-    big_delta = omega_k * (t[:, None, None] + t[None, :, None] - t[None, None, :]) - psi0
-    return (total_weight / 2) * c_table[:, :, None] * np.cos(big_delta)
+    amplitude = (total_weight / 2) * waveform_integral(kappa, beta, omega_k * (a - t[None, :, None]))
+    return amplitude * np.cos(omega_k * (a + t[None, :, None] - t[None, None, :]) - psi0)
