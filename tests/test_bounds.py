@@ -155,3 +155,10 @@ def test_chunked_evaluation_matches_whole(bundled):
     np.testing.assert_allclose(quadratic_bound(tables, clusters, chunk_elements=59 * 512 * 3), B, rtol=1e-12)
     np.testing.assert_allclose(linear_bound(tables, clusters, chunk_elements=59 * 6 * 5 * 12 * 4),
                                linear_bound(tables, clusters), rtol=1e-12)
+
+
+def test_gelu_models_are_refused():
+    spec = pizza_spec(11, (1, 3), neurons_per_cluster=8)
+    tables = dataclasses.replace(pizza_tables(spec), act_fn="gelu")
+    with pytest.raises(ValueError, match="derived for relu"):
+        bound_tables(tables, clusters_of(tables), device="cpu")

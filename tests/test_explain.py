@@ -122,3 +122,11 @@ def test_explain_does_not_change_the_model(bundled):
     explain(bundled)
     assert all(torch.equal(before[k], v) for k, v in bundled.params().items())
     assert bundled.W_E.dtype == torch.float32
+
+
+def test_gelu_model_does_not_fit_the_relu_lens():
+    spec = pizza_spec(31, (3, 7, 11), neurons_per_cluster=30)
+    tables = pizza_tables(spec)
+    import dataclasses
+    e = explain(model_from_tables(dataclasses.replace(tables, act_fn="gelu")))
+    assert e.verdict != "pizza" and "relu" in {c.name for c in e.criteria if not c.passed}

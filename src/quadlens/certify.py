@@ -88,6 +88,8 @@ def _timed(name: str, cost: str, bound_fn, margin_fn) -> Tier:
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None) -> BoundReport:
     """Every tier on given tables and clusters (an explanation), with brute force for the truth."""
+    if tables.act_fn != "relu":
+        raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
     linear_margin = lambda ops: separable_margin(tables, clusters, ops)  # noqa: E731
     tiers = [

@@ -201,9 +201,9 @@ def bound(model: Optional[Path] = MODEL_ARG,
     from .figures import write_bound_figures
 
     loaded = _load(model)
-    if loaded.cfg.attention_kind != "constant":
-        console.print(f"[red]error:[/red] bounds need constant attention; this model has "
-                      f"attention_rate={loaded.cfg.attention_rate}")
+    if loaded.cfg.attention_kind != "constant" or loaded.cfg.act_fn != "relu":
+        console.print(f"[red]error:[/red] bounds need constant attention and relu; this model has "
+                      f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
         raise typer.Exit(2)
     with console.status("bounding ..."):
         report = bound_model(loaded, device)

@@ -170,7 +170,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     model_level = ladder[0]
     irrelevance = distance_irrelevance(model_level.logits)
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
-    criteria += _structure_criteria(fits, clusters, ladder)
+    criteria += _structure_criteria(fits, clusters, ladder, model.cfg.act_fn == "relu")
     explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
                               irrelevance)
     if explanation.fits_picture:
@@ -185,11 +185,13 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     return explanation
 
 
-def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[Level]) -> list[Criterion]:
+def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[Level],
+                        relu: bool) -> list[Criterion]:
     alive = fits.status != DEAD
     clustered_influence = fits.influence[fits.status == CLUSTERED].sum() / max(fits.influence.sum(), 1e-300)
     quadrature = [lv for lv in ladder if lv.level == "L2" and lv.harmonics]
     return [
+        at_least("relu", float(relu), 1.0, "relu activation (the lens and quadrature are derived for relu)"),
         at_least("clusters", len(clusters), 1, "number of frequency clusters"),
         at_most("dead_neurons", (fits.status == DEAD).mean(), 0.1,
                 "share of dead neurons (a dead cluster leaves its nodes out of the quadrature)"),
