@@ -223,6 +223,37 @@ def bound(model: Optional[Path] = MODEL_ARG,
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
 
 
+@app.command()
+def reproduce(
+    seeds: str = typer.Option("0-150", help="Seeds: '0-150', '3' or '1,4,7-9'."),
+    out: Path = typer.Option(Path("runs/reproduce"), help="Study folder (models/, results/, tables, summary)."),
+    p: int = typer.Option(59), d_model: int = typer.Option(128), n_heads: int = typer.Option(4),
+    d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
+    attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
+    epochs: int = typer.Option(10_000), device: str = typer.Option("auto"),
+    batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
+    bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
+) -> None:
+    """The paper's many-seed study: train (or reuse) seeds, explain and bound each, tabulate and summarise."""
+    from .study import run_study
+
+    try:
+        model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
+                                attention_rate=parse_attention(attention))
+        summary = run_study(parse_seeds(seeds), out, model_cfg, TrainConfig(epochs=epochs), device=device,
+                            batch_size=batch_size, with_bounds=bounds)
+    except (ValueError, TypeError, CheckpointError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    table = Table("figure", "mean", "median", "min", "max", title=f"{summary['n_models']} models: {summary['verdicts']}")
+    for key, value in summary.items():
+        if isinstance(value, dict) and "mean" in value:
+            table.add_row(key, *(f"{value[k]:.4g}" for k in ("mean", "median", "min", "max")))
+    console.print(table)
+    console.print(f"clusters per model: {summary['clusters_per_model']}; wrote {out / 'models.csv'}, "
+                  f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")
+
+
 @app.command("import")
 def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state dict or .safetensors."),
             format: str = typer.Option(..., "--format", help="transformer-lens or grokking."),

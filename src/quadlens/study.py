@@ -1,0 +1,138 @@
+"""Many models at once: train (or reuse) seeds, explain and bound each, tabulate and summarise.
+
+``run_study`` is resumable at every step: trained seeds are reused by the trainer, and each seed's
+explain/bound figures are cached as ``results/seed_NNNN.json``, so an interrupted study loses nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .certify import bound
+from .explain import explain
+from .files import atomic_write_bytes, atomic_write_json, json_ready
+from .model import ModelConfig, Transformer
+from .train import TrainConfig, train
+
+SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
+                   "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_quadratic_certified_fraction",
+                   "bound_quadratic_exact_c_certified_fraction", "gradient_symmetricity", "distance_irrelevance")
+
+
+def model_row(model: Transformer, with_bounds: bool = True) -> dict:
+    """One flat row of every figure from explain.json and bound.json (and the training metrics)."""
+    e = explain(model).to_dict()
+    clusters = e["clusters"]
+    stat = lambda key, fn: float(fn([c[key] for c in clusters])) if clusters else None  # noqa: E731
+    row = {"seed": model.metadata.get("seed"), "p": model.cfg.p, "d_mlp": model.cfg.d_mlp,
+           "attention_rate": model.cfg.attention_rate, "act_fn": model.cfg.act_fn,
+           **{f"train_{k}": v for k, v in (model.metadata.get("metrics") or {}).items()},
+           "accuracy": e["accuracy"], "verdict": e["verdict"], "reasons": "; ".join(e["reasons"]),
+           "gradient_symmetricity": e["gradient_symmetricity"], "distance_irrelevance": e["distance_irrelevance"],
+           "n_clusters": len(clusters), "frequencies": ";".join(str(c["frequency"]) for c in clusters),
+           "n_dead": (e["neurons"] or {}).get("n_dead"), "n_mixed": (e["neurons"] or {}).get("n_mixed"),
+           "doubling_resultant_min": stat("doubling_resultant", np.min),
+           "doubling_resultant_mean": stat("doubling_resultant", np.mean),
+           "symmetry_resultant_min": stat("symmetry_resultant", np.min),
+           "quadrature_error_rel_mean": stat("quadrature_error_rel", np.mean),
+           "quadrature_error_rel_max": stat("quadrature_error_rel", np.max)}
+    if clusters:
+        for name in ("equal_weights", "evenly_spaced"):
+            row[f"quadrature_error_{name}_mean"] = float(np.mean([c["baselines"][name]["quadrature_error_rel"]
+                                                                 for c in clusters]))
+        row["harmonic_ratio_mean"] = stat("harmonic_ratio", lambda xs: np.mean([x["weighted_mean"] for x in xs]))
+    for level in e["ladder"]:
+        tag = {None: "", False: "_k", True: "_k2k"}[level["harmonics"]]
+        for key in ("min_margin", "max_logit_diff_error", "accuracy"):
+            row[f"{level['level']}{tag}_{key}"] = level[key]
+    if with_bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu":
+        b = bound(model).to_dict()
+        for tier in b["tiers"]:
+            for key in ("certified_fraction", "tightness_median", "tightness_max", "violations", "ops", "seconds"):
+                row[f"bound_{tier['name']}_{key}"] = tier[key]
+        row["brute_force_max_error"] = b["brute_force"]["max_error"]
+        row["brute_force_seconds"] = b["brute_force"]["seconds"]
+    return json_ready(row)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Share of pizzas, clusters per model, and the distribution of the headline figures across models."""
+    out = {"n_models": len(rows),
+           "verdicts": {v: sum(r["verdict"] == v for r in rows) for v in sorted({r["verdict"] for r in rows})},
+           "share_pizza": float(np.mean([r["verdict"] == "pizza" for r in rows])) if rows else None,
+           "clusters_per_model": {str(k): sum(r["n_clusters"] == k for r in rows)
+                                  for k in sorted({r["n_clusters"] for r in rows})}}
+    for column in SUMMARY_COLUMNS:
+        values = np.array([r[column] for r in rows if r.get(column) is not None], dtype=float)
+        if len(values):
+            out[column] = {"mean": values.mean(), "median": float(np.median(values)), "min": values.min(),
+                           "max": values.max(), "n": len(values)}
+    return json_ready(out)
+
+
+def write_table(rows: list[dict], out_dir: Path) -> None:
+    """``models.csv`` and ``models.parquet``: one row per model, the union of all columns."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out_dir / "models.csv", text.getvalue().encode())
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), buffer)
+    atomic_write_bytes(out_dir / "models.parquet", buffer.getvalue())
+
+
+def write_figures(rows: list[dict], out_dir: Path) -> Path:
+    """Histograms of the headline figures across models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 5, figsize=(17, 6))
+    for ax, column in zip(axes.ravel(), SUMMARY_COLUMNS):
+        values = [r[column] for r in rows if r.get(column) is not None]
+        ax.hist(values, bins=20, color="tab:blue", alpha=0.8)
+        ax.set_title(column, fontsize=9)
+    fig.suptitle(f"{len(rows)} models")
+    fig.tight_layout()
+    path = out_dir / "distributions.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = ModelConfig(),
+              train_cfg: TrainConfig = TrainConfig(), device: str = "auto", batch_size: int | None = None,
+              with_bounds: bool = True, progress: bool = True) -> dict:
+    """Train or reuse every seed, explain and bound each, write the table, summary and figures."""
+    from rich.progress import track
+
+    out_dir = Path(out_dir)
+    models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
+                   batch_size=batch_size, progress=progress)
+    rows = []
+    for model in track(models, description="explain + bound", disable=not progress):
+        cache = out_dir / "results" / f"seed_{model.metadata['seed']:04d}.json"
+        if cache.exists():
+            rows.append(json.loads(cache.read_text()))
+            continue
+        row = model_row(model, with_bounds)
+        atomic_write_json(cache, row)
+        rows.append(row)
+    write_table(rows, out_dir)
+    summary = summarise(rows)
+    atomic_write_json(out_dir / "summary.json", summary)
+    write_figures(rows, out_dir)
+    return summary

@@ -1,0 +1,27 @@
+import json
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from quadlens.cli import app
+
+
+def test_reproduce_writes_table_summary_and_resumes(tmp_path):
+    args = ["reproduce", "--seeds", "0-1", "--p", "11", "--d-model", "16", "--n-heads", "2", "--d-head", "8",
+            "--d-mlp", "24", "--epochs", "30", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "models.parquet").to_pylist()
+    assert [row["seed"] for row in table] == [0, 1]
+    assert {"verdict", "accuracy", "gradient_symmetricity", "bound_arcs_certified_fraction",
+            "bound_arcs_violations"} <= set(table[0])
+    assert all(row["bound_arcs_violations"] == 0 for row in table)
+    csv_header = (tmp_path / "models.csv").read_text().splitlines()[0].split(",")
+    assert csv_header[:2] == ["seed", "p"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_models"] == 2 and sum(summary["verdicts"].values()) == 2
+    assert (tmp_path / "distributions.png").stat().st_size > 10_000
+    cached = (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns == cached
