@@ -254,6 +254,35 @@ def reproduce(
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")
 
 
+@app.command()
+def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' "
+                                                   "(default: the bundled model)."),
+           out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write."),
+           bounds: bool = typer.Option(True, help="Include the bound tiers (runs brute force).")) -> None:
+    """One self-contained HTML page: the explanation in plain words, tables, bounds, every figure embedded."""
+    from .report import model_report, study_report
+
+    if target is not None and target.is_dir():
+        if not (target / "summary.json").exists():
+            console.print(f"[red]error:[/red] {target}: no summary.json; is this a 'quadlens reproduce' folder?")
+            raise typer.Exit(2)
+        page = study_report(target)
+    else:
+        from .certify import bound as bound_model
+        from .explain import explain as explain_model
+
+        model = _load(target)
+        with console.status("explaining and bounding ..."):
+            explanation = explain_model(model)
+            boundable = bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu"
+            page = model_report((target or bundled_model_path()).name, explanation,
+                                bound_model(model) if boundable else None, model.cfg.to_dict())
+    from .files import atomic_write_bytes
+
+    atomic_write_bytes(out, page.encode())
+    console.print(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
+
+
 @app.command("import")
 def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state dict or .safetensors."),
             format: str = typer.Option(..., "--format", help="transformer-lens or grokking."),

@@ -1,0 +1,135 @@
+"""``quadlens report``: one self-contained HTML page (figures embedded) for a model or a study folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .certify import BoundReport
+from .explain import Explanation
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } .muted { color: #666; }
+.badge { display: inline-block; padding: 0.2em 0.7em; border-radius: 1em; color: white; font-weight: bold; }
+.pizza { background: #2a9d4b; } .clock { background: #c98a00; } .nofit { background: #c0392b; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; } th { background: #f4f4f4; }
+td.left, th.left { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+p.plain { font-size: 1.05em; line-height: 1.5; }
+"""
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _table(header: list[str], rows: list[list], left: int = 1) -> str:
+    def cell(i, value, tag):
+        text = f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+        return f'<{tag}{" class=left" if i < left else ""}>{text}</{tag}>'
+    head = "".join(cell(i, h, "th") for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell(i, v, "td") for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def plain_words(e: Explanation, b: BoundReport | None) -> str:
+    """The explanation in sentences, every number measured."""
+    if not e.fits_picture:
+        return (f"This model is <b>{html.escape(e.verdict)}</b>: no quadrature explanation is given. "
+                f"It fails: {html.escape('; '.join(e.reasons))}.")
+    clusters = [r.cluster for r in e.clusters]
+    errors = [100 * r.rule.continuous_rel for r in e.clusters]
+    equal = [100 * r.baselines["equal_weights"].continuous_rel for r in e.clusters]
+    k_only, with_2k, model = e.level("L1", False), e.level("L1", True), e.level("L0", None)
+    text = (f"This model is a <b>pizza</b>. Its MLP's {sum(len(c.neurons) for c in clusters)} clustered neurons "
+            f"form {len(clusters)} clusters at frequencies {', '.join(str(c.frequency) for c in clusters)}. "
+            f"In every cluster each neuron's output phase is its input phase doubled (smallest resultant "
+            f"{min(c.doubling_resultant for c in clusters):.4f}), so each cluster is a quadrature rule for "
+            f"∫ relu(cos θ) cos(2θ − Δ) dθ, one node per neuron. The trained weights integrate to within "
+            f"{min(errors):.0f}–{max(errors):.0f} % of the exact value W_k/3π; equal weights at the same nodes "
+            f"would be off by {min(equal):.0f}–{max(equal):.0f} %. Replacing every neuron by its key-frequency fit "
+            f"leaves a worst margin of {k_only.min_margin:.2f}; adding the second harmonic 2k, which covers each "
+            f"cluster's blind spots, restores it to {with_2k.min_margin:.2f} (the model's own: {model.min_margin:.2f}). "
+            f"The integral explanation (L3) alone classifies {100 * e.level('L3', True).accuracy:.1f} % of inputs "
+            f"correctly with worst margin {e.level('L3', True).min_margin:.2f}.")
+    if b is not None:
+        best = max(b.tiers, key=lambda t: t.certified.mean())
+        text += (f" Proven bounds on the distance between model and explanation certify "
+                 f"{100 * best.certified.mean():.2f} % of inputs with the {best.name} tier "
+                 f"({best.ops:.2g} operations against {b.brute_force_ops:.2g} for brute force); "
+                 f"no bound was ever below the brute-force error.")
+    return text
+
+
+def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -> str:
+    """The HTML page for one model."""
+    from .figures import write_bound_figures, write_figures
+
+    badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
+    parts = [f"<h1>{html.escape(name)}</h1>",
+             f'<p class=muted>quadlens {__version__} · p={info["p"]}, d_model={info["d_model"]}, '
+             f'{info["n_heads"]} heads, d_mlp={info["d_mlp"]}, {info["act_fn"]}, attention rate ρ={info["attention_rate"]}</p>',
+             f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {e.accuracy:.4f} · gradient '
+             f'symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>',
+             "<h2>In plain words</h2>", f"<p class=plain>{plain_words(e, b)}</p>",
+             "<h2>Criteria</h2>",
+             _table(["criterion", "measured", "threshold", "passed", "required"],
+                    [[c.description, c.value, c.threshold, "yes" if c.passed else "NO", "yes" if c.required else "indicator"]
+                     for c in e.criteria])]
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {p.name: p for p in write_figures(e, Path(tmp))}
+        if e.fits_picture:
+            parts += ["<h2>Clusters</h2>", _table(
+                ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
+                [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
+                  r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
+                  r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
+                  r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0),
+                _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
+                _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
+                "<h2>Error ladder</h2>", _table(
+                    ["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
+                    [[lv.level, {None: "-", False: "k", True: "k, 2k"}[lv.harmonics], lv.max_logit_diff_error,
+                      lv.min_margin, lv.accuracy, lv.loss] for lv in e.ladder + e.ablation], left=2),
+                _image(figures["error_ladder.png"], "What each idealisation costs"),
+                _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
+        if b is not None:
+            bound_figures = {p.name: p for p in write_bound_figures(b, Path(tmp))}
+            summary = b.to_dict()
+            parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
+                ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
+                [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"], t["tightness_median"],
+                  t["tightness_max"], t["violations"]] for t in summary["tiers"]]
+                + [["brute force", "O(p³·d_mlp)", float(summary["brute_force"]["ops"]), summary["brute_force"]["seconds"],
+                    summary["brute_force"]["accuracy"], 1.0, 1.0, "-"]], left=2),
+                _image(bound_figures["frontier.png"], "Cost against certified fraction"),
+                _image(bound_figures["bound_vs_truth.png"], "Bounds against the brute-force error")]
+    return _page(name, parts)
+
+
+def study_report(run_dir: Path) -> str:
+    """The HTML page for a folder written by ``quadlens reproduce``."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [json.loads(p.read_text()) for p in sorted((run_dir / "results").glob("seed_*.json"))]
+    columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
+               "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_quadratic_exact_c_certified_fraction"]
+    stats = [[k, v["mean"], v["median"], v["min"], v["max"]] for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
+    parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
+             f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
+             f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
+             _table(["figure", "mean", "median", "min", "max"], stats),
+             _image(run_dir / "distributions.png", "Distributions across models"),
+             "<h2>Models</h2>", _table(columns, [[r.get(c, "") if r.get(c) is not None else "" for c in columns] for r in rows], left=2)]
+    return _page(f"study {run_dir.name}", parts)
+
+
+def _page(title: str, parts: list[str]) -> str:
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

@@ -1,0 +1,60 @@
+"""The HTML report: self-contained, every figure a decodable PNG; loads in a real headless browser."""
+
+import base64
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from quadlens.cli import app
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture(scope="module")
+def bundled_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = CliRunner().invoke(app, ["report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_is_self_contained_with_every_figure(bundled_report):
+    page = bundled_report.read_text()
+    parser = Images()
+    parser.feed(page)
+    assert len(parser.sources) == 6  # 4 explanation figures and 2 bound figures
+    for src in parser.sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "This model is a <b>pizza</b>" in page and "second harmonic" in page
+    assert "http://" not in page and "https://" not in page
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium on this machine (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(bundled_report):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(bundled_report.as_uri())
+        sizes = page.eval_on_selector_all("img", "images => images.map(i => [i.complete, i.naturalWidth])")
+        browser.close()
+    assert errors == []
+    assert len(sizes) == 6 and all(done and width > 100 for done, width in sizes)
