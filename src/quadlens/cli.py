@@ -255,6 +255,39 @@ def reproduce(
 
 
 @app.command()
+def sweep(
+    seeds: str = typer.Option("0-3", help="Seeds for every configuration."),
+    out: Path = typer.Option(Path("runs/sweep"), help="Sweep folder (one study folder per configuration)."),
+    p: str = typer.Option("59", help="Comma-separated moduli."), d_mlp: str = typer.Option("512", help="Widths."),
+    attention: str = typer.Option("constant", help="Attention kinds or rates, comma-separated."),
+    act_fn: str = typer.Option("relu", help="relu, gelu or both."),
+    d_model: int = typer.Option(128), n_heads: int = typer.Option(4), d_head: int = typer.Option(32),
+    epochs: int = typer.Option(10_000),
+    workers: int = typer.Option(1, help="Local processes (configurations in parallel)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Ray cluster address ('local' starts one here)."),
+    threads_per_task: int = typer.Option(1, help="torch threads per configuration (fixed, so results never "
+                                                "depend on how tasks are scheduled)."),
+    bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
+) -> None:
+    """The study over a grid of p, width, attention rate and activation, locally or on Ray."""
+    from .sweep import grid, run_sweep
+
+    try:
+        base = ModelConfig(d_model=d_model, n_heads=n_heads, d_head=d_head)
+        configs = grid(base, [int(x) for x in p.split(",")], [int(x) for x in d_mlp.split(",")],
+                       [parse_attention(x) for x in attention.split(",")], act_fn.split(","))
+        summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
+                            bounds, threads_per_task)
+    except (ValueError, TypeError, CheckpointError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    table = Table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
+    for name, s in summary.items():
+        table.add_row(name, str(s["n_models"]), str(s["verdicts"]), f"{s['share_pizza']:.2f}")
+    console.print(table)
+
+
+@app.command()
 def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' "
                                                    "(default: the bundled model)."),
            out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write."),

@@ -1,0 +1,70 @@
+"""Sweeps: the many-seed study over a grid of p, width, attention rate and activation.
+
+Each configuration is one task (``run_study`` in its own folder); tasks run one after another, in a
+local process pool, or on a Ray cluster. Every task pins torch to ``threads_per_task`` threads, so
+float reductions, and hence results, are identical whichever way the tasks run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .files import atomic_write_json
+from .model import ModelConfig
+from .study import run_study, summarise, write_table
+from .train import TrainConfig
+
+
+def grid(base: ModelConfig, p: Sequence[int] = (), d_mlp: Sequence[int] = (), attention_rate: Sequence[float] = (),
+         act_fn: Sequence[str] = ()) -> list[ModelConfig]:
+    """Every combination of the given values (an empty list keeps the base value)."""
+    axes = {"p": p or [base.p], "d_mlp": d_mlp or [base.d_mlp], "attention_rate": attention_rate or [base.attention_rate],
+            "act_fn": act_fn or [base.act_fn]}
+    return [replace(base, **dict(zip(axes, values))) for values in itertools.product(*axes.values())]
+
+
+def config_name(cfg: ModelConfig) -> str:
+    return f"p{cfg.p}_dmlp{cfg.d_mlp}_rho{cfg.attention_rate:g}_{cfg.act_fn}"
+
+
+def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, with_bounds: bool,
+             threads: int) -> list[dict]:
+    """One configuration's study (picklable arguments, for process pools and Ray); returns its rows."""
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
+              with_bounds=with_bounds, progress=False)
+    return [json.loads(p.read_text()) for p in sorted((out / "results").glob("seed_*.json"))]
+
+
+def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,
+              train_cfg: TrainConfig = TrainConfig(), workers: int = 1, ray_address: str | None = None,
+              with_bounds: bool = True, threads_per_task: int = 1) -> dict:
+    """Run every configuration's study; write ``models.csv``/``.parquet`` over all and ``summary.json`` per config."""
+    out_dir = Path(out_dir)
+    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / config_name(cfg)), with_bounds,
+              threads_per_task) for cfg in configs]
+    if ray_address is not None:
+        import ray
+
+        ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True,
+                 num_cpus=workers if ray_address == "local" else None)
+        remote = ray.remote(num_cpus=threads_per_task)(run_task)
+        results = ray.get([remote.remote(*task) for task in tasks])
+    elif workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run_task, *zip(*tasks)))
+    else:
+        results = [run_task(*task) for task in tasks]
+    rows = [row for task_rows in results for row in task_rows]
+    write_table(rows, out_dir)
+    summary = {config_name(cfg): summarise(task_rows) for cfg, task_rows in zip(configs, results)}
+    atomic_write_json(out_dir / "summary.json", summary)
+    return summary
