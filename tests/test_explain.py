@@ -124,9 +124,15 @@ def test_explain_does_not_change_the_model(bundled):
     assert bundled.W_E.dtype == torch.float32
 
 
-def test_gelu_model_does_not_fit_the_relu_lens():
-    spec = pizza_spec(31, (3, 7, 11), neurons_per_cluster=30)
-    tables = pizza_tables(spec)
+def test_gelu_pizza_is_explained_with_the_gelu_lens():
     import dataclasses
-    e = explain(model_from_tables(dataclasses.replace(tables, act_fn="gelu")))
-    assert e.verdict != "pizza" and "relu" in {c.name for c in e.criteria if not c.passed}
+
+    spec = pizza_spec(31, (3, 7, 11), neurons_per_cluster=30)
+    tables = dataclasses.replace(pizza_tables(spec), act_fn="gelu")
+    e = explain(model_from_tables(tables))
+    assert e.verdict == "pizza", e.reasons
+    assert e.level("L2", True).max_logit_diff_error < 1e-9  # exact symmetric quadrature, now through GELU
+    assert e.level("L3", True).accuracy == 1.0
+    data = e.to_dict()
+    assert data["lens"]["activation"] == "gelu" and "trapezoid" in data["lens"]["method"]
+    assert all(0.5 < c["lobe_integral_over_relu"] < 1.5 for c in data["clusters"])

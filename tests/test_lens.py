@@ -39,3 +39,18 @@ def test_cluster_lens_is_the_pizza_formula():
     omega = 2 * np.pi / p
     expected = W / (3 * np.pi) * np.abs(np.cos(omega * k * (a - b) / 2)) * np.cos(omega * k * (a + b - c) - psi0)
     np.testing.assert_allclose(logits, expected, atol=1e-12)
+
+
+def test_activation_integral():
+    from quadlens.lens import activation_integral, lobe_integral
+
+    kappa, beta, delta = 0.3, -0.1, np.linspace(0, 2 * np.pi, 17)
+    np.testing.assert_allclose(activation_integral("relu", kappa, beta, delta, scale=5.0),
+                               waveform_integral(kappa, beta, delta), atol=0)
+    coarse = activation_integral("gelu", kappa, beta, delta, scale=2.0, n=256)
+    fine = activation_integral("gelu", kappa, beta, delta, scale=2.0, n=16384)
+    assert np.abs(coarse - fine).max() < 1e-9  # spectral convergence: the stated accuracy holds at 1024 points
+    # GELU(s x)/s tends to relu(x) as the amplitude grows
+    assert np.abs(activation_integral("gelu", kappa, beta, delta, scale=1e4) - waveform_integral(kappa, beta, delta)).max() < 1e-4
+    assert abs(lobe_integral("relu") - INTEGRAL_CONSTANT) == 0
+    assert abs(lobe_integral("gelu", 1e4) - INTEGRAL_CONSTANT) < 1e-4

@@ -23,6 +23,11 @@ class Spread:
     spread: float
 
 
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    return float(values[order[np.searchsorted(np.cumsum(weights[order]), 0.5 * weights.sum())]])
+
+
 @dataclass(frozen=True)
 class Cluster:
     """One frequency's neurons, symmetrised (r = (r_a + r_b)/2, φ = circular mean of φ_a, φ_b)."""
@@ -58,21 +63,20 @@ class Cluster:
         return self.offset / self.r
 
     def shared_waveform(self) -> dict[str, float]:
-        """The cluster's one waveform: β (weight-averaged), λ and ψ0 (mean angles), κ (weighted median)."""
+        """The cluster's one waveform: β (weight-averaged), λ and ψ0 (mean angles), κ and amplitude r̄ (weighted medians)."""
         w = self.weights
-        kappa_order = np.argsort(self.offset_ratio)
-        median_index = kappa_order[np.searchsorted(np.cumsum(w[kappa_order]), 0.5 * w.sum())]
         return {"beta": float(np.average(self.harmonic_ratio, weights=w)),
                 "lock": resultant(self.harmonic_lock, w)[1],
                 "psi0": self.doubling_mean,
-                "kappa": float(self.offset_ratio[median_index])}
+                "kappa": weighted_median(self.offset_ratio, w),
+                "scale": weighted_median(self.r, w)}
 
 
 def lens_parameters(cluster: Cluster, harmonics: bool = True) -> dict[str, float]:
-    """κ, β' = β cos λ (0 without harmonics) and ψ0 of the cluster's integral (THEORY §4, L3)."""
+    """κ, β' = β cos λ (0 without harmonics), ψ0 and the amplitude scale r̄ of the cluster's integral (L3)."""
     shape = cluster.shared_waveform()
     return {"kappa": shape["kappa"], "beta": shape["beta"] * np.cos(shape["lock"]) if harmonics else 0.0,
-            "psi0": shape["psi0"]}
+            "psi0": shape["psi0"], "scale": shape["scale"]}
 
 
 def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:

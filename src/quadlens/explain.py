@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .clusters import Cluster, build_clusters
+from .clusters import Cluster, build_clusters, lens_parameters
 from .files import json_ready
 from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, score
-from .lens import INTEGRAL_CONSTANT
+from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
 from .quadrature import RuleError, baseline_rules, evaluate_rule
@@ -37,6 +37,7 @@ class ClusterReport:
     rule: RuleError
     baselines: dict[str, RuleError]
     blind_spots: list[int]
+    lobe_integral: float = INTEGRAL_CONSTANT
 
     def to_dict(self, fits: NeuronFits) -> dict:
         c, idx = self.cluster, self.cluster.neurons
@@ -61,6 +62,7 @@ class ClusterReport:
             "baselines": {name: {"quadrature_error_rel": r.continuous_rel, "quadrature_error_reachable_rel": r.reachable_rel}
                           for name, r in self.baselines.items()},
             "blind_spots": self.blind_spots,
+            "lobe_integral": self.lobe_integral, "lobe_integral_over_relu": self.lobe_integral / INTEGRAL_CONSTANT,
         }
 
 
@@ -105,8 +107,10 @@ class Explanation:
             "criteria": [vars(c) for c in self.criteria],
             "gradient_symmetricity": self.gradient_symmetricity, "distance_irrelevance": self.distance_irrelevance,
             "seconds": self.seconds,
-            "lens": {"integral_constant": INTEGRAL_CONSTANT,
-                     "method": "exact: piecewise antiderivatives between the roots of the relu's argument",
+            "lens": {"activation": self.model_config["act_fn"], "integral_constant": INTEGRAL_CONSTANT,
+                     "method": ("exact: piecewise antiderivatives between the roots of the relu's argument"
+                                if self.model_config["act_fn"] == "relu" else
+                                f"periodic trapezoid rule on {LENS_POINTS} points at each cluster's amplitude r̄"),
                      "tested_accuracy": 1e-9},
             "clusters": [], "ladder": [], "ablation": [], "neurons": None, "secondary": None,
         }
@@ -129,14 +133,16 @@ class Explanation:
         return out
 
 
-def _cluster_report(cluster: Cluster, p: int) -> ClusterReport:
+def _cluster_report(cluster: Cluster, p: int, act_fn: str) -> ClusterReport:
+    """Quadrature errors (integrand act(s cos θ)/s · cos 2θ at the cluster's amplitude s = 2r̄) and blind spots."""
     d = np.arange(p)
     blind = np.abs(np.cos(np.pi * cluster.frequency * d / p)) < BLIND_SPOT
+    scale = 2 * lens_parameters(cluster)["scale"]
     return ClusterReport(
-        cluster=cluster, rule=evaluate_rule(cluster.phi, cluster.weights, p, cluster.frequency),
-        baselines={name: evaluate_rule(ph, w, p, cluster.frequency)
+        cluster=cluster, rule=evaluate_rule(cluster.phi, cluster.weights, p, cluster.frequency, act_fn, scale),
+        baselines={name: evaluate_rule(ph, w, p, cluster.frequency, act_fn, scale)
                    for name, (ph, w) in baseline_rules(cluster.phi, cluster.weights).items()},
-        blind_spots=d[blind].tolist())
+        blind_spots=d[blind].tolist(), lobe_integral=lobe_integral(act_fn, scale))
 
 
 def _ablate_rules(tables: SeparableTables, clusters: list[Cluster], model_logits: np.ndarray) -> list[Level]:
@@ -170,12 +176,12 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     model_level = ladder[0]
     irrelevance = distance_irrelevance(model_level.logits)
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
-    criteria += _structure_criteria(fits, clusters, ladder, model.cfg.act_fn == "relu")
+    criteria += _structure_criteria(fits, clusters, ladder)
     explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
                               irrelevance)
     if explanation.fits_picture:
         explanation.tables, explanation.fits, explanation.ladder = tables, fits, ladder
-        explanation.clusters = [_cluster_report(c, tables.p) for c in clusters]
+        explanation.clusters = [_cluster_report(c, tables.p, tables.act_fn) for c in clusters]
         explanation.ablation = _ablate_rules(tables, clusters, model_level.logits)
         explanation.margin_by_difference = {
             "model": margin_by_difference(model_level.logits),
@@ -185,13 +191,11 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     return explanation
 
 
-def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[Level],
-                        relu: bool) -> list[Criterion]:
+def _structure_criteria(fits: NeuronFits, clusters: list[Cluster], ladder: list[Level]) -> list[Criterion]:
     alive = fits.status != DEAD
     clustered_influence = fits.influence[fits.status == CLUSTERED].sum() / max(fits.influence.sum(), 1e-300)
     quadrature = [lv for lv in ladder if lv.level == "L2" and lv.harmonics]
     return [
-        at_least("relu", float(relu), 1.0, "relu activation (the lens and quadrature are derived for relu)"),
         at_least("clusters", len(clusters), 1, "number of frequency clusters"),
         at_most("dead_neurons", (fits.status == DEAD).mean(), 0.1,
                 "share of dead neurons (a dead cluster leaves its nodes out of the quadrature)"),

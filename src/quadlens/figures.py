@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 
 from .certify import BoundReport  # noqa: E402
 from .explain import Explanation  # noqa: E402
+from .clusters import lens_parameters  # noqa: E402
 from .fourier import wrap  # noqa: E402
+from .lens import apply_activation  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -41,21 +43,23 @@ def phase_doubling(explanation: Explanation, path: Path) -> Path:
 def quadrature(explanation: Explanation, path: Path) -> Path:
     """Per cluster, relu(cos θ)·cos 2θ with one rectangle per neuron: width ∝ its weight, at its phase."""
     n = len(explanation.clusters)
+    act_fn = explanation.model_config["act_fn"]
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
     theta = np.linspace(-np.pi, np.pi, 1000)
-    curve = np.maximum(np.cos(theta), 0) * np.cos(2 * theta)
     for ax, report in zip(axes[0], explanation.clusters):
         c = report.cluster
+        scale = 2 * lens_parameters(c)["scale"]
+        lobe = lambda x: apply_activation(act_fn, scale * np.cos(x)) / scale * np.cos(2 * x)  # noqa: E731
+        curve = lobe(theta)
         nodes = wrap(c.phi)
         widths = 2 * np.pi * c.weights / c.total_weight
-        ax.bar(nodes, np.maximum(np.cos(nodes), 0) * np.cos(2 * nodes), width=widths, alpha=0.45,
-               color="tab:orange", edgecolor="none")
+        ax.bar(nodes, lobe(nodes), width=widths, alpha=0.45, color="tab:orange", edgecolor="none")
         ax.plot(theta, curve, color="black", lw=1)
         ax.set(title=f"k={c.frequency}: error {100 * report.rule.continuous_rel:.1f}% "
                      f"(equal w: {100 * report.baselines['equal_weights'].continuous_rel:.0f}%)",
                xlabel="θ = φ_i (offset 0)", xlim=(-np.pi, np.pi))
         ax.title.set_fontsize(8)
-    axes[0][0].set_ylabel("relu(cos θ) cos 2θ")
+    axes[0][0].set_ylabel(f"{act_fn}(s cos θ)/s · cos 2θ" if act_fn != "relu" else "relu(cos θ) cos 2θ")
     return _save(fig, path)
 
 

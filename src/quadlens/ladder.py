@@ -110,7 +110,7 @@ def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics:
         lens = lens_parameters(cluster, harmonics)
         logits = logits + cluster_lens_logits(tables.p, cluster.frequency, cluster.total_weight, lens["psi0"],
                                               kappa=lens["kappa"] if with_offsets else 0.0, beta=lens["beta"],
-                                              rows=rows)
+                                              rows=rows, act_fn=tables.act_fn, scale=lens["scale"])
     return logits
 
 

@@ -14,8 +14,39 @@ With κ = β = 0, C = 2|cos(δ/2)|/(3π) and the sum is the closed form L∞ = (
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 INTEGRAL_CONSTANT = 1 / (3 * np.pi)  # (1/2π) ∫ relu(cos θ) cos 2θ dθ
+LENS_POINTS = 1024  # periodic trapezoid points for smooth activations (spectrally accurate; tested)
+
+
+def apply_activation(act_fn: str, x: np.ndarray) -> np.ndarray:
+    from .model import activation
+
+    return activation(act_fn, torch.from_numpy(np.asarray(x, dtype=float))).numpy()
+
+
+def activation_integral(act_fn: str, kappa, beta, delta, scale: float = 1.0, n: int = LENS_POINTS) -> np.ndarray:
+    """C_act = (1/2π) ∫ act(s·(κ + 2cos(δ/2) cos θ + 2β cos δ cos 2θ))/s · cos 2θ dθ at amplitude s = ``scale``.
+
+    For relu (positively homogeneous) s cancels and the exact :func:`waveform_integral` is used; any other
+    activation is smooth and integrated by the periodic trapezoid rule on ``n`` points.
+    """
+    if act_fn == "relu":
+        return waveform_integral(kappa, beta, delta)
+    kappa, beta, delta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (kappa, beta, delta)))
+    theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    q = (kappa[..., None] + 2 * np.cos(delta / 2)[..., None] * np.cos(theta)
+         + 2 * (beta * np.cos(delta))[..., None] * np.cos(2 * theta))
+    return (apply_activation(act_fn, scale * q) / scale * np.cos(2 * theta)).mean(-1)
+
+
+def lobe_integral(act_fn: str = "relu", scale: float = 1.0, n: int = LENS_POINTS) -> float:
+    """(1/2π) ∫ act(s cos θ)/s · cos 2θ dθ: the quadrature's target per unit weight (1/3π for relu)."""
+    if act_fn == "relu":
+        return INTEGRAL_CONSTANT
+    theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return float((apply_activation(act_fn, scale * np.cos(theta)) / scale * np.cos(2 * theta)).mean())
 
 
 def _antiderivative(theta: np.ndarray, kappa, A, B) -> np.ndarray:
@@ -60,11 +91,14 @@ def waveform_integral_numeric(kappa: float, beta: float, delta: float, n: int = 
 
 
 def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
-                        beta: float = 0.0, rows: slice = slice(None)) -> np.ndarray:
+                        beta: float = 0.0, rows: slice = slice(None), act_fn: str = "relu",
+                        scale: float = 1.0) -> np.ndarray:
     """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c), or for a in ``rows`` only:
-    (W_k/2) C(κ, β, δ) cos(Δ − ψ0)."""
+    (W_k/2) C_act(κ, β, δ) cos(Δ − ψ0)."""
     t = np.arange(p)
     a = t[rows][:, None, None]
     omega_k = 2 * np.pi * frequency / p
-    amplitude = (total_weight / 2) * waveform_integral(kappa, beta, omega_k * (a - t[None, :, None]))
+    d = np.arange(p)
+    by_difference = activation_integral(act_fn, kappa, beta, omega_k * d, scale)  # only p distinct a − b
+    amplitude = (total_weight / 2) * by_difference[(a - t[None, :, None]) % p]
     return amplitude * np.cos(omega_k * (a + t[None, :, None] - t[None, None, :]) - psi0)

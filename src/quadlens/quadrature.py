@@ -14,17 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lens import INTEGRAL_CONSTANT
+from .lens import apply_activation, lobe_integral
 
 GRID_POINTS = 1 << 14
 LIPSCHITZ = 3.0  # |d/du relu(cos u) cos(2u − Δ)| ≤ |sin u| + 2|cos u| ≤ 3 (componentwise, both C and S)
 
 
-def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """sup_Δ |E(x, Δ)| at each offset in ``x`` (absolute, in the units of the weights)."""
+def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray, act_fn: str = "relu",
+               scale: float = 1.0) -> np.ndarray:
+    """sup_Δ |E(x, Δ)| at each offset in ``x`` (absolute, in the units of the weights).
+
+    The integrand is act(s cos θ)/s · cos(2θ − Δ) (s = ``scale``; relu(cos θ) cos(2θ − Δ) for relu).
+    """
     u = x[:, None] + phases[None, :]
-    lobe = np.maximum(np.cos(u), 0.0) * weights[None, :]
-    c = (lobe * np.cos(2 * u)).sum(1) - weights.sum() * INTEGRAL_CONSTANT
+    lobe = apply_activation(act_fn, scale * np.cos(u)) / scale * weights[None, :]
+    c = (lobe * np.cos(2 * u)).sum(1) - weights.sum() * lobe_integral(act_fn, scale)
     s = (lobe * np.sin(2 * u)).sum(1)
     return np.hypot(c, s)
 
@@ -46,15 +50,17 @@ class RuleError:
     continuous_rel_uncertainty: float
 
 
-def evaluate_rule(phases: np.ndarray, weights: np.ndarray, p: int, frequency: int) -> RuleError:
+def evaluate_rule(phases: np.ndarray, weights: np.ndarray, p: int, frequency: int, act_fn: str = "relu",
+                  scale: float = 1.0) -> RuleError:
     """Worst error of a rule at the reachable offsets and over all x (grid + kinks, with its Lipschitz slack)."""
-    scale = weights.sum() * INTEGRAL_CONSTANT
+    target = weights.sum() * lobe_integral(act_fn, scale)
     grid = np.linspace(0, 2 * np.pi, GRID_POINTS, endpoint=False)
     kinks = np.concatenate([np.pi / 2 - phases, -np.pi / 2 - phases]) % (2 * np.pi)
-    continuous = rule_error(phases, weights, np.concatenate([grid, kinks])).max()
-    slack = LIPSCHITZ * np.sqrt(2) * np.abs(weights).sum() * (np.pi / GRID_POINTS)
-    reachable = rule_error(phases, weights, reachable_offsets(p, frequency)).max()
-    return RuleError(float(reachable / scale), float(continuous / scale), float(slack / scale))
+    continuous = rule_error(phases, weights, np.concatenate([grid, kinks]), act_fn, scale).max()
+    lipschitz = LIPSCHITZ if act_fn == "relu" else LIPSCHITZ + 0.2  # GELU's slope exceeds 1 by < 0.13
+    slack = lipschitz * np.sqrt(2) * np.abs(weights).sum() * (np.pi / GRID_POINTS)
+    reachable = rule_error(phases, weights, reachable_offsets(p, frequency), act_fn, scale).max()
+    return RuleError(float(reachable / target), float(continuous / target), float(slack / abs(target)))
 
 
 def baseline_rules(phases: np.ndarray, weights: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
