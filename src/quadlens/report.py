@@ -17,7 +17,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { margin-bottom: 0.2em; } .muted { color: #666; }
 .badge { display: inline-block; padding: 0.2em 0.7em; border-radius: 1em; color: white; font-weight: bold; }
 .pizza { background: #2a9d4b; } .clock { background: #c98a00; } .nofit { background: #c0392b; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; } .scroll { overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; } th { background: #f4f4f4; }
 td.left, th.left { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
@@ -36,7 +36,7 @@ def _table(header: list[str], rows: list[list], left: int = 1) -> str:
         return f'<{tag}{" class=left" if i < left else ""}>{text}</{tag}>'
     head = "".join(cell(i, h, "th") for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell(i, v, "td") for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class=scroll><table><tr>{head}</tr>{body}</table></div>'
 
 
 def plain_words(e: Explanation, b: BoundReport | None) -> str:
