@@ -9,6 +9,7 @@ Tiers (costs counted in arithmetic operations as they are performed):
   arcs       linear   the same, with sign patterns: where the cluster's waveform is surely above or below
                       the kink, the residual enters exactly; only a band around the kink is Lipschitz
   quadratic  O(p²m)   exact hidden activations; only the maximum over c is bounded
+  quadratic_exact_c   the same with the tracked phasors' maximum over c taken exactly (O(p³F) more)
   brute force O(p³m)  the truth
 
 Decomposition (exact for any explanation parameters, so soundness never depends on the fit): neuron i of
@@ -20,14 +21,14 @@ the cluster's tracked frequencies f (the key frequency and its largest residual 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .clusters import Cluster, lens_parameters
 from .ladder import integral_logits, targets
-from .lens import _roots_in_unit_interval, waveform_integral
+from .lens import roots_in_unit_interval, waveform_integral
 from .tables import SeparableTables
 
 SAFETY = 1e-8  # relative and absolute slack added to every bound, far above float64 rounding (~1e-12)
@@ -259,7 +260,7 @@ def _arc_ranges(term: ClusterTerms, threshold: float | np.ndarray, shift: np.nda
     """
     A, B = np.cos(delta / 2), term.beta * np.cos(delta)
     kappa = term.kappa - threshold
-    x = _roots_in_unit_interval(kappa, A, B)
+    x = roots_in_unit_interval(kappa, A, B)
     lo_list, length_list = [], []
     for s in range(3):
         x_lo, x_hi = x[..., s], x[..., s + 1]

@@ -40,6 +40,11 @@ def phase_doubling(explanation: Explanation, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
+    """The quadrature's integrand act(s cos θ)/s · cos 2θ (relu(cos θ) cos 2θ for relu)."""
+    return apply_activation(act_fn, scale * np.cos(theta)) / scale * np.cos(2 * theta)
+
+
 def quadrature(explanation: Explanation, path: Path) -> Path:
     """Per cluster, relu(cos θ)·cos 2θ with one rectangle per neuron: width ∝ its weight, at its phase."""
     n = len(explanation.clusters)
@@ -49,11 +54,10 @@ def quadrature(explanation: Explanation, path: Path) -> Path:
     for ax, report in zip(axes[0], explanation.clusters):
         c = report.cluster
         scale = 2 * lens_parameters(c)["scale"]
-        lobe = lambda x: apply_activation(act_fn, scale * np.cos(x)) / scale * np.cos(2 * x)  # noqa: E731
-        curve = lobe(theta)
+        curve = _lobe(act_fn, scale, theta)
         nodes = wrap(c.phi)
         widths = 2 * np.pi * c.weights / c.total_weight
-        ax.bar(nodes, lobe(nodes), width=widths, alpha=0.45, color="tab:orange", edgecolor="none")
+        ax.bar(nodes, _lobe(act_fn, scale, nodes), width=widths, alpha=0.45, color="tab:orange", edgecolor="none")
         ax.plot(theta, curve, color="black", lw=1)
         ax.set(title=f"k={c.frequency}: error {100 * report.rule.continuous_rel:.1f}% "
                      f"(equal w: {100 * report.baselines['equal_weights'].continuous_rel:.0f}%)",

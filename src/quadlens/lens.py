@@ -55,7 +55,7 @@ def _antiderivative(theta: np.ndarray, kappa, A, B) -> np.ndarray:
             + 2 * B * (theta / 2 + np.sin(4 * theta) / 8))
 
 
-def _roots_in_unit_interval(kappa, A, B) -> np.ndarray:
+def roots_in_unit_interval(kappa, A, B) -> np.ndarray:
     """Real roots in [−1, 1] of 4B x² + 2A x + (κ − 2B) (x = cos θ), padded with ±1: ``[..., 4]`` sorted."""
     a2, a1, a0 = np.broadcast_arrays(4 * B, 2 * A, kappa - 2 * B)
     a2, a1, a0 = (np.asarray(v, dtype=float) for v in (a2, a1, a0))
@@ -73,7 +73,7 @@ def waveform_integral(kappa, beta, delta) -> np.ndarray:
     """C(κ, β, δ) = (1/2π) ∫ relu(κ + 2cos(δ/2) cos θ + 2β cos δ cos 2θ) cos 2θ dθ, exactly (broadcasting)."""
     kappa, beta, delta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (kappa, beta, delta)))
     A, B = np.cos(delta / 2), beta * np.cos(delta)
-    x = _roots_in_unit_interval(kappa, A, B)
+    x = roots_in_unit_interval(kappa, A, B)
     total = np.zeros(kappa.shape)
     for lo, hi in ((x[..., 0], x[..., 1]), (x[..., 1], x[..., 2]), (x[..., 2], x[..., 3])):
         mid = (lo + hi) / 2
