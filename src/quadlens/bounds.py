@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from .clusters import Cluster, lens_parameters
-from .ladder import integral_logits, targets
-from .lens import roots_in_unit_interval, waveform_integral
+from .ladder import integral_logits, margins, targets
+from .lens import cluster_amplitude, roots_in_unit_interval
 from .tables import SeparableTables
 
 SAFETY = 1e-8  # relative and absolute slack added to every bound, far above float64 rounding (~1e-12)
@@ -67,21 +67,19 @@ def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
     """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters."""
     lens = lens_parameters(cluster)
     t = np.arange(p)
-    a, b = np.meshgrid(t, t, indexing="ij")
+    amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
     omega_k = 2 * np.pi * cluster.frequency / p
-    amplitude = cluster.total_weight / 2 * waveform_integral(lens["kappa"], lens["beta"], omega_k * (a - b))
-    return amplitude * np.exp(1j * (lens["psi0"] - omega_k * (a + b))), lens
+    return amplitude[_difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * (t[:, None] + t[None, :]))), lens
 
 
 def explanation_margin_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
     """min over c ≠ a+b of the explanation's MLP logit difference, per a − b: ``[p]``, in O(p²K)."""
-    d = np.arange(p)
     j = np.arange(1, p)
     total = np.zeros((p, p - 1))
     for cluster in clusters:
         lens = lens_parameters(cluster)
         omega_k = 2 * np.pi * cluster.frequency / p
-        amplitude = cluster.total_weight / 2 * waveform_integral(lens["kappa"], lens["beta"], omega_k * d)
+        amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
         total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
         ops(30 * p + 4 * p * (p - 1))
     return total.min(1)
@@ -119,14 +117,8 @@ def exact_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
     """The explanation's margin with the exact direct path, O(p³K), in chunks of rows."""
     p = tables.p
     ops(p ** 3 * (6 * len(clusters) + 3))
-    chunks = []
-    for rows in _row_chunks(p, p * p, chunk_elements):
-        logits = explanation_rows(tables, clusters, rows)
-        target = targets(p)[rows][..., None]
-        correct = np.take_along_axis(logits, target, -1)[..., 0]
-        np.put_along_axis(logits, target, -np.inf, -1)
-        chunks.append(correct - logits.max(-1))
-    return np.concatenate(chunks)
+    return np.concatenate([margins(explanation_rows(tables, clusters, rows), rows)
+                           for rows in _row_chunks(p, p * p, chunk_elements)])
 
 
 # ---------------------------------------------------------------- ground truth

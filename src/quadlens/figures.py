@@ -14,7 +14,7 @@ from .certify import BoundReport  # noqa: E402
 from .explain import Explanation  # noqa: E402
 from .clusters import lens_parameters  # noqa: E402
 from .fourier import wrap  # noqa: E402
-from .lens import apply_activation  # noqa: E402
+from .lens import lobe  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -42,7 +42,7 @@ def phase_doubling(explanation: Explanation, path: Path) -> Path:
 
 def _lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
     """The quadrature's integrand act(s cos θ)/s · cos 2θ (relu(cos θ) cos 2θ for relu)."""
-    return apply_activation(act_fn, scale * np.cos(theta)) / scale * np.cos(2 * theta)
+    return lobe(act_fn, scale, theta) * np.cos(2 * theta)
 
 
 def quadrature(explanation: Explanation, path: Path) -> Path:

@@ -48,10 +48,10 @@ def targets(p: int) -> np.ndarray:
     return (t[:, None] + t[None, :]) % p
 
 
-def margins(logits: np.ndarray) -> np.ndarray:
-    """Correct logit minus the largest other logit, ``[p, p]``."""
+def margins(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+    """Correct logit minus the largest other logit, ``[p, p]`` (or for the inputs with a in ``rows``)."""
     p = logits.shape[-1]
-    y = targets(p)[..., None]
+    y = targets(p)[rows][..., None]
     correct = np.take_along_axis(logits, y, -1)[..., 0]
     others = logits.copy()
     np.put_along_axis(others, y, -np.inf, -1)

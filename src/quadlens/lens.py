@@ -41,12 +41,17 @@ def activation_integral(act_fn: str, kappa, beta, delta, scale: float = 1.0, n: 
     return (apply_activation(act_fn, scale * q) / scale * np.cos(2 * theta)).mean(-1)
 
 
+def lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
+    """act(s cos θ)/s: one node's activation at phase θ and amplitude s (relu(cos θ) for relu)."""
+    return apply_activation(act_fn, scale * np.cos(theta)) / scale
+
+
 def lobe_integral(act_fn: str = "relu", scale: float = 1.0, n: int = LENS_POINTS) -> float:
     """(1/2π) ∫ act(s cos θ)/s · cos 2θ dθ: the quadrature's target per unit weight (1/3π for relu)."""
     if act_fn == "relu":
         return INTEGRAL_CONSTANT
     theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return float((apply_activation(act_fn, scale * np.cos(theta)) / scale * np.cos(2 * theta)).mean())
+    return float((lobe(act_fn, scale, theta) * np.cos(2 * theta)).mean())
 
 
 def _antiderivative(theta: np.ndarray, kappa, A, B) -> np.ndarray:
@@ -98,7 +103,12 @@ def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float
     t = np.arange(p)
     a = t[rows][:, None, None]
     omega_k = 2 * np.pi * frequency / p
-    d = np.arange(p)
-    by_difference = activation_integral(act_fn, kappa, beta, omega_k * d, scale)  # only p distinct a − b
-    amplitude = (total_weight / 2) * by_difference[(a - t[None, :, None]) % p]
+    amplitude = cluster_amplitude(p, frequency, total_weight, kappa, beta, act_fn, scale)[(a - t[None, :, None]) % p]
     return amplitude * np.cos(omega_k * (a + t[None, :, None] - t[None, None, :]) - psi0)
+
+
+def cluster_amplitude(p: int, frequency: int, total_weight: float, kappa: float = 0.0, beta: float = 0.0,
+                      act_fn: str = "relu", scale: float = 1.0) -> np.ndarray:
+    """(W_k/2) C_act(κ, β, δ) for each a − b (mod p), ``[p]``: the cluster's L3 amplitude (only p distinct δ)."""
+    return (total_weight / 2) * activation_integral(act_fn, kappa, beta, 2 * np.pi * frequency * np.arange(p) / p,
+                                                    scale)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lens import apply_activation, lobe_integral
+from .lens import lobe, lobe_integral
 
 GRID_POINTS = 1 << 14
 LIPSCHITZ = 3.0  # |d/du relu(cos u) cos(2u − Δ)| ≤ |sin u| + 2|cos u| ≤ 3 (componentwise, both C and S)
@@ -27,9 +27,9 @@ def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray, act_fn: s
     The integrand is act(s cos θ)/s · cos(2θ − Δ) (s = ``scale``; relu(cos θ) cos(2θ − Δ) for relu).
     """
     u = x[:, None] + phases[None, :]
-    lobe = apply_activation(act_fn, scale * np.cos(u)) / scale * weights[None, :]
-    c = (lobe * np.cos(2 * u)).sum(1) - weights.sum() * lobe_integral(act_fn, scale)
-    s = (lobe * np.sin(2 * u)).sum(1)
+    weighted = lobe(act_fn, scale, u) * weights[None, :]
+    c = (weighted * np.cos(2 * u)).sum(1) - weights.sum() * lobe_integral(act_fn, scale)
+    s = (weighted * np.sin(2 * u)).sum(1)
     return np.hypot(c, s)
 
 
