@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import small_config
 from quadlens import Transformer, separable_tables
-from quadlens.bounds import Ops, brute_force, exact_margin, linear_bound, quadratic_bound, separable_margin
+from quadlens.bounds import Ops, brute_force, exact_margin, explanation_margin, linear_bound, quadratic_bound
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
@@ -24,17 +24,30 @@ def clusters_of(tables: SeparableTables):
     return build_clusters(fit_neurons(tables, min_share=0.0), tables.b_in)
 
 
-def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10) -> None:
+def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, directions: int = 4) -> None:
     truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu")
-    for name, B in (("lipschitz", linear_bound(tables, clusters, False, tracked_extra=tracked_extra)),
-                    ("arcs", linear_bound(tables, clusters, True, tracked_extra=tracked_extra)),
-                    ("quadratic", quadratic_bound(tables, clusters, tracked_extra=tracked_extra)),
-                    ("quadratic_exact_c", quadratic_bound(tables, clusters, tracked_extra=tracked_extra,
-                                                          exact_over_c=True))):
+    margins = explanation_margins(tables, clusters)
+    fit = {"tracked_extra": tracked_extra, "directions": directions}
+    for name, B in (("lipschitz", linear_bound(tables, clusters, False, **fit)),
+                    ("arcs", linear_bound(tables, clusters, True, **fit)),
+                    ("arcs, no narrowing", linear_bound(tables, clusters, band_iterations=0, **fit)),
+                    ("arcs, exact differences", linear_bound(tables, clusters, exact_differences=2, band_iterations=4,
+                                                             **fit)),
+                    ("quadratic", quadratic_bound(tables, clusters, **fit)),
+                    ("quadratic_exact_c", quadratic_bound(tables, clusters, exact_over_c=True, **fit))):
         worst = (truth - B).max()
         assert worst <= 0, f"{name} bound below brute force by {worst} on some input"
-        for margin in (separable_margin(tables, clusters, Ops()), exact_margin(tables, clusters, Ops())):
+        for margin in margins:
             assert (model_margin[margin > B] > 0).all(), f"{name} certified an input the model gets wrong"
+
+
+def explanation_margins(tables: SeparableTables, clusters) -> list[np.ndarray]:
+    """The exact margin and its linear-time lower bounds, checked to be lower bounds."""
+    exact = exact_margin(tables, clusters, Ops())
+    lower = [explanation_margin(tables, clusters, Ops(), competitors) for competitors in (0, 1, 3, 8)]
+    for competitors, margin in zip((0, 1, 3, 8), lower):
+        assert (margin <= exact + 1e-9 * (1 + np.abs(exact))).all(), f"margin with {competitors} competitors too high"
+    return lower + [exact]
 
 
 def random_tables(seed: int, p: int, dtype=torch.float64) -> SeparableTables:
@@ -63,14 +76,14 @@ def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_ex
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 100_000), m=st.integers(1, 3), p=st.sampled_from([5, 7, 11]),
-       output_noise=st.floats(0.0, 2.0), tracked_extra=st.sampled_from([0, 1]))
-def test_sound_on_tiny_clusters(seed, m, p, output_noise, tracked_extra):
+       output_noise=st.floats(0.0, 2.0), tracked_extra=st.sampled_from([0, 1]), directions=st.sampled_from([0, 1]))
+def test_sound_on_tiny_clusters(seed, m, p, output_noise, tracked_extra, directions):
     """One to three neurons, so that no slack from summing many neurons hides a missing term."""
     spec = pizza_spec(p, (1,), neurons_per_cluster=m, kappa=0.1, seed=seed)
     tables = pizza_tables(spec, noise=0.3, seed=seed)
     rng = np.random.default_rng(seed)
     tables = dataclasses.replace(tables, W_L=tables.W_L + output_noise * rng.normal(size=tables.W_L.shape))
-    assert_sound(tables, clusters_of(tables), tracked_extra)
+    assert_sound(tables, clusters_of(tables), tracked_extra, directions)
 
 
 @SETTINGS

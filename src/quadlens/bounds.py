@@ -32,7 +32,10 @@ from .lens import cluster_amplitude, roots_in_unit_interval
 from .tables import SeparableTables
 
 SAFETY = 1e-8  # relative and absolute slack added to every bound, far above float64 rounding (~1e-12)
-TRACKED_EXTRA = 10  # residual output frequencies tracked per cluster besides the key frequency
+TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
+DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
+BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
+COMPETITORS = 8  # outputs per input whose explanation margin the linear tier evaluates with the exact direct path
 
 
 class Ops:
@@ -72,8 +75,8 @@ def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
     return amplitude[_difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * (t[:, None] + t[None, :]))), lens
 
 
-def explanation_margin_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
-    """min over c ≠ a+b of the explanation's MLP logit difference, per a − b: ``[p]``, in O(p²K)."""
+def explanation_margins_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
+    """The explanation's MLP logit difference (a+b) − c per a − b and j = a+b − c ≠ 0: ``[p, p − 1]``, O(p²K)."""
     j = np.arange(1, p)
     total = np.zeros((p, p - 1))
     for cluster in clusters:
@@ -82,7 +85,7 @@ def explanation_margin_by_difference(clusters: list[Cluster], p: int, ops: Ops) 
         amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
         total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
         ops(30 * p + 4 * p * (p - 1))
-    return total.min(1)
+    return total
 
 
 def _difference_index(p: int) -> np.ndarray:
@@ -90,16 +93,39 @@ def _difference_index(p: int) -> np.ndarray:
     return (t[:, None] - t[None, :]) % p
 
 
-def separable_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
-    """A lower bound on the explanation's margin with the direct path, in O(p²K): MLP part per a − b, plus
-    D_a[a, a+b] − max_c D_a[a, c] and the same for D_b (the direct path's worst case split in two)."""
+def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
+                       competitors: int = COMPETITORS) -> np.ndarray:
+    """A lower bound on the explanation's margin with the direct path, in O(p²(K + J)).
+
+    The MLP part depends on (a − b, j = a+b − c) only. The J outputs with the smallest MLP margin are compared
+    exactly, direct path included; every other output has at least the (J+1)-th smallest MLP margin plus the
+    direct path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b.
+    ``competitors=0`` is that separable bound alone; ``competitors ≥ p − 1`` is the exact margin.
+    """
     p = tables.p
-    mlp = explanation_margin_by_difference(clusters, p, ops)[_difference_index(p)]
-    y = targets(p)
-    rows = np.arange(p)[:, None]
-    direct = (tables.D_a[rows, y] - tables.D_a.max(1)[:, None]) + (tables.D_b[rows.T, y] - tables.D_b.max(1)[None, :])
-    ops(4 * p * p)
-    return mlp + direct
+    by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
+    J = min(competitors, p - 1)
+    a, b = np.arange(p)[:, None], np.arange(p)[None, :]
+    difference, target = (a - b) % p, (a + b) % p
+    direct = (tables.D_a[a, target] - tables.D_a.max(1)[:, None]) + (tables.D_b[b, target] - tables.D_b.max(1)[None, :])
+    ops(6 * p * p)
+    if J == p - 1:
+        bound = np.full((p, p), np.inf)
+    else:
+        ordered = np.partition(by_difference, J, axis=1)
+        bound = ordered[:, J][difference] + direct
+        ops(p * p)
+    if J:
+        nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J < p - 1 else np.arange(1, p)[None].repeat(p, 0)
+        j = nearest[difference]  # [p, p, J]
+        c = (target[..., None] - j) % p
+        exact = (np.take_along_axis(by_difference[difference], j - 1, -1)
+                 + (tables.D_a[a, target] + tables.D_b[b, target])[..., None] - tables.D_a[a[..., None], c]
+                 - tables.D_b[b[..., None], c])
+        bound = np.minimum(bound, exact.min(-1))
+        ops(8 * p * p * J)
+    ops(p * p * np.log2(max(p, 2)))
+    return bound
 
 
 def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
@@ -166,6 +192,20 @@ def _reconstruct(coefficients: np.ndarray, frequencies: np.ndarray, p: int) -> n
     return np.real(coefficients @ np.exp(2j * np.pi * np.outer(frequencies, c) / p))
 
 
+def principal_directions(rows: np.ndarray, count: int, iterations: int = 4) -> np.ndarray:
+    """Orthonormal directions ``[count, p]`` spanning most of the rows' energy, by subspace iteration: O(n·p·count).
+
+    Any orthonormal directions keep the bounds sound; good ones leave less for the untracked remainder.
+    """
+    count = min(count, *rows.shape)
+    if count == 0:
+        return np.zeros((0, rows.shape[1]))
+    basis = np.random.default_rng(0).standard_normal((rows.shape[1], count + 4))
+    for _ in range(iterations):
+        basis = np.linalg.qr(rows.T @ (rows @ basis))[0]
+    return (np.linalg.svd(rows @ basis, full_matrices=False)[2][:count] @ basis.T)
+
+
 @dataclass
 class ClusterTerms:
     """A cluster's neurons in phase order, with everything the bounds read about them."""
@@ -178,31 +218,42 @@ class ClusterTerms:
     beta: float
     eps_a: np.ndarray  # [p, n]
     eps_b: np.ndarray  # [p, n]
-    tau_a: np.ndarray  # [p] max_i |ε_a[a, i]| / r_i, inflated for rounding
-    tau_b: np.ndarray  # [p] max_i |ε_b[b, i]| / r_i: |η_i(a, b)| ≤ r_i (τ_a[a] + τ_b[b])
     tracked: np.ndarray  # this cluster's tracked output frequencies (key first)
-    gamma: np.ndarray  # [n, F] complex output coefficients at the tracked frequencies (all clusters' F)
-    remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies
+    gamma: np.ndarray  # [n, T] complex output coefficients at those frequencies
+    coordinates: np.ndarray  # [n, R] output rows along the cluster's principal directions
+    direction_columns: slice  # those directions' rows in Decomposition.directions
+    remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies and directions
     span: np.ndarray  # [n] ptp of the whole output row: the most one unit of |h − ĥ| moves a logit difference
     neurons: np.ndarray  # model neuron indices, in phase order
+    columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
+
+    @property
+    def output_weights(self) -> np.ndarray:
+        """Per neuron ``[n, W]``: tracked phasor coefficients, direction coordinates, remainder span."""
+        return np.concatenate([self.gamma, self.coordinates, self.remainder_span[:, None]], axis=1)
+
+    def residual_shares(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
+        """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
+        return np.maximum(sign * self.eps_a, 0) / self.r, np.maximum(sign * self.eps_b, 0) / self.r
 
 
 @dataclass
 class Decomposition:
     clusters: list[ClusterTerms]
     frequencies: np.ndarray  # every tracked frequency (the union over clusters)
+    directions: np.ndarray  # [R_total, p] every cluster's principal output directions
     target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
     loose: np.ndarray  # neurons outside every cluster
     loose_span: np.ndarray
 
 
-def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-              tracked_extra: int = TRACKED_EXTRA) -> Decomposition:
-    """Split every cluster neuron into waveform + residuals and its output into tracked phasors + remainder."""
+def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
+              directions: int = DIRECTIONS) -> Decomposition:
+    """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
     omega = 2 * np.pi / p
     t = np.arange(p)
-    terms, frequencies, targets = [], set(), {}
+    terms, frequencies, targets, all_directions = [], set(), {}, []
     clustered = np.zeros(tables.d_mlp, bool)
     for cluster in clusters:
         keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
@@ -218,8 +269,6 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
         eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * lens["kappa"])
         eps_b = tables.F_b[:, idx] - mean_b - waveform
-        inflate = lambda x: x * (1 + SAFETY) + SAFETY  # noqa: E731
-        tau_a, tau_b = inflate((np.abs(eps_a) / r).max(1)), inflate((np.abs(eps_b) / r).max(1))
         rows = tables.W_L[idx] - tables.W_L[idx].mean(1, keepdims=True)
         residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, np.array([k])), np.array([k]), p),
                                             axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
@@ -227,39 +276,50 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
         tracked = np.array([k] + extra)
         gamma = _dft_coefficients(rows, tracked)
         remainder = rows - _reconstruct(gamma, tracked, p)
-        ops(p * len(idx) * (20 + 8 * len(tracked)) + 5 * p * len(idx) * np.log2(max(p, 2)))
+        basis = principal_directions(remainder, directions)
+        coordinates = remainder @ basis.T
+        remainder = remainder - coordinates @ basis
+        start = sum(len(d) for d in all_directions)
+        all_directions.append(basis)
+        ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
-        terms.append(ClusterTerms(cluster, k, phi, r, lens["kappa"], lens["beta"], eps_a, eps_b, tau_a, tau_b, tracked, gamma, np.ptp(remainder, axis=1),
+        terms.append(ClusterTerms(cluster, k, phi, r, lens["kappa"], lens["beta"], eps_a, eps_b, tracked, gamma,
+                                  coordinates, slice(start, start + len(basis)), np.ptp(remainder, axis=1),
                                   np.ptp(tables.W_L[idx], axis=1), idx))
     loose = np.where(~clustered)[0]
     loose_span = np.ptp(tables.W_L[loose], axis=1)
     ops(3 * p * len(loose))
     freq_list = np.array(sorted(frequencies), dtype=int)
-    for term in terms:  # align every cluster's coefficients to the global frequency list
-        full = np.zeros((len(term.r), len(freq_list)), complex)
-        full[:, np.searchsorted(freq_list, term.tracked)] = term.gamma
-        term.gamma = full
-    return Decomposition(terms, freq_list, targets, loose, loose_span)
+    for term in terms:
+        term.columns = np.searchsorted(freq_list, term.tracked)
+    stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
+    return Decomposition(terms, freq_list, stacked, targets, loose, loose_span)
 
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
 
-def _arc_ranges(term: ClusterTerms, threshold: float | np.ndarray, shift: np.ndarray, delta: np.ndarray,
-                ops: Ops) -> tuple[np.ndarray, np.ndarray]:
-    """Index ranges [i1, i2) into the doubled phase list covering {i : κ + Q(shift + φ_i; δ) > threshold}.
+def _level_ranges(term: ClusterTerms, lower: float | np.ndarray, upper: float | np.ndarray | None,
+                  shift: np.ndarray, delta: np.ndarray, ops: Ops) -> tuple[np.ndarray, np.ndarray]:
+    """Index ranges [i1, i2) into the doubled phase list covering {i : lower < κ + Q(shift + φ_i; δ) ≤ upper}.
 
-    The set is even in θ; its cos θ-intervals come from the roots of a quadratic. Returns ``[..., 6]`` each.
+    The set is even in θ; its cos θ-intervals lie between the roots of two quadratics (one if ``upper`` is
+    None, meaning no upper limit). Returns ``[..., 6]`` or ``[..., 10]`` each.
     """
     A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-    kappa = term.kappa - threshold
-    x = roots_in_unit_interval(kappa, A, B)
+    ends = np.ones(A.shape + (1,))
+    levels = [lower] if upper is None else [lower, upper]
+    cuts = [roots_in_unit_interval(term.kappa - level, A, B)[..., 1:3] for level in levels]
+    x = np.sort(np.concatenate([-ends, *cuts, ends], axis=-1), axis=-1)
     lo_list, length_list = [], []
-    for s in range(3):
+    for s in range(x.shape[-1] - 1):
         x_lo, x_hi = x[..., s], x[..., s + 1]
         mid = (x_lo + x_hi) / 2
-        positive = (kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1) > 0) & (x_hi > x_lo)
+        value = term.kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1)
+        inside = (value > lower) & (x_hi > x_lo)
+        if upper is not None:
+            inside &= value <= upper
         alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
-        length = np.where(positive, beta - alpha, 0.0)
+        length = np.where(inside, beta - alpha, 0.0)
         lo_list += [alpha - shift, -beta - shift]
         length_list += [length, length]
     lo = np.mod(np.stack(lo_list, -1) + np.pi, 2 * np.pi) - np.pi
@@ -267,7 +327,7 @@ def _arc_ranges(term: ClusterTerms, threshold: float | np.ndarray, shift: np.nda
     phase2 = np.concatenate([term.phase, term.phase + 2 * np.pi])
     i1 = np.searchsorted(phase2, lo)
     i2 = np.searchsorted(phase2, lo + length)
-    ops(lo.size * (40 + 2 * np.log2(max(len(phase2), 2))))
+    ops(lo.size * (40 + 2 * np.log2(max(len(phase2), 2))) + A.size * 30 * len(levels))
     return i1, i2
 
 
@@ -280,7 +340,7 @@ def _prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def _arc_sum(prefix: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """Σ over a set of arcs: from ``prefix`` ``[2n+1, C]``, or per row ``[p, 2n+1, C]`` indexed by ``rows``."""
+    """Σ over a set of arcs: from ``prefix`` ``[2n+1, C]``, or per row ``[p, 2n+1, ...]`` indexed by ``rows``."""
     i1, i2 = ranges
     if rows is None:
         return (prefix[i2] - prefix[i1]).sum(-2)
@@ -288,72 +348,207 @@ def _arc_sum(prefix: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np
     return (prefix[r, i2] - prefix[r, i1]).sum(-2)
 
 
+def _range_max_table(values: np.ndarray) -> np.ndarray:
+    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n)."""
+    doubled = np.concatenate([values, values], axis=1)
+    levels = [doubled]
+    while 2 ** len(levels) <= doubled.shape[1]:
+        half = 2 ** (len(levels) - 1)
+        previous = levels[-1]
+        levels.append(np.concatenate([np.maximum(previous[:, :-half], previous[:, half:]),
+                                      np.zeros((len(values), half))], axis=1))
+    return np.stack(levels)
+
+
+def _arc_max(table: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """max over a set of arcs of the row's values (0 on empty arcs), from a ``_range_max_table``."""
+    i1, i2 = ranges
+    length = i2 - i1
+    level = np.floor(np.log2(np.maximum(length, 1))).astype(int)
+    r = rows[..., None]
+    width = table.shape[-1]
+    both = np.maximum(table[level, r, np.minimum(i1, width - 1)], table[level, r, np.clip(i2 - 2 ** level, 0, width - 1)])
+    return np.where(length > 0, both, 0.0).max(-1)
+
+
 HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu} in r (κ + Q(θ))
 
 
+def _inflate(x: np.ndarray) -> np.ndarray:
+    """Residual thresholds raised by the rounding slack (docs/bounds.md §6)."""
+    return x * (1 + SAFETY) + SAFETY
+
+
+@dataclass
+class ClusterSums:
+    """One cluster's share of a bound per input: the summed output weights (tracked phasor coefficients,
+    direction coordinates, remainder span; ``[p, p, W]``) of its activations as far as known, and the band
+    term ``[p, p]`` bounding the rest."""
+
+    found: np.ndarray
+    band: np.ndarray
+
+
+def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, chunk_elements: int) -> ClusterSums:
+    """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
+    the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
+    weights = term.output_weights
+    n, W = weights.shape
+    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
+    ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
+    residual_prefix = [_prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
+    # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
+    # span for |h'|); one turned on gains at most relu(η)
+    shares = {sign: term.residual_shares(sign) for sign in (-1, 1)}
+    cost = {-1: term.span + 2 * term.remainder_span, 1: term.span}
+    band_prefix = {sign: [_prefix((share * term.r * cost[sign])[..., None], axis=1) for share in shares[sign]]
+                   for sign in (-1, 1)}
+    tables = {sign: [_range_max_table(share) for share in shares[sign]] for sign in (-1, 1)}
+    ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
+    found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
+    omega_k = 2 * np.pi * term.frequency / p
+    t = np.arange(p)
+    for lo in range(0, p, max(1, chunk_elements // (p * 10 * 5 * W))):
+        a = t[lo:lo + max(1, chunk_elements // (p * 10 * 5 * W)), None].repeat(p, 1)
+        b = t[None, :].repeat(len(a), 0)
+        rows = slice(lo, lo + len(a))
+        shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
+        A, B = np.cos(delta / 2), term.beta * np.cos(delta)
+        coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
+                                B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)  # [rows, p, 5]
+        on = _level_ranges(term, 0.0, None, shift, delta, ops)
+        ideal = np.einsum("rph,rphw->rpw", coefficient, _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
+        found[rows] = ideal + _arc_sum(residual_prefix[0], on, a) + _arc_sum(residual_prefix[1], on, b)
+        ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40 + 6 * W * 2 * 3 * 2))
+        for sign in (-1, 1):
+            (share_a, share_b), (table_a, table_b) = shares[sign], tables[sign]
+            band_arcs = lambda tau: _level_ranges(term, *((0.0, tau) if sign < 0 else (-tau, 0.0)),  # noqa: E731
+                                                  shift, delta, ops)
+            arcs = band_arcs(_inflate(share_a.max(1)[a] + share_b.max(1)[b]))
+            for _ in range(iterations):  # narrow to the largest residual share inside the band (docs §3)
+                arcs = band_arcs(_inflate(_arc_max(table_a, arcs, a) + _arc_max(table_b, arcs, b)))
+                ops(A.size * 10 * 12)
+            band[rows] += (_arc_sum(band_prefix[sign][0], arcs, a) + _arc_sum(band_prefix[sign][1], arcs, b))[..., 0]
+            ops(A.size * 10 * 6)
+    return ClusterSums(found, band)
+
+
+def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, chunk_elements: int) -> ClusterSums:
+    """Exact sums of the ideal activations ĥ; every neuron's residual taken by relu's Lipschitz constant."""
+    weights = term.output_weights
+    n, W = weights.shape
+    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))
+    ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
+    full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
+    ops(n * 5 * W * 6 + 4 * p * n)
+    found = np.zeros((p, p, W), complex)
+    omega_k = 2 * np.pi * term.frequency / p
+    t = np.arange(p)
+    for lo in range(0, p, max(1, chunk_elements // (p * 6 * 5 * W))):
+        a = t[lo:lo + max(1, chunk_elements // (p * 6 * 5 * W)), None].repeat(p, 1)
+        b = t[None, :].repeat(len(a), 0)
+        shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
+        A, B = np.cos(delta / 2), term.beta * np.cos(delta)
+        coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
+                                B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)
+        on = _level_ranges(term, 0.0, None, shift, delta, ops)
+        found[lo:lo + len(a)] = np.einsum("rph,rphw->rpw", coefficient,
+                                          _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
+        ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40))
+    return ClusterSums(found, full_band[0][:, None] + full_band[1][None, :])
+
+
+def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableTables, count: int,
+                       ops: Ops) -> None:
+    """Replace the arcs by exact activations on the ``count`` differences a − b where the band term is largest.
+
+    Each costs p·n: the cluster's blind spots, where the residuals decide every sign, are worth paying for.
+    """
+    p = tables.p
+    if count <= 0:
+        return
+    a = np.arange(p)
+    band_by_difference = np.array([sums.band[a, (a - d) % p].mean() for d in range(p)])
+    for d in np.argsort(-band_by_difference)[:count]:
+        b = (a - d) % p
+        hidden = np.maximum(tables.F_a[a][:, term.neurons] + tables.F_b[b][:, term.neurons] + tables.b_in[term.neurons], 0)
+        sums.found[a, b] = hidden @ term.output_weights
+        sums.band[a, b] = 0.0
+        ops(p * len(term.r) * (3 + 8 * sums.found.shape[-1]))
+    ops(p * p)
+
+
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
-                 ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA,
+                 ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
+                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
                  chunk_elements: int = 1 << 21, exact_over_c: bool = False) -> np.ndarray:
     """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
-    ``exact_over_c`` takes the tracked phasors' maximum over c exactly (O(p³·F) more, still linear in d_mlp).
+    ``exact_differences`` evaluates that many differences a − b per cluster exactly (O(p·n) each);
+    ``exact_over_c`` takes the tracked part's maximum over c exactly (O(p³·F) more, still linear in d_mlp).
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra)
-    t = np.arange(p)
-    n_freq = len(dec.frequencies)
-    exact = np.zeros((p, p, n_freq), complex)
-    remainder, lipschitz = np.zeros((p, p)), np.zeros((p, p))
+    dec = decompose(tables, clusters, ops, tracked_extra, directions)
+    tracked = _Tracked.empty(p, dec)
+    remainder, band = np.zeros((p, p)), np.zeros((p, p))
     for term in dec.clusters:
-        n = len(term.r)
-        columns = np.searchsorted(dec.frequencies, term.tracked)
-        weights = np.concatenate([term.gamma[:, columns], term.remainder_span[:, None]], axis=1)  # [n, W]
-        W = weights.shape[1]
-        harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
-        ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
-        ops(n * 5 * W * 6)
         if sign_patterns:
-            residual_prefix = [_prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
-            band_prefix = [_prefix((np.abs(eps) * term.span)[:, :, None], axis=1) for eps in (term.eps_a, term.eps_b)]
-            ops(p * n * (2 * W * 8 + 8))
+            sums = _sign_pattern_sums(term, p, band_iterations, ops, chunk_elements)
         else:
-            full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
-            ops(4 * p * n)
-        omega_k = 2 * np.pi * term.frequency / p
-        rows_per_chunk = max(1, chunk_elements // (p * 6 * 5 * W))
-        for lo in range(0, p, rows_per_chunk):
-            a = t[lo:lo + rows_per_chunk, None].repeat(p, 1)
-            b = t[None, :].repeat(len(a), 0)
-            shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-            A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-            coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
-                                    B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)  # [rows, p, 5]
-            on = _arc_ranges(term, 0.0, shift, delta, ops)
-            ideal = np.einsum("rph,rphw->rpw", coefficient, _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
-            ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40))
-            if sign_patterns:
-                tau = term.tau_a[a] + term.tau_b[b]
-                sure_on = _arc_ranges(term, tau, shift, delta, ops)
-                maybe_on = _arc_ranges(term, -tau, shift, delta, ops)
-                found = ideal + _arc_sum(residual_prefix[0], sure_on, a) + _arc_sum(residual_prefix[1], sure_on, b)
-                band = sum(_arc_sum(prefix, maybe_on, rows)[..., 0] - _arc_sum(prefix, sure_on, rows)[..., 0]
-                           for prefix, rows in ((band_prefix[0], a), (band_prefix[1], b)))
-                ops(A.size * (6 * W * 2 * 3 * 2 + 6 * 4 * 3 + 4 * W))
-            else:
-                found = ideal
-                band = full_band[0][a] + full_band[1][b]
-                ops(2 * A.size)
-            exact[lo:lo + len(a), :, columns] += found[..., :-1]
-            remainder[lo:lo + len(a)] += np.real(found[..., -1])
-            lipschitz[lo:lo + len(a)] += band
-    for k, phasor in dec.target_phasors.items():
-        exact[..., np.searchsorted(dec.frequencies, k)] -= phasor
-    loose = _loose_bound(tables, dec, ops)
-    tracked = max_over_c(exact, dec.frequencies, ops) if exact_over_c else 2 * np.abs(exact).sum(-1)
-    bound = tracked + remainder + lipschitz + loose
-    ops(p * p * (4 * n_freq + 6))
+            sums = _lipschitz_sums(term, p, ops, chunk_elements)
+        _exact_differences(sums, term, tables, exact_differences, ops)
+        tracked.add(term, sums.found[..., :-1])
+        remainder += np.real(sums.found[..., -1])
+        band += sums.band
+    tracked.subtract_explanation(dec)
+    bound = tracked.over_c(dec, ops, exact_over_c) + remainder + band + _loose_bound(tables, dec, ops)
+    ops(p * p * 6)
     return bound * (1 + SAFETY) + SAFETY
+
+
+@dataclass
+class _Tracked:
+    """The tracked part of the error per input: phasors Y_f ``[p, p, F]`` and direction coordinates ``[p, p, R]``."""
+
+    phasors: np.ndarray
+    coordinates: np.ndarray
+
+    @classmethod
+    def empty(cls, p: int, dec: Decomposition) -> "_Tracked":
+        return cls(np.zeros((p, p, len(dec.frequencies)), complex), np.zeros((p, p, len(dec.directions))))
+
+    def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
+        """Add a cluster's summed output weights (phasor coefficients then direction coordinates)."""
+        T = len(term.tracked)
+        self.phasors[rows][..., term.columns] += sums[..., :T]
+        self.coordinates[rows][..., term.direction_columns] += np.real(sums[..., T:])
+
+    def subtract_explanation(self, dec: Decomposition) -> None:
+        for k, phasor in dec.target_phasors.items():
+            self.phasors[..., np.searchsorted(dec.frequencies, k)] -= phasor
+
+    def over_c(self, dec: Decomposition, ops: Ops, exact: bool = False) -> np.ndarray:
+        """A bound on max_c |E(a+b) − E(c)| for E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_j Y_j v_j(c).
+
+        |E(a+b)| + Σ_f |Y_f| + Σ_j |Y_j| max|v_j| in O(p²(F + R)), or the maximum itself in O(p³(F + R)).
+        """
+        p = self.phasors.shape[0]
+        basis = _output_basis(dec, p)  # [F + R, c] complex
+        stacked = np.concatenate([self.phasors, self.coordinates], axis=-1)
+        if exact:
+            return max_over_c(stacked, basis, ops)
+        target = targets(p)
+        at_target = np.stack([np.real((stacked[a] * basis.T[target[a]]).sum(-1)) for a in range(p)])
+        peak = np.abs(self.phasors).sum(-1) + np.abs(self.coordinates) @ np.abs(dec.directions).max(1)
+        ops(p * p * 10 * (len(basis) + 1))
+        return np.abs(at_target) + peak
+
+
+def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
+    """e^{iωfc} for the tracked frequencies, then the real principal directions: ``[F + R, p]`` complex."""
+    c = np.arange(p)
+    return np.concatenate([np.exp(2j * np.pi * np.outer(dec.frequencies, c) / p), dec.directions.astype(complex)])
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -368,47 +563,42 @@ def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.nd
 
 
 def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
-                    tracked_extra: int = TRACKED_EXTRA, chunk_elements: int = 1 << 24,
-                    exact_over_c: bool = False) -> np.ndarray:
+                    tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
+                    chunk_elements: int = 1 << 24, exact_over_c: bool = False) -> np.ndarray:
     """B(a, b) from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is bounded.
 
-    With ``exact_over_c`` the tracked phasors' maximum over c is taken exactly (O(p³·F) more) instead of
-    by the triangle inequality 2 Σ_f |Y_f|.
+    With ``exact_over_c`` the tracked part's maximum over c is taken exactly (O(p³·(F + R)) more).
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra)
-    phasors = np.zeros((p, p, len(dec.frequencies)), complex)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions)
+    tracked = _Tracked.empty(p, dec)
     remainder, loose = np.zeros((p, p)), np.zeros((p, p))
     rows_per_chunk = max(1, chunk_elements // (p * tables.d_mlp))
     for lo in range(0, p, rows_per_chunk):
         rows = slice(lo, lo + rows_per_chunk)
         hidden = np.maximum(tables.F_a[rows, None, :] + tables.F_b[None, :, :] + tables.b_in, 0)
         for term in dec.clusters:
-            h = hidden[..., term.neurons]
-            columns = np.searchsorted(dec.frequencies, term.tracked)
-            phasors[rows][..., columns] += h @ term.gamma[:, columns]
-            remainder[rows] += h @ term.remainder_span
+            sums = hidden[..., term.neurons] @ term.output_weights
+            tracked.add(term, sums[..., :-1], rows)
+            remainder[rows] += np.real(sums[..., -1])
         loose[rows] = hidden[..., dec.loose] @ dec.loose_span
     ops(3 * p * p * tables.d_mlp)
     for term in dec.clusters:
-        ops(p * p * len(term.r) * (4 * len(term.tracked) + 2))
-    for k, phasor in dec.target_phasors.items():
-        phasors[..., np.searchsorted(dec.frequencies, k)] -= phasor
-    ops(2 * p * p * len(dec.loose) + p * p * (4 * len(dec.frequencies) + 4))
-    tracked = max_over_c(phasors, dec.frequencies, ops) if exact_over_c else 2 * np.abs(phasors).sum(-1)
-    bound = tracked + remainder + loose
+        ops(p * p * len(term.r) * 8 * term.output_weights.shape[1])
+    tracked.subtract_explanation(dec)
+    ops(2 * p * p * len(dec.loose) + p * p * 4)
+    bound = tracked.over_c(dec, ops, exact_over_c) + remainder + loose
     return bound * (1 + SAFETY) + SAFETY
 
 
-def max_over_c(phasors: np.ndarray, frequencies: np.ndarray, ops: Ops) -> np.ndarray:
-    """max_c |Σ_f Re(Y_f (e^{iωf(a+b)} − e^{iωfc}))| exactly, for phasors ``[p, p, F]``: O(p³·F)."""
-    p = phasors.shape[0]
-    basis = np.exp(2j * np.pi * np.outer(frequencies, np.arange(p)) / p)  # [F, c]
+def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops) -> np.ndarray:
+    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[p, p, J]``: O(p³·J)."""
+    p = values.shape[0]
     target = targets(p)
     out = np.empty((p, p))
     for a in range(p):
-        values = np.real(phasors[a] @ basis)  # [b, c]
-        out[a] = np.abs(values[np.arange(p), target[a]][:, None] - values).max(1)
-    ops(p ** 3 * (8 * len(frequencies) + 3))
+        e = np.real(values[a] @ basis)  # [b, c]
+        out[a] = np.abs(e[np.arange(p), target[a]][:, None] - e).max(1)
+    ops(p ** 3 * (8 * len(basis) + 3))
     return out

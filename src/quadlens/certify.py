@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .bounds import Ops, Tier, brute_force, exact_margin, linear_bound, quadratic_bound, separable_margin
+from .bounds import Ops, Tier, brute_force, exact_margin, linear_bound, quadratic_bound, explanation_margin
 from .clusters import Cluster, build_clusters
 from .files import atomic_write_bytes, json_ready
 from .model import Transformer
@@ -91,7 +91,7 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
-    linear_margin = lambda ops: separable_margin(tables, clusters, ops)  # noqa: E731
+    linear_margin = lambda ops: explanation_margin(tables, clusters, ops)  # noqa: E731
     tiers = [
         _timed("lipschitz", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, False, ops), linear_margin),
         _timed("arcs", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, True, ops), linear_margin),
