@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--ps", type=int, nargs="*", default=[59, 113, 227, 457, 911])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    measure("warm-up (compiled kernels loaded, not reported)", synthetic(31))
     rows = [measure("bundled", quadlens.separable_tables(quadlens.load_model()))]
     scaling = [measure("synthetic", synthetic(p)) for p in args.ps]
     fitted = exponents(scaling) if len(scaling) > 1 else {}

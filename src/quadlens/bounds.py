@@ -26,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import arcs
+from .arcs import SAFETY
 from .clusters import Cluster, lens_parameters
 from .ladder import integral_logits, margins, targets
-from .lens import cluster_amplitude, roots_in_unit_interval
+from .lens import cluster_amplitude
 from .tables import SeparableTables
 
-SAFETY = 1e-8  # relative and absolute slack added to every bound, far above float64 rounding (~1e-12)
 TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
 DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
@@ -247,8 +248,15 @@ class Decomposition:
     loose_span: np.ndarray
 
 
+def _residual_groups(share: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Neuron indices (phase order kept) split into ``groups`` by their largest residual share, smallest first."""
+    edges = np.quantile(share, np.linspace(0, 1, groups + 1)[1:-1]) if groups > 1 else []
+    label = np.searchsorted(edges, share, side="left")
+    return [np.where(label == g)[0] for g in range(groups) if (label == g).any()]
+
+
 def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
-              directions: int = DIRECTIONS) -> Decomposition:
+              directions: int = DIRECTIONS, residual_groups: int = 1) -> Decomposition:
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
     omega = 2 * np.pi / p
@@ -283,9 +291,12 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         all_directions.append(basis)
         ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
-        terms.append(ClusterTerms(cluster, k, phi, r, lens["kappa"], lens["beta"], eps_a, eps_b, tracked, gamma,
-                                  coordinates, slice(start, start + len(basis)), np.ptp(remainder, axis=1),
-                                  np.ptp(tables.W_L[idx], axis=1), idx))
+        share = (np.abs(eps_a).max(0) + np.abs(eps_b).max(0)) / r
+        for group in _residual_groups(share, residual_groups):
+            terms.append(ClusterTerms(cluster, k, phi[group], r[group], lens["kappa"], lens["beta"], eps_a[:, group],
+                                      eps_b[:, group], tracked, gamma[group], coordinates[group],
+                                      slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
+                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
     loose = np.where(~clustered)[0]
     loose_span = np.ptp(tables.W_L[loose], axis=1)
     ops(3 * p * len(loose))
@@ -298,85 +309,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
 
-def _level_ranges(term: ClusterTerms, lower: float | np.ndarray, upper: float | np.ndarray | None,
-                  shift: np.ndarray, delta: np.ndarray, ops: Ops) -> tuple[np.ndarray, np.ndarray]:
-    """Index ranges [i1, i2) into the doubled phase list covering {i : lower < κ + Q(shift + φ_i; δ) ≤ upper}.
-
-    The set is even in θ; its cos θ-intervals lie between the roots of two quadratics (one if ``upper`` is
-    None, meaning no upper limit). Returns ``[..., 6]`` or ``[..., 10]`` each.
-    """
-    A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-    ends = np.ones(A.shape + (1,))
-    levels = [lower] if upper is None else [lower, upper]
-    cuts = [roots_in_unit_interval(term.kappa - level, A, B)[..., 1:3] for level in levels]
-    x = np.sort(np.concatenate([-ends, *cuts, ends], axis=-1), axis=-1)
-    lo_list, length_list = [], []
-    for s in range(x.shape[-1] - 1):
-        x_lo, x_hi = x[..., s], x[..., s + 1]
-        mid = (x_lo + x_hi) / 2
-        value = term.kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1)
-        inside = (value > lower) & (x_hi > x_lo)
-        if upper is not None:
-            inside &= value <= upper
-        alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
-        length = np.where(inside, beta - alpha, 0.0)
-        lo_list += [alpha - shift, -beta - shift]
-        length_list += [length, length]
-    lo = np.mod(np.stack(lo_list, -1) + np.pi, 2 * np.pi) - np.pi
-    length = np.stack(length_list, -1)
-    phase2 = np.concatenate([term.phase, term.phase + 2 * np.pi])
-    i1 = np.searchsorted(phase2, lo)
-    i2 = np.searchsorted(phase2, lo + length)
-    ops(lo.size * (40 + 2 * np.log2(max(len(phase2), 2))) + A.size * 30 * len(levels))
-    return i1, i2
-
-
-def _prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Prefix sums over the doubled neuron list along ``axis``: length 2n + 1 there (sums over wrapped arcs)."""
-    doubled = np.concatenate([values, values], axis=axis)
-    zero_shape = list(values.shape)
-    zero_shape[axis] = 1
-    return np.concatenate([np.zeros(zero_shape, values.dtype), np.cumsum(doubled, axis=axis)], axis=axis)
-
-
-def _arc_sum(prefix: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
-    """Σ over a set of arcs: from ``prefix`` ``[2n+1, C]``, or per row ``[p, 2n+1, ...]`` indexed by ``rows``."""
-    i1, i2 = ranges
-    if rows is None:
-        return (prefix[i2] - prefix[i1]).sum(-2)
-    r = rows[..., None]
-    return (prefix[r, i2] - prefix[r, i1]).sum(-2)
-
-
-def _range_max_table(values: np.ndarray) -> np.ndarray:
-    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n)."""
-    doubled = np.concatenate([values, values], axis=1)
-    levels = [doubled]
-    while 2 ** len(levels) <= doubled.shape[1]:
-        half = 2 ** (len(levels) - 1)
-        previous = levels[-1]
-        levels.append(np.concatenate([np.maximum(previous[:, :-half], previous[:, half:]),
-                                      np.zeros((len(values), half))], axis=1))
-    return np.stack(levels)
-
-
-def _arc_max(table: np.ndarray, ranges: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """max over a set of arcs of the row's values (0 on empty arcs), from a ``_range_max_table``."""
-    i1, i2 = ranges
-    length = i2 - i1
-    level = np.floor(np.log2(np.maximum(length, 1))).astype(int)
-    r = rows[..., None]
-    width = table.shape[-1]
-    both = np.maximum(table[level, r, np.minimum(i1, width - 1)], table[level, r, np.clip(i2 - 2 ** level, 0, width - 1)])
-    return np.where(length > 0, both, 0.0).max(-1)
-
-
 HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu} in r (κ + Q(θ))
-
-
-def _inflate(x: np.ndarray) -> np.ndarray:
-    """Residual thresholds raised by the rounding slack (docs/bounds.md §6)."""
-    return x * (1 + SAFETY) + SAFETY
 
 
 @dataclass
@@ -389,72 +322,47 @@ class ClusterSums:
     band: np.ndarray
 
 
-def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, chunk_elements: int) -> ClusterSums:
+def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
+    """Prefix sums over the doubled phase list of r e^{ihφ} v for each harmonic h: ``[2n+1, 5, W]``."""
+    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
+    return arcs.prefix(harmonic.T[:, :, None] * weights[:, None, :])
+
+
+def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) -> ClusterSums:
     """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
     weights = term.output_weights
     n, W = weights.shape
-    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
-    ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
-    residual_prefix = [_prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
+    residual_prefix = [arcs.prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
-    shares = {sign: term.residual_shares(sign) for sign in (-1, 1)}
-    cost = {-1: term.span + 2 * term.remainder_span, 1: term.span}
-    band_prefix = {sign: [_prefix((share * term.r * cost[sign])[..., None], axis=1) for share in shares[sign]]
-                   for sign in (-1, 1)}
-    tables = {sign: [_range_max_table(share) for share in shares[sign]] for sign in (-1, 1)}
+    shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
+    cost = [term.span + 2 * term.remainder_span, term.span]
+    band_prefix = np.stack([np.stack([arcs.prefix(share * term.r * cost[s], axis=1) for share in shares[s]])
+                            for s in range(2)])
+    tables = np.stack([np.stack([arcs.range_max_table(share) for share in shares[s]]) for s in range(2)])
+    share_max = np.stack([np.stack([share.max(1) for share in shares[s]]) for s in range(2)])
     ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
     found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
-    omega_k = 2 * np.pi * term.frequency / p
-    t = np.arange(p)
-    for lo in range(0, p, max(1, chunk_elements // (p * 10 * 5 * W))):
-        a = t[lo:lo + max(1, chunk_elements // (p * 10 * 5 * W)), None].repeat(p, 1)
-        b = t[None, :].repeat(len(a), 0)
-        rows = slice(lo, lo + len(a))
-        shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-        A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-        coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
-                                B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)  # [rows, p, 5]
-        on = _level_ranges(term, 0.0, None, shift, delta, ops)
-        ideal = np.einsum("rph,rphw->rpw", coefficient, _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
-        found[rows] = ideal + _arc_sum(residual_prefix[0], on, a) + _arc_sum(residual_prefix[1], on, b)
-        ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40 + 6 * W * 2 * 3 * 2))
-        for sign in (-1, 1):
-            (share_a, share_b), (table_a, table_b) = shares[sign], tables[sign]
-            band_arcs = lambda tau: _level_ranges(term, *((0.0, tau) if sign < 0 else (-tau, 0.0)),  # noqa: E731
-                                                  shift, delta, ops)
-            arcs = band_arcs(_inflate(share_a.max(1)[a] + share_b.max(1)[b]))
-            for _ in range(iterations):  # narrow to the largest residual share inside the band (docs §3)
-                arcs = band_arcs(_inflate(_arc_max(table_a, arcs, a) + _arc_max(table_b, arcs, b)))
-                ops(A.size * 10 * 12)
-            band[rows] += (_arc_sum(band_prefix[sign][0], arcs, a) + _arc_sum(band_prefix[sign][1], arcs, b))[..., 0]
-            ops(A.size * 10 * 6)
+    performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
+                              _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
+                              iterations, True, found, band)
+    ops(performed.sum())
     return ClusterSums(found, band)
 
 
-def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, chunk_elements: int) -> ClusterSums:
+def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops) -> ClusterSums:
     """Exact sums of the ideal activations ĥ; every neuron's residual taken by relu's Lipschitz constant."""
     weights = term.output_weights
     n, W = weights.shape
-    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))
-    ideal_prefix = _prefix((harmonic[:, :, None] * weights[None]).transpose(1, 0, 2).reshape(n, 5 * W))
     full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
     ops(n * 5 * W * 6 + 4 * p * n)
     found = np.zeros((p, p, W), complex)
-    omega_k = 2 * np.pi * term.frequency / p
-    t = np.arange(p)
-    for lo in range(0, p, max(1, chunk_elements // (p * 6 * 5 * W))):
-        a = t[lo:lo + max(1, chunk_elements // (p * 6 * 5 * W)), None].repeat(p, 1)
-        b = t[None, :].repeat(len(a), 0)
-        shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-        A, B = np.cos(delta / 2), term.beta * np.cos(delta)
-        coefficient = np.stack([np.full(A.shape, term.kappa), A * np.exp(1j * shift), A * np.exp(-1j * shift),
-                                B * np.exp(2j * shift), B * np.exp(-2j * shift)], -1)
-        on = _level_ranges(term, 0.0, None, shift, delta, ops)
-        found[lo:lo + len(a)] = np.einsum("rph,rphw->rpw", coefficient,
-                                          _arc_sum(ideal_prefix, on).reshape(*A.shape, 5, W))
-        ops(A.size * (6 * 5 * W * 3 + 5 * W * 8 + 40))
+    unused = np.zeros((1, 1, W), complex)
+    performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
+                              _ideal_prefix(term, weights), unused, unused, np.zeros((2, 2, 1, 1)),
+                              np.zeros((2, 2, 1, 1, 1)), np.zeros((2, 2, 1)), 0, False, found, np.zeros((p, p)))
+    ops(performed.sum() + p * p)
     return ClusterSums(found, full_band[0][:, None] + full_band[1][None, :])
 
 
@@ -480,8 +388,8 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
-                 chunk_elements: int = 1 << 21, exact_over_c: bool = False) -> np.ndarray:
+                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, residual_groups: int = 1,
+                 exact_over_c: bool = False) -> np.ndarray:
     """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster exactly (O(p·n) each);
@@ -489,14 +397,14 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra, directions)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, residual_groups)
     tracked = _Tracked.empty(p, dec)
     remainder, band = np.zeros((p, p)), np.zeros((p, p))
     for term in dec.clusters:
         if sign_patterns:
-            sums = _sign_pattern_sums(term, p, band_iterations, ops, chunk_elements)
+            sums = _sign_pattern_sums(term, p, band_iterations, ops)
         else:
-            sums = _lipschitz_sums(term, p, ops, chunk_elements)
+            sums = _lipschitz_sums(term, p, ops)
         _exact_differences(sums, term, tables, exact_differences, ops)
         tracked.add(term, sums.found[..., :-1])
         remainder += np.real(sums.found[..., -1])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import numba
 import torch
 
 from .files import atomic_write_json
@@ -38,6 +40,7 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
              threads: int) -> list[dict]:
     """One configuration's study (picklable arguments, for process pools and Ray); returns its rows."""
     torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
     out = Path(out_dir)
     run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
               with_bounds=with_bounds, progress=False)
@@ -59,7 +62,8 @@ def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Pat
         remote = ray.remote(num_cpus=threads_per_task)(run_task)
         results = ray.get([remote.remote(*task) for task in tasks])
     elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a fork of a process whose compiled kernels started threads is unsafe
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(run_task, *zip(*tasks)))
     else:
         results = [run_task(*task) for task in tasks]

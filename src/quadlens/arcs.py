@@ -1,0 +1,176 @@
+"""Sums over arcs of neuron phases, compiled: the inner loop of the linear bound tiers (docs/bounds.md §3).
+
+A cluster's neurons are sorted by phase φ. For an input (a, b), the neurons whose normalised ideal
+pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ/2), B = β cos δ) lies in a
+level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ; sums over
+them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(log n)
+work, so the whole pass is linear in the parameter count.
+
+The kernel mirrors ``quadlens.lens.roots_in_unit_interval`` for the roots and numpy's ``searchsorted``
+(side='left') for the index of an angle; empty arcs are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+SAFETY = 1e-8  # relative and absolute slack on every residual threshold (docs/bounds.md §6)
+MAX_ARCS = 10
+
+
+@njit(cache=True, inline="always")
+def _inflate(x: float) -> float:
+    return x * (1 + SAFETY) + SAFETY
+
+
+@njit(cache=True)
+def _roots(kappa: float, A: float, B: float, out: np.ndarray, start: int) -> None:
+    """The two roots in [−1, 1] of 4B X² + 2A X + (κ − 2B), −1 where there is none, into out[start:start+2]."""
+    a2, a1, a0 = 4 * B, 2 * A, kappa - 2 * B
+    if abs(a2) < 1e-12 * (abs(a1) + abs(a0) + 1e-300):
+        r1, r2 = (-a0 / a1 if a1 != 0 else np.nan), np.nan
+    else:
+        disc = a1 * a1 - 4 * a2 * a0
+        if disc < 0:
+            r1, r2 = np.nan, np.nan
+        else:
+            root = np.sqrt(disc)
+            r1, r2 = (-a1 - root) / (2 * a2), (-a1 + root) / (2 * a2)
+    for j, r in enumerate((r1, r2)):
+        out[start + j] = -1.0 if (np.isnan(r) or np.isinf(r)) else min(max(r, -1.0), 1.0)
+
+
+@njit(cache=True)
+def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
+               phase2: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
+    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit).
+
+    Returns how many non-empty ranges were written; ``cuts`` is scratch space for six values.
+    """
+    cuts[0] = -1.0
+    _roots(kappa - lower, A, B, cuts, 1)
+    if np.isinf(upper):
+        cuts[3] = 1.0
+        m = 3
+    else:
+        _roots(kappa - upper, A, B, cuts, 3)
+        cuts[5] = 1.0
+        m = 5
+    for s in range(1, m + 1):  # insertion sort of at most six values
+        value, j = cuts[s], s
+        while j > 0 and cuts[j - 1] > value:
+            cuts[j] = cuts[j - 1]
+            j -= 1
+        cuts[j] = value
+    count = 0
+    for s in range(m):
+        x_lo, x_hi = cuts[s], cuts[s + 1]
+        if not x_hi > x_lo:
+            continue
+        mid = (x_lo + x_hi) / 2
+        value = kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1)
+        if not (value > lower and value <= upper):
+            continue
+        alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
+        for start in (alpha - shift, -beta - shift):
+            lo = np.mod(start + np.pi, 2 * np.pi) - np.pi
+            j1 = np.searchsorted(phase2, lo)
+            j2 = np.searchsorted(phase2, lo + (beta - alpha))
+            if j2 > j1:
+                i1[count], i2[count] = j1, j2
+                count += 1
+    return count
+
+
+@njit(cache=True)
+def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
+    """max of the row's values over [j1, j2) from a sparse table ``[L, rows, 2n]`` (j2 > j1)."""
+    level = 0
+    while (2 << level) <= j2 - j1:
+        level += 1
+    return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
+
+
+@njit(cache=True, parallel=True)
+def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
+             residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
+             share_tables: np.ndarray, share_max: np.ndarray, iterations: int, sign_patterns: bool,
+             found: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Fill ``found[a, b, W]`` and ``band[a, b]`` for one cluster; returns the operations performed per row a.
+
+    ideal_prefix ``[2n+1, 5, W]``: prefix sums of r e^{ihφ} v (h = 0, 1, −1, 2, −2);
+    residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
+    band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
+    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
+    Without sign patterns only the ideal sums over {x > 0} are formed.
+    """
+    p, W = found.shape[0], found.shape[2]
+    phase2 = np.concatenate((phase, phase + 2 * np.pi))
+    ops = np.zeros(p, np.int64)
+    for a in prange(p):
+        i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
+        coefficient, cuts = np.empty(5, np.complex128), np.empty(6)
+        for b in range(p):
+            shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
+            A, B = np.cos(delta / 2), beta * np.cos(delta)
+            coefficient[0] = kappa
+            coefficient[1] = A * np.exp(1j * shift)
+            coefficient[2] = np.conj(coefficient[1])
+            coefficient[3] = B * np.exp(2j * shift)
+            coefficient[4] = np.conj(coefficient[3])
+            count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, i1, i2, cuts)
+            ops[a] += 120
+            for q in range(count):
+                for w in range(W):
+                    total = 0j
+                    for h in range(5):
+                        total += coefficient[h] * (ideal_prefix[i2[q], h, w] - ideal_prefix[i1[q], h, w])
+                    if sign_patterns:
+                        total += (residual_prefix_a[a, i2[q], w] - residual_prefix_a[a, i1[q], w]
+                                  + residual_prefix_b[b, i2[q], w] - residual_prefix_b[b, i1[q], w])
+                    found[a, b, w] += total
+            ops[a] += count * W * (5 * 10 + (16 if sign_patterns else 0))
+            if not sign_patterns:
+                continue
+            total_band = 0.0
+            for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
+                tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
+                for step in range(iterations + 1):
+                    lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
+                    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, i1, i2, cuts)
+                    ops[a] += 160
+                    if step == iterations:
+                        break
+                    max_a, max_b = 0.0, 0.0
+                    for q in range(count):
+                        max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[q], i2[q]))
+                        max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[q], i2[q]))
+                    tau = _inflate(max_a + max_b)
+                    ops[a] += count * 16 + 6
+                for q in range(count):
+                    total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
+                                   + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
+                ops[a] += count * 4
+            band[a, b] += total_band
+    return ops
+
+
+def range_max_table(values: np.ndarray) -> np.ndarray:
+    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n)."""
+    doubled = np.concatenate([values, values], axis=1)
+    levels = [doubled]
+    while 2 ** len(levels) <= doubled.shape[1]:
+        half = 2 ** (len(levels) - 1)
+        previous = levels[-1]
+        levels.append(np.concatenate([np.maximum(previous[:, :-half], previous[:, half:]),
+                                      np.zeros((len(values), half))], axis=1))
+    return np.stack(levels)
+
+
+def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Prefix sums over the doubled neuron list along ``axis``: length 2n + 1 there (sums over wrapped arcs)."""
+    doubled = np.concatenate([values, values], axis=axis)
+    zero_shape = list(values.shape)
+    zero_shape[axis] = 1
+    return np.concatenate([np.zeros(zero_shape, values.dtype), np.cumsum(doubled, axis=axis)], axis=axis)

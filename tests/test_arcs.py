@@ -1,0 +1,47 @@
+"""The compiled arc sums: level sets of neuron phases and range maxima, against direct evaluation."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quadlens.arcs import level_arcs, range_max, range_max_table
+
+
+def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
+    """How many times each neuron is covered by the ranges (indices into the doubled list, folded back)."""
+    covered = np.zeros(n, int)
+    for j1, j2 in zip(i1[:count], i2[:count]):
+        covered[np.arange(j1, j2) % n] += 1
+    return covered
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), kappa=st.floats(-2, 2), A=st.floats(-1, 1),
+       B=st.floats(-0.5, 0.5), lower=st.floats(-1.5, 1.5), width=st.one_of(st.just(np.inf), st.floats(0, 2)),
+       shift=st.floats(-10, 10))
+def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, width, shift):
+    phase = np.sort(np.random.default_rng(seed).uniform(-np.pi, np.pi, n))
+    upper = lower + width
+    i1, i2, cuts = np.empty(10, np.int64), np.empty(10, np.int64), np.empty(6)
+    count = level_arcs(kappa, A, B, lower, upper, shift, np.concatenate([phase, phase + 2 * np.pi]), i1, i2, cuts)
+    theta = shift + phase
+    x = kappa + 2 * A * np.cos(theta) + 2 * B * np.cos(2 * theta)
+    covered = members(i1, i2, count, n)
+    assert covered.max(initial=0) <= 1, "a neuron counted twice"
+    clear = (np.abs(x - lower) > 1e-9) & (np.abs(x - upper) > 1e-9)  # rounding decides the boundary itself
+    inside = (x > lower) & (x <= upper)
+    np.testing.assert_array_equal(covered[clear], inside[clear])
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 30))
+def test_range_max_matches_direct_maximum(seed, n):
+    rng = np.random.default_rng(seed)
+    values = rng.exponential(size=(3, n))
+    table = range_max_table(values)
+    doubled = np.concatenate([values, values], axis=1)
+    for _ in range(20):
+        row = int(rng.integers(3))
+        j1 = int(rng.integers(0, 2 * n))
+        j2 = int(rng.integers(j1 + 1, 2 * n + 1))
+        assert range_max(table, row, j1, j2) == doubled[row, j1:j2].max()
