@@ -156,21 +156,30 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     return ops
 
 
-def range_max_table(values: np.ndarray) -> np.ndarray:
-    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n)."""
-    doubled = np.concatenate([values, values], axis=1)
-    levels = [doubled]
-    while 2 ** len(levels) <= doubled.shape[1]:
-        half = 2 ** (len(levels) - 1)
-        previous = levels[-1]
-        levels.append(np.concatenate([np.maximum(previous[:, :-half], previous[:, half:]),
-                                      np.zeros((len(values), half))], axis=1))
-    return np.stack(levels)
+def range_max_table(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n).
+
+    Level l holds the maximum over [i, i + 2^l) (0 past the end).
+    """
+    p, n = values.shape
+    table = np.zeros((table_levels(n), p, 2 * n)) if out is None else out
+    table[0, :, :n], table[0, :, n:] = values, values
+    for level in range(1, len(table)):
+        half = 2 ** (level - 1)
+        np.maximum(table[level - 1, :, :-half], table[level - 1, :, half:], out=table[level, :, :-half])
+        table[level, :, -half:] = 0.0
+    return table
+
+
+def table_levels(n: int) -> int:
+    return int(np.log2(2 * n)) + 1
 
 
 def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
     """Prefix sums over the doubled neuron list along ``axis``: length 2n + 1 there (sums over wrapped arcs)."""
-    doubled = np.concatenate([values, values], axis=axis)
-    zero_shape = list(values.shape)
-    zero_shape[axis] = 1
-    return np.concatenate([np.zeros(zero_shape, values.dtype), np.cumsum(doubled, axis=axis)], axis=axis)
+    values = np.moveaxis(values, axis, 0)
+    n = len(values)
+    out = np.zeros((2 * n + 1,) + values.shape[1:], values.dtype)
+    np.cumsum(values, axis=0, out=out[1:n + 1])
+    np.add(out[n], out[1:n + 1], out=out[n + 1:])
+    return np.moveaxis(out, 0, axis)

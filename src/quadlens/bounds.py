@@ -120,7 +120,7 @@ def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Op
         nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J < p - 1 else np.arange(1, p)[None].repeat(p, 0)
         j = nearest[difference]  # [p, p, J]
         c = (target[..., None] - j) % p
-        exact = (np.take_along_axis(by_difference[difference], j - 1, -1)
+        exact = (by_difference[difference[..., None], j - 1]
                  + (tables.D_a[a, target] + tables.D_b[b, target])[..., None] - tables.D_a[a[..., None], c]
                  - tables.D_b[b[..., None], c])
         bound = np.minimum(bound, exact.min(-1))
@@ -338,10 +338,14 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
-    band_prefix = np.stack([np.stack([arcs.prefix(share * term.r * cost[s], axis=1) for share in shares[s]])
-                            for s in range(2)])
-    tables = np.stack([np.stack([arcs.range_max_table(share) for share in shares[s]]) for s in range(2)])
-    share_max = np.stack([np.stack([share.max(1) for share in shares[s]]) for s in range(2)])
+    band_prefix = np.empty((2, 2, p, 2 * n + 1))
+    tables = np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
+    share_max = np.empty((2, 2, p))
+    for s in range(2):
+        for side, share in enumerate(shares[s]):
+            band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
+            arcs.range_max_table(share, out=tables[s, side])
+            share_max[s, side] = share.max(1)
     ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
     found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
@@ -417,40 +421,48 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
 
 @dataclass
 class _Tracked:
-    """The tracked part of the error per input: phasors Y_f ``[p, p, F]`` and direction coordinates ``[p, p, R]``."""
+    """The tracked part of the error per input: phasors Y_f ``[F, p, p]`` and direction coordinates ``[R, p, p]``."""
 
     phasors: np.ndarray
     coordinates: np.ndarray
 
     @classmethod
     def empty(cls, p: int, dec: Decomposition) -> "_Tracked":
-        return cls(np.zeros((p, p, len(dec.frequencies)), complex), np.zeros((p, p, len(dec.directions))))
+        return cls(np.zeros((len(dec.frequencies), p, p), complex), np.zeros((len(dec.directions), p, p)))
 
     def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
-        """Add a cluster's summed output weights (phasor coefficients then direction coordinates)."""
+        """Add a cluster's summed output weights ``[..., W]`` (phasor coefficients then direction coordinates)."""
         T = len(term.tracked)
-        self.phasors[rows][..., term.columns] += sums[..., :T]
-        self.coordinates[rows][..., term.direction_columns] += np.real(sums[..., T:])
+        for t, column in enumerate(term.columns):
+            self.phasors[column, rows] += sums[..., t]
+        for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
+            self.coordinates[column, rows] += np.real(sums[..., T + t])
 
     def subtract_explanation(self, dec: Decomposition) -> None:
         for k, phasor in dec.target_phasors.items():
-            self.phasors[..., np.searchsorted(dec.frequencies, k)] -= phasor
+            self.phasors[np.searchsorted(dec.frequencies, k)] -= phasor
 
     def over_c(self, dec: Decomposition, ops: Ops, exact: bool = False) -> np.ndarray:
         """A bound on max_c |E(a+b) − E(c)| for E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_j Y_j v_j(c).
 
         |E(a+b)| + Σ_f |Y_f| + Σ_j |Y_j| max|v_j| in O(p²(F + R)), or the maximum itself in O(p³(F + R)).
         """
-        p = self.phasors.shape[0]
+        p = self.phasors.shape[1]
         basis = _output_basis(dec, p)  # [F + R, c] complex
-        stacked = np.concatenate([self.phasors, self.coordinates], axis=-1)
         if exact:
-            return max_over_c(stacked, basis, ops)
+            return max_over_c(np.concatenate([self.phasors, self.coordinates]), basis, ops)
         target = targets(p)
-        at_target = np.stack([np.real((stacked[a] * basis.T[target[a]]).sum(-1)) for a in range(p)])
-        peak = np.abs(self.phasors).sum(-1) + np.abs(self.coordinates) @ np.abs(dec.directions).max(1)
-        ops(p * p * 10 * (len(basis) + 1))
+        at_target, peak = np.zeros((p, p)), np.zeros((p, p))
+        for values, row, scale in zip((*self.phasors, *self.coordinates), basis, _peaks(dec)):
+            at_target += np.real(values * row[target])
+            peak += np.abs(values) * scale
+        ops(p * p * 12 * len(basis))
         return np.abs(at_target) + peak
+
+
+def _peaks(dec: Decomposition) -> np.ndarray:
+    """max_c |basis_j(c)|: 1 for each tracked frequency, max |v_j| for each direction."""
+    return np.concatenate([np.ones(len(dec.frequencies)), np.abs(dec.directions).max(1, initial=0.0)])
 
 
 def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
@@ -501,12 +513,12 @@ def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
 
 
 def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops) -> np.ndarray:
-    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[p, p, J]``: O(p³·J)."""
-    p = values.shape[0]
+    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``: O(p³·J)."""
+    p = values.shape[1]
     target = targets(p)
     out = np.empty((p, p))
     for a in range(p):
-        e = np.real(values[a] @ basis)  # [b, c]
+        e = np.real(values[:, a].T @ basis)  # [b, c]
         out[a] = np.abs(e[np.arange(p), target[a]][:, None] - e).max(1)
     ops(p ** 3 * (8 * len(basis) + 3))
     return out
