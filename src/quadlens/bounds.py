@@ -248,15 +248,15 @@ class Decomposition:
     loose_span: np.ndarray
 
 
-def _residual_groups(share: np.ndarray, groups: int) -> list[np.ndarray]:
-    """Neuron indices (phase order kept) split into ``groups`` by their largest residual share, smallest first."""
-    edges = np.quantile(share, np.linspace(0, 1, groups + 1)[1:-1]) if groups > 1 else []
-    label = np.searchsorted(edges, share, side="left")
+def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Neuron indices (phase order kept) split into ``groups`` of about equal size by their own offset κ_i."""
+    edges = np.quantile(own_kappa, np.linspace(0, 1, groups + 1)[1:-1]) if groups > 1 else []
+    label = np.searchsorted(edges, own_kappa, side="left")
     return [np.where(label == g)[0] for g in range(groups) if (label == g).any()]
 
 
 def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
-              directions: int = DIRECTIONS, residual_groups: int = 1) -> Decomposition:
+              directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
     omega = 2 * np.pi / p
@@ -272,10 +272,17 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         k = cluster.frequency
         phasor, lens = explanation_phasors(cluster, p)
         targets[k] = targets.get(k, 0) + phasor
+        own_kappa = cluster.offset_ratio[keep][order]
+        own_beta = (cluster.harmonic_ratio * np.cos(cluster.harmonic_lock))[keep][order]
+        groups = _waveform_groups(own_kappa, waveform_groups)
+        kappa, beta = np.empty(len(idx)), np.empty(len(idx))
+        for group in groups:  # one shared waveform per group: its neurons' median offset and harmonic
+            kappa[group] = np.median(own_kappa[group]) if waveform_groups > 1 else lens["kappa"]
+            beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
         theta = omega * k * t[:, None] + phi[None, :]
-        waveform = r * (np.cos(theta) + lens["beta"] * np.cos(2 * theta))
+        waveform = r * (np.cos(theta) + beta * np.cos(2 * theta))
         mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
-        eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * lens["kappa"])
+        eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
         eps_b = tables.F_b[:, idx] - mean_b - waveform
         rows = tables.W_L[idx] - tables.W_L[idx].mean(1, keepdims=True)
         residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, np.array([k])), np.array([k]), p),
@@ -291,9 +298,8 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         all_directions.append(basis)
         ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
-        share = (np.abs(eps_a).max(0) + np.abs(eps_b).max(0)) / r
-        for group in _residual_groups(share, residual_groups):
-            terms.append(ClusterTerms(cluster, k, phi[group], r[group], lens["kappa"], lens["beta"], eps_a[:, group],
+        for group in groups:
+            terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]], eps_a[:, group],
                                       eps_b[:, group], tracked, gamma[group], coordinates[group],
                                       slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
                                       np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
@@ -392,7 +398,7 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, residual_groups: int = 1,
+                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, waveform_groups: int = 1,
                  exact_over_c: bool = False) -> np.ndarray:
     """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
@@ -401,7 +407,7 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra, directions, residual_groups)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups)
     tracked = _Tracked.empty(p, dec)
     remainder, band = np.zeros((p, p)), np.zeros((p, p))
     for term in dec.clusters:

@@ -17,7 +17,8 @@ from .neurons import fit_neurons
 from .tables import SeparableTables, separable_tables
 
 SCHEMA = "quadlens.bound"
-EXACT_DIFFERENCES = 4  # per cluster, for the arcs_diagonals tier: differences a − b evaluated exactly
+WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
+EXACT_DIFFERENCES = 4  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
 SCHEMA_VERSION = 1
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
@@ -96,8 +97,9 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     tiers = [
         _timed("lipschitz", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, False, ops), linear_margin),
         _timed("arcs", "O(p·d_mlp)", lambda ops: linear_bound(tables, clusters, True, ops), linear_margin),
-        _timed("arcs_diagonals", "O(p·d_mlp)",
-               lambda ops: linear_bound(tables, clusters, True, ops, exact_differences=EXACT_DIFFERENCES), linear_margin),
+        _timed("arcs_grouped", "O(p·d_mlp)",
+               lambda ops: linear_bound(tables, clusters, True, ops, waveform_groups=WAVEFORM_GROUPS,
+                                        exact_differences=EXACT_DIFFERENCES), linear_margin),
         _timed("quadratic", "O(p²·d_mlp)", lambda ops: quadratic_bound(tables, clusters, ops),
                lambda ops: exact_margin(tables, clusters, ops)),
         _timed("quadratic_exact_c", "O(p²·d_mlp + p³·F)",
