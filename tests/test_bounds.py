@@ -34,6 +34,7 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
                     ("arcs, exact differences", linear_bound(tables, clusters, exact_differences=2, band_iterations=4,
                                                              **fit)),
                     ("arcs, grouped", linear_bound(tables, clusters, waveform_groups=3, exact_differences=1, **fit)),
+                    ("arcs, refined", linear_bound(tables, clusters, refine_below=margins[2], **fit)),
                     ("quadratic", quadratic_bound(tables, clusters, **fit)),
                     ("quadratic_exact_c", quadratic_bound(tables, clusters, exact_over_c=True, **fit))):
         worst = (truth - B).max()
@@ -131,6 +132,7 @@ def test_tiers_get_tighter_with_cost(bundled):
     assert summary["arcs"]["tightness_median"] < summary["lipschitz"]["tightness_median"]
     assert summary["arcs"]["certified_fraction"] > 0.5  # 71.8 % when measured (docs/bounds.md §8)
     assert summary["arcs_grouped"]["certified_fraction"] > summary["arcs"]["certified_fraction"]
+    assert summary["arcs_refined"]["certified_fraction"] >= summary["arcs_grouped"]["certified_fraction"]
     assert summary["quadratic"]["tightness_median"] < summary["arcs"]["tightness_median"]
     assert summary["quadratic"]["certified_fraction"] > 0.5
     assert summary["quadratic_exact_c"]["tightness_median"] < summary["quadratic"]["tightness_median"]

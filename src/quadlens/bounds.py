@@ -399,11 +399,14 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, waveform_groups: int = 1,
-                 exact_over_c: bool = False) -> np.ndarray:
+                 exact_over_c: bool = False, refine_below: np.ndarray | None = None) -> np.ndarray:
     """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
-    ``exact_differences`` evaluates that many differences a − b per cluster exactly (O(p·n) each);
-    ``exact_over_c`` takes the tracked part's maximum over c exactly (O(p³·F) more, still linear in d_mlp).
+    ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
+    ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform;
+    ``exact_over_c`` takes the tracked part's maximum over c exactly (O(p³·(F + R)) more, still linear in
+    d_mlp); ``refine_below`` does so only on the inputs whose bound is not below that margin ``[p, p]``
+    (O(p·(F + R)) each).
     """
     ops = ops or Ops()
     p = tables.p
@@ -420,8 +423,14 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         remainder += np.real(sums.found[..., -1])
         band += sums.band
     tracked.subtract_explanation(dec)
-    bound = tracked.over_c(dec, ops, exact_over_c) + remainder + band + _loose_bound(tables, dec, ops)
+    rest = remainder + band + _loose_bound(tables, dec, ops)
+    bound = tracked.over_c(dec, ops, exact_over_c) + rest
     ops(p * p * 6)
+    if refine_below is not None and not exact_over_c:
+        refine = np.nonzero(bound * (1 + SAFETY) + SAFETY >= refine_below)
+        exact = max_over_c(tracked.stacked(), _output_basis(dec, p), ops, refine)
+        bound[refine] = exact + rest[refine]
+        ops(3 * len(exact))
     return bound * (1 + SAFETY) + SAFETY
 
 
@@ -444,6 +453,10 @@ class _Tracked:
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
             self.coordinates[column, rows] += np.real(sums[..., T + t])
 
+    def stacked(self) -> np.ndarray:
+        """Every tracked value ``[F + R, p, p]``, in the order of ``_output_basis``."""
+        return np.concatenate([self.phasors, self.coordinates.astype(complex)])
+
     def subtract_explanation(self, dec: Decomposition) -> None:
         for k, phasor in dec.target_phasors.items():
             self.phasors[np.searchsorted(dec.frequencies, k)] -= phasor
@@ -456,7 +469,7 @@ class _Tracked:
         p = self.phasors.shape[1]
         basis = _output_basis(dec, p)  # [F + R, c] complex
         if exact:
-            return max_over_c(np.concatenate([self.phasors, self.coordinates]), basis, ops)
+            return max_over_c(self.stacked(), basis, ops)
         target = targets(p)
         at_target, peak = np.zeros((p, p)), np.zeros((p, p))
         for values, row, scale in zip((*self.phasors, *self.coordinates), basis, _peaks(dec)):
@@ -518,13 +531,18 @@ def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     return bound * (1 + SAFETY) + SAFETY
 
 
-def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops) -> np.ndarray:
-    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``: O(p³·J)."""
+def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops, inputs: tuple[np.ndarray, np.ndarray] | None = None,
+               chunk: int = 4096) -> np.ndarray:
+    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``.
+
+    O(p·J) per input: on every input (``[p, p]``, O(p³·J)), or on the listed ones (a, b) only.
+    """
     p = values.shape[1]
-    target = targets(p)
-    out = np.empty((p, p))
-    for a in range(p):
-        e = np.real(values[:, a].T @ basis)  # [b, c]
-        out[a] = np.abs(e[np.arange(p), target[a]][:, None] - e).max(1)
-    ops(p ** 3 * (8 * len(basis) + 3))
-    return out
+    a, b = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
+    out = np.empty(len(a))
+    for lo in range(0, len(a), chunk):
+        rows, cols = a[lo:lo + chunk], b[lo:lo + chunk]
+        e = np.real(values[:, rows, cols].T @ basis)  # [inputs, c]
+        out[lo:lo + chunk] = np.abs(e[np.arange(len(rows)), (rows + cols) % p][:, None] - e).max(1)
+    ops(len(a) * p * (8 * len(basis) + 3))
+    return out.reshape(p, p) if inputs is None else out

@@ -21,7 +21,7 @@ from .train import TrainConfig, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
                    "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_arcs_grouped_certified_fraction",
-                   "bound_quadratic_certified_fraction",
+                   "bound_arcs_refined_certified_fraction", "bound_quadratic_certified_fraction",
                    "bound_quadratic_exact_c_certified_fraction", "gradient_symmetricity", "distance_irrelevance")
 
 
@@ -101,11 +101,14 @@ def write_figures(rows: list[dict], out_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 5, figsize=(17, 6))
+    columns = -(-len(SUMMARY_COLUMNS) // 2)
+    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6))
     for ax, column in zip(axes.ravel(), SUMMARY_COLUMNS):
         values = [r[column] for r in rows if r.get(column) is not None]
         ax.hist(values, bins=20, color="tab:blue", alpha=0.8)
         ax.set_title(column, fontsize=9)
+    for ax in axes.ravel()[len(SUMMARY_COLUMNS):]:
+        ax.axis("off")
     fig.suptitle(f"{len(rows)} models")
     fig.tight_layout()
     path = out_dir / "distributions.png"
