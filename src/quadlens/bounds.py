@@ -5,17 +5,23 @@ the exact direct path. For every input a bound B(a, b) ≥ max_c |err(a,b,a+b) �
 with err = model − explanation; an input is certified when the explanation's margin exceeds B.
 
 Tiers (costs counted in arithmetic operations as they are performed):
-  lipschitz  linear   the decomposition below, every residual taken by relu's Lipschitz constant
-  arcs       linear   the same, with sign patterns: where the cluster's waveform is surely above or below
-                      the kink, the residual enters exactly; only a band around the kink is Lipschitz
-  quadratic  O(p²m)   exact hidden activations; only the maximum over c is bounded
-  quadratic_exact_c   the same with the tracked phasors' maximum over c taken exactly (O(p³F) more)
-  brute force O(p³m)  the truth
+  lipschitz     linear   the decomposition below, every residual taken by relu's Lipschitz constant
+  arcs          linear   the same, with sign patterns: the signed residual enters exactly over the ideal
+                         on-set; only bands around the kink, as wide as the largest residual share inside
+                         them, are bounded
+  arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, and each
+                         group's worst differences a − b (its blind spots) evaluated exactly
+  arcs_refined  linear + O(p·F) per input arcs_grouped leaves uncertified: there, the exact maximum over c
+  quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
+  quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
+  brute force   O(p³m)   the truth
 
 Decomposition (exact for any explanation parameters, so soundness never depends on the fit): neuron i of
-cluster k has ``pre_i = r_i (κ_k + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i]`` with Q = 2A cos θ + 2B cos 2θ,
-A = cos(δ/2), B = β_k cos δ; its output row is ``W_L[i, c] = μ_i + Σ_f Re(γ_i(f) e^{iωfc}) + ρ_i(c)`` over
-the cluster's tracked frequencies f (the key frequency and its largest residual ones).
+cluster k has ``pre_i = r_i (κ + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i]`` with Q = 2A cos θ + 2B cos 2θ,
+A = cos(δ/2), B = β cos δ (κ, β the cluster's, or its group's); its output row is
+``W_L[i, c] = μ_i + Σ_f Re(γ_i(f) e^{iωfc}) + Σ_j u_ij v_j(c) + ρ_i(c)`` over the cluster's tracked
+frequencies f (the key frequency and its largest residual ones) and principal directions v_j.
+The arc sums themselves run in ``quadlens.arcs`` (compiled).
 """
 
 from __future__ import annotations
