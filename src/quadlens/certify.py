@@ -103,7 +103,7 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
         _timed("arcs", "O(p·d_mlp)", linear_margin, lambda ops, _: linear_bound(tables, clusters, True, ops)),
         _timed("arcs_grouped", "O(p·d_mlp)", linear_margin,
                lambda ops, _: linear_bound(tables, clusters, True, ops, **grouped)),
-        _timed("arcs_refined", "O(p·d_mlp) + O(p·F) per refined input", linear_margin,
+        _timed("arcs_refined", "O(p·d_mlp + p·F·refined)", linear_margin,
                lambda ops, margin: linear_bound(tables, clusters, True, ops, **grouped, refine_below=margin)),
         _timed("quadratic", "O(p²·d_mlp)", exact, lambda ops, _: quadratic_bound(tables, clusters, ops)),
         _timed("quadratic_exact_c", "O(p²·d_mlp + p³·F)", exact,

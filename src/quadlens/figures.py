@@ -119,18 +119,22 @@ def error_ladder(explanation: Explanation, path: Path) -> Path:
 
 def frontier(report: BoundReport, path: Path) -> Path:
     """Cost–tightness frontier: operations against certified fraction, one point per tier and brute force."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    markers = "osD^vP<>"
     for i, tier in enumerate(report.tiers):
-        ax.scatter(tier.ops, tier.certified.mean(), s=40, zorder=3)
-        ax.annotate(f"{tier.name} ({tier.cost})", (tier.ops, tier.certified.mean()), fontsize=8,
-                    xytext=(5, 5 + 12 * i), textcoords="offset points")
+        ax.scatter(tier.ops, tier.certified.mean(), s=45, zorder=3, marker=markers[i % len(markers)],
+                   label=f"{tier.name}: {tier.cost}")
     accuracy = float((report.model_margin > 0).mean())
-    ax.scatter(report.brute_force_ops, accuracy, marker="*", s=120, color="black", zorder=3)
-    ax.annotate("brute force (truth)", (report.brute_force_ops, accuracy), fontsize=8, xytext=(-90, -12),
-                textcoords="offset points")
+    ax.scatter(report.brute_force_ops, accuracy, marker="*", s=140, color="black", zorder=3,
+               label="brute force (the model's accuracy): O(p³·d_mlp)")
     ax.set(xscale="log", xlabel="arithmetic operations (counted)", ylabel="certified fraction of inputs",
-           ylim=(-0.05, 1.05), title=f"p={report.p}, d_mlp={report.d_mlp}")
+           ylim=(-0.05, 1.05), title=f"cost and certified fraction per tier (p={report.p}, d_mlp={report.d_mlp})")
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return _save(fig, path)
 
 
@@ -138,11 +142,16 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
     """The true error and each tier's bound over (a+b, a−b), on one colour scale."""
     panels = [("true error (brute force)", report.truth)] + [(f"{t.name} bound", t.bound) for t in report.tiers]
     vmax = max(values.max() for _, values in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), layout="constrained")
-    for ax, (title, values) in zip(axes, panels):
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.3 * rows), layout="constrained",
+                             squeeze=False)
+    for ax, (title, values) in zip(axes.ravel(), panels):
         image = ax.imshow(_by_sum_and_difference(values), origin="lower", aspect="auto", vmin=0, vmax=vmax,
                           cmap="magma")
         ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.9, label="max_c |err(c*) − err(c)|")
     fig.savefig(path, dpi=150)
     plt.close(fig)
