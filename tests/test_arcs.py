@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import level_arcs, range_max, range_max_table
+from quadlens.arcs import level_arcs, phase_buckets, range_max, range_max_table
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
@@ -18,12 +18,13 @@ def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
 @settings(max_examples=300, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 40), kappa=st.floats(-2, 2), A=st.floats(-1, 1),
        B=st.floats(-0.5, 0.5), lower=st.floats(-1.5, 1.5), width=st.one_of(st.just(np.inf), st.floats(0, 2)),
-       shift=st.floats(-10, 10))
-def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, width, shift):
-    phase = np.sort(np.random.default_rng(seed).uniform(-np.pi, np.pi, n))
+       shift=st.floats(-10, 10), spread=st.sampled_from([np.pi, 0.01]))
+def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, width, shift, spread):
+    phase = np.sort(np.random.default_rng(seed).uniform(-spread, spread, n))  # spread 0.01: one crowded cell
     upper = lower + width
     i1, i2, cuts = np.empty(10, np.int64), np.empty(10, np.int64), np.empty(6)
-    count = level_arcs(kappa, A, B, lower, upper, shift, np.concatenate([phase, phase + 2 * np.pi]), i1, i2, cuts)
+    phase2 = np.concatenate([phase, phase + 2 * np.pi])
+    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, phase_buckets(phase2), i1, i2, cuts)
     theta = shift + phase
     x = kappa + 2 * A * np.cos(theta) + 2 * B * np.cos(2 * theta)
     covered = members(i1, i2, count, n)

@@ -7,7 +7,8 @@ them are differences of prefix sums over the phase list doubled to [−π, 3π).
 work, so the whole pass is linear in the parameter count.
 
 The kernel mirrors ``quadlens.lens.roots_in_unit_interval`` for the roots and numpy's ``searchsorted``
-(side='left') for the index of an angle; empty arcs are skipped.
+(side='left') for the index of an angle, found from a uniform grid of buckets and a short scan; empty
+arcs are skipped.
 """
 
 from __future__ import annotations
@@ -42,8 +43,26 @@ def _roots(kappa: float, A: float, B: float, out: np.ndarray, start: int) -> Non
 
 
 @njit(cache=True)
+def phase_buckets(phase2: np.ndarray) -> np.ndarray:
+    """For a uniform grid of 2·len(phase2) cells over [−π, 3π]: the first index at or after each grid point."""
+    cells = max(2 * len(phase2), 1)
+    return np.searchsorted(phase2, -np.pi + 4 * np.pi * np.arange(cells + 1) / cells)
+
+
+@njit(cache=True, inline="always")
+def _index(phase2: np.ndarray, buckets: np.ndarray, x: float) -> int:
+    """np.searchsorted(phase2, x): the first index whose phase is ≥ x (grid points below x are skipped)."""
+    cells = len(buckets) - 1
+    cell = min(max(int((x + np.pi) * cells / (4 * np.pi)) - 1, 0), cells)
+    j = buckets[cell]
+    while j < len(phase2) and phase2[j] < x:
+        j += 1
+    return j
+
+
+@njit(cache=True)
 def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
-               phase2: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
+               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
     """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit).
 
     Returns how many non-empty ranges were written; ``cuts`` is scratch space for six values.
@@ -75,8 +94,8 @@ def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shi
         alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
         for start in (alpha - shift, -beta - shift):
             lo = np.mod(start + np.pi, 2 * np.pi) - np.pi
-            j1 = np.searchsorted(phase2, lo)
-            j2 = np.searchsorted(phase2, lo + (beta - alpha))
+            j1 = _index(phase2, buckets, lo)
+            j2 = _index(phase2, buckets, lo + (beta - alpha))
             if j2 > j1:
                 i1[count], i2[count] = j1, j2
                 count += 1
@@ -107,6 +126,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     """
     p, W = found.shape[0], found.shape[2]
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
+    buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
     for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
@@ -119,7 +139,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
             coefficient[2] = np.conj(coefficient[1])
             coefficient[3] = B * np.exp(2j * shift)
             coefficient[4] = np.conj(coefficient[3])
-            count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, i1, i2, cuts)
+            count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, buckets, i1, i2, cuts)
             ops[a] += 120
             for q in range(count):
                 for w in range(W):
@@ -138,7 +158,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
                 tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
                 for step in range(iterations + 1):
                     lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
-                    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, i1, i2, cuts)
+                    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2, cuts)
                     ops[a] += 160
                     if step == iterations:
                         break
