@@ -123,7 +123,10 @@ def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Op
         bound = ordered[:, J][difference] + direct
         ops(p * p)
     if J:
-        nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J < p - 1 else np.arange(1, p)[None].repeat(p, 0)
+        if J < p - 1:
+            nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1  # the J smallest, per δ
+        else:
+            nearest = np.arange(1, p)[None].repeat(p, 0)
         j = nearest[difference]  # [p, p, J]
         c = (target[..., None] - j) % p
         exact = (by_difference[difference[..., None], j - 1]
@@ -261,12 +264,38 @@ def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
     return [np.where(label == g)[0] for g in range(groups) if (label == g).any()]
 
 
+def _input_residuals(tables: SeparableTables, idx: np.ndarray, k: int, r: np.ndarray, phi: np.ndarray,
+                     kappa: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ε_a, ε_b ``[p, n]`` with pre_i = r_i (κ_i + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i] exactly (docs §1)."""
+    p = tables.p
+    theta = 2 * np.pi * k / p * np.arange(p)[:, None] + phi[None, :]
+    waveform = r * (np.cos(theta) + beta * np.cos(2 * theta))
+    mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
+    eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
+    return eps_a, tables.F_b[:, idx] - mean_b - waveform
+
+
+def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: int):
+    """A cluster's centred output rows as tracked frequencies (key k first, then the largest residual ones),
+    principal directions of what those leave, and the remainder: (tracked, γ, basis, coordinates, ρ)."""
+    p = W_L_rows.shape[1]
+    rows = W_L_rows - W_L_rows.mean(1, keepdims=True)
+    key = np.array([k])
+    residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
+                                        axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
+    extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
+    tracked = np.array([k] + extra)
+    gamma = _dft_coefficients(rows, tracked)
+    remainder = rows - _reconstruct(gamma, tracked, p)
+    basis = principal_directions(remainder, directions)
+    coordinates = remainder @ basis.T
+    return tracked, gamma, basis, coordinates, remainder - coordinates @ basis
+
+
 def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
               directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
-    omega = 2 * np.pi / p
-    t = np.arange(p)
     terms, frequencies, targets, all_directions = [], set(), {}, []
     clustered = np.zeros(tables.d_mlp, bool)
     for cluster in clusters:
@@ -285,28 +314,15 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         for group in groups:  # one shared waveform per group: its neurons' median offset and harmonic
             kappa[group] = np.median(own_kappa[group]) if waveform_groups > 1 else lens["kappa"]
             beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
-        theta = omega * k * t[:, None] + phi[None, :]
-        waveform = r * (np.cos(theta) + beta * np.cos(2 * theta))
-        mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
-        eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
-        eps_b = tables.F_b[:, idx] - mean_b - waveform
-        rows = tables.W_L[idx] - tables.W_L[idx].mean(1, keepdims=True)
-        residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, np.array([k])), np.array([k]), p),
-                                            axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
-        extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
-        tracked = np.array([k] + extra)
-        gamma = _dft_coefficients(rows, tracked)
-        remainder = rows - _reconstruct(gamma, tracked, p)
-        basis = principal_directions(remainder, directions)
-        coordinates = remainder @ basis.T
-        remainder = remainder - coordinates @ basis
+        eps_a, eps_b = _input_residuals(tables, idx, k, r, phi, kappa, beta)
+        tracked, gamma, basis, coordinates, remainder = _output_split(tables.W_L[idx], k, tracked_extra, directions)
         start = sum(len(d) for d in all_directions)
         all_directions.append(basis)
         ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
         frequencies.update(tracked.tolist())
         for group in groups:
-            terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]], eps_a[:, group],
-                                      eps_b[:, group], tracked, gamma[group], coordinates[group],
+            terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]],
+                                      eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
                                       slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
                                       np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
     loose = np.where(~clustered)[0]
@@ -386,7 +402,7 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
                        ops: Ops) -> None:
     """Replace the arcs by exact activations on the ``count`` differences a − b where the band term is largest.
 
-    Each costs p·n: the cluster's blind spots, where the residuals decide every sign, are worth paying for.
+    Each costs p·n: the group's blind spots, where the residuals decide every sign, are worth paying for.
     """
     p = tables.p
     if count <= 0:
@@ -395,7 +411,8 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     band_by_difference = np.array([sums.band[a, (a - d) % p].mean() for d in range(p)])
     for d in np.argsort(-band_by_difference)[:count]:
         b = (a - d) % p
-        hidden = np.maximum(tables.F_a[a][:, term.neurons] + tables.F_b[b][:, term.neurons] + tables.b_in[term.neurons], 0)
+        idx = term.neurons
+        hidden = np.maximum(tables.F_a[a][:, idx] + tables.F_b[b][:, idx] + tables.b_in[idx], 0)
         sums.found[a, b] = hidden @ term.output_weights
         sums.band[a, b] = 0.0
         ops(p * len(term.r) * (3 + 8 * sums.found.shape[-1]))
