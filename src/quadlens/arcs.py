@@ -160,14 +160,17 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
                     lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
                     count = level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2, cuts)
                     ops[a] += 160
-                    if step == iterations:
+                    if step == iterations or count == 0:
                         break
                     max_a, max_b = 0.0, 0.0
                     for q in range(count):
                         max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[q], i2[q]))
                         max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[q], i2[q]))
-                    tau = _inflate(max_a + max_b)
                     ops[a] += count * 16 + 6
+                    narrowed = _inflate(max_a + max_b)
+                    if narrowed >= tau:  # nothing to gain: the current band stands
+                        break
+                    tau = narrowed
                 for q in range(count):
                     total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
                                    + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
