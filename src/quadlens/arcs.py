@@ -3,12 +3,12 @@
 A cluster's neurons are sorted by phase φ. For an input (a, b), the neurons whose normalised ideal
 pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ/2), B = β cos δ) lies in a
 level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ; sums over
-them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(log n)
-work, so the whole pass is linear in the parameter count.
+them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(1)
+expected work, so the whole pass is linear in the parameter count.
 
-The kernel mirrors ``quadlens.lens.roots_in_unit_interval`` for the roots and numpy's ``searchsorted``
-(side='left') for the index of an angle, found from a uniform grid of buckets and a short scan; empty
-arcs are skipped.
+The roots are those of ``quadlens.lens.roots_in_unit_interval``; an angle's index is numpy's
+``searchsorted`` (side='left'), found from a uniform grid of buckets and a short scan; empty arcs are
+skipped.
 """
 
 from __future__ import annotations
