@@ -11,7 +11,6 @@ Tiers (costs counted in arithmetic operations as they are performed):
                          them, are bounded
   arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, and each
                          group's worst differences a − b (its blind spots) evaluated exactly
-  arcs_refined  linear + O(p·F) per input arcs_grouped leaves uncertified: there, the exact maximum over c
   quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
   brute force   O(p³m)   the truth
@@ -22,6 +21,10 @@ A = cos(δ/2), B = β cos δ (κ, β the cluster's, or its group's); its output 
 ``W_L[i, c] = μ_i + Σ_f Re(γ_i(f) e^{iωfc}) + Σ_j u_ij v_j(c) + ρ_i(c)`` over the cluster's tracked
 frequencies f (the key frequency and its largest residual ones) and principal directions v_j.
 The arc sums themselves run in ``quadlens.arcs`` (compiled).
+
+Certificate (every tier): for each input, the J outputs nearest to beating a+b under the explanation are
+checked one by one, the explanation's exact margin to each against the error's exact tracked difference there
+plus the rest; every other output against B. The result is a proven lower bound on the model's margin.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from .tables import SeparableTables
 TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
 DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
-COMPETITORS = 8  # outputs per input whose explanation margin the linear tier evaluates with the exact direct path
+COMPETITORS = 16  # outputs per input checked one by one: exact explanation margin against the error difference there
 
 
 class Ops:
@@ -57,18 +60,19 @@ class Ops:
 
 @dataclass
 class Tier:
-    """One tier's per-input bound and explanation margin (``[p, p]``), its cost and time."""
+    """One tier's per-input bound, explanation margin and proven model margin (``[p, p]``), its cost and time."""
 
     name: str
     cost: str
     bound: np.ndarray
-    margin: np.ndarray
+    margin: np.ndarray  # the explanation's margin (or a lower bound on it)
+    proven_margin: np.ndarray  # a lower bound on the model's margin: the input is certified where it is positive
     ops: int
     seconds: float
 
     @property
     def certified(self) -> np.ndarray:
-        return self.margin > self.bound
+        return self.proven_margin > 0
 
 
 # ---------------------------------------------------------------- the explanation and its margins
@@ -100,42 +104,70 @@ def _difference_index(p: int) -> np.ndarray:
     return (t[:, None] - t[None, :]) % p
 
 
-def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-                       competitors: int = COMPETITORS) -> np.ndarray:
-    """A lower bound on the explanation's margin with the direct path, in O(p²(K + J)).
+@dataclass
+class Competitors:
+    """Per input, the J outputs c ≠ a+b closest to winning under the explanation, with the explanation's exact
+    margin to each (direct path included), and a lower bound on its margin to every other output."""
 
-    The MLP part depends on (a − b, j = a+b − c) only. The J outputs with the smallest MLP margin are compared
-    exactly, direct path included; every other output has at least the (J+1)-th smallest MLP margin plus the
-    direct path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b.
-    ``competitors=0`` is that separable bound alone; ``competitors ≥ p − 1`` is the exact margin.
+    steps: np.ndarray  # [p, J]: per difference a − b, the listed j = a+b − c (never 0)
+    margins: np.ndarray  # [p, p, J]
+    others: np.ndarray  # [p, p]; inf when every output is listed
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """The listed outputs c = a+b − j per input ``[p, p, J]``."""
+        p = len(self.steps)
+        a, b = np.arange(p)[:, None], np.arange(p)[None, :]
+        return ((a + b)[..., None] - self.steps[(a - b) % p]) % p
+
+    def lower_bound(self) -> np.ndarray:
+        """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
+        return np.minimum(self.margins.min(-1, initial=np.inf), self.others)
+
+    def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        """A lower bound on the model's margin ``[p, p]``, given bounds on |err(a+b) − err(c)| at the listed
+        outputs (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``)."""
+        return np.minimum((self.margins - differences).min(-1, initial=np.inf), self.others - bound)
+
+
+def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
+                        competitors: int = COMPETITORS) -> Competitors:
+    """The J = ``competitors`` outputs per input with the smallest explanation MLP margin, in O(p²(K + J)).
+
+    The MLP part depends on (a − b, j = a+b − c) only, so the J are chosen per a − b and compared exactly,
+    direct path included. Every other output has at least the (J+1)-th smallest MLP margin plus the direct
+    path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b.
     """
     p = tables.p
     by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
     J = min(competitors, p - 1)
     a, b = np.arange(p)[:, None], np.arange(p)[None, :]
     difference, target = (a - b) % p, (a + b) % p
-    direct = (tables.D_a[a, target] - tables.D_a.max(1)[:, None]) + (tables.D_b[b, target] - tables.D_b.max(1)[None, :])
-    ops(6 * p * p)
     if J == p - 1:
-        bound = np.full((p, p), np.inf)
+        others = np.full((p, p), np.inf)
+        nearest = np.arange(1, p)[None].repeat(p, 0)
     else:
-        ordered = np.partition(by_difference, J, axis=1)
-        bound = ordered[:, J][difference] + direct
-        ops(p * p)
-    if J:
-        if J < p - 1:
-            nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1  # the J smallest, per δ
-        else:
-            nearest = np.arange(1, p)[None].repeat(p, 0)
-        j = nearest[difference]  # [p, p, J]
-        c = (target[..., None] - j) % p
-        exact = (by_difference[difference[..., None], j - 1]
-                 + (tables.D_a[a, target] + tables.D_b[b, target])[..., None] - tables.D_a[a[..., None], c]
-                 - tables.D_b[b[..., None], c])
-        bound = np.minimum(bound, exact.min(-1))
-        ops(8 * p * p * J)
-    ops(p * p * np.log2(max(p, 2)))
-    return bound
+        direct = ((tables.D_a[a, target] - tables.D_a.max(1)[:, None])
+                  + (tables.D_b[b, target] - tables.D_b.max(1)[None, :]))
+        others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
+        nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
+        ops(7 * p * p)
+    j = nearest[difference]  # [p, p, J]
+    outputs = (target[..., None] - j) % p
+    margins = (by_difference[difference[..., None], j - 1]
+               + (tables.D_a[a, target] + tables.D_b[b, target])[..., None] - tables.D_a[a[..., None], outputs]
+               - tables.D_b[b[..., None], outputs])
+    ops(8 * p * p * J + p * p * np.log2(max(p, 2)))
+    return Competitors(nearest, margins, others)
+
+
+def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
+                       competitors: int = COMPETITORS) -> np.ndarray:
+    """A lower bound on the explanation's margin with the direct path, in O(p²(K + J)).
+
+    ``competitors=0`` is the separable bound alone; ``competitors ≥ p − 1`` is the exact margin.
+    """
+    return nearest_competitors(tables, clusters, ops, competitors).lower_bound()
 
 
 def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
@@ -419,17 +451,14 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     ops(p * p)
 
 
-def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
+def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, waveform_groups: int = 1,
-                 exact_over_c: bool = False, refine_below: np.ndarray | None = None) -> np.ndarray:
-    """B(a, b) in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
+                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
+                 waveform_groups: int = 1) -> "ErrorTerms":
+    """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
-    ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform;
-    ``exact_over_c`` takes the tracked part's maximum over c exactly (O(p³·(F + R)) more, still linear in
-    d_mlp); ``refine_below`` does so only on the inputs whose bound is not below that margin ``[p, p]``
-    (O(p·(F + R)) each).
+    ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform.
     """
     ops = ops or Ops()
     p = tables.p
@@ -446,14 +475,42 @@ def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         remainder += np.real(sums.found[..., -1])
         band += sums.band
     tracked.subtract_explanation(dec)
-    rest = remainder + band + _loose_bound(tables, dec, ops)
-    bound = tracked.over_c(dec, ops, exact_over_c) + rest
-    ops(p * p * 6)
-    if refine_below is not None and not exact_over_c:
-        refine = np.nonzero(bound * (1 + SAFETY) + SAFETY >= refine_below)
-        exact = max_over_c(tracked.stacked(), _output_basis(dec, p), ops, refine)
-        bound[refine] = exact + rest[refine]
-        ops(3 * len(exact))
+    ops(p * p * 2)
+    return ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
+
+
+def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
+                 ops: Ops | None = None, exact_over_c: bool = False, **options) -> np.ndarray:
+    """B(a, b) in linear time (``linear_error``'s options); ``exact_over_c`` takes the tracked part's maximum
+    over c exactly (O(p³·(F + R)) more, still linear in d_mlp)."""
+    ops = ops or Ops()
+    return linear_error(tables, clusters, sign_patterns, ops, **options).bound(ops, exact_over_c)
+
+
+@dataclass
+class ErrorTerms:
+    """err(a+b) − err(c) per input, split in two: the tracked part E(a+b) − E(c), known exactly as phasors and
+    direction coordinates, and ``rest`` ``[p, p]``, a bound on everything else that holds for every c."""
+
+    dec: Decomposition
+    tracked: "_Tracked"
+    rest: np.ndarray
+
+    def bound(self, ops: Ops, exact_over_c: bool = False) -> np.ndarray:
+        """B(a, b) ≥ max_c |err(a+b) − err(c)| ``[p, p]``, rounding slack included."""
+        ops(self.rest.size * 3)
+        return _with_slack(self.tracked.over_c(self.dec, ops, exact_over_c) + self.rest)
+
+    def differences(self, steps: np.ndarray, ops: Ops) -> np.ndarray:
+        """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
+        ``[p, J]``, as in ``Competitors``): ``[p, p, J]``, the tracked part exactly, plus rest."""
+        exact = self.tracked.differences(self.dec, steps, ops)
+        ops(exact.size * 3)
+        return _with_slack(exact + self.rest[..., None])
+
+
+def _with_slack(bound: np.ndarray) -> np.ndarray:
+    """Inflate a bound far beyond the accumulated rounding (docs/bounds.md §6)."""
     return bound * (1 + SAFETY) + SAFETY
 
 
@@ -501,6 +558,28 @@ class _Tracked:
         ops(p * p * 12 * len(basis))
         return np.abs(at_target) + peak
 
+    def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops) -> np.ndarray:
+        """|E(a+b) − E(a+b − j)| exactly ``[p, p, J]`` for the steps j listed per difference a − b (``steps``
+        ``[p, J]``): O(p²·J·(F + R)), a few small matrix products per difference."""
+        p, J = self.phasors.shape[1], steps.shape[1]
+        out = np.empty((p, p, J))
+        a = np.arange(p)
+        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, a) / p)  # e^{iωfc}  [F, c]
+        directions = np.ascontiguousarray(np.concatenate([dec.directions, dec.directions], 1).T)  # [2p, R]
+        for difference in range(p):
+            b, j = (a - difference) % p, steps[difference]
+            target = (a + b) % p
+            # Re Σ_f Y_f (e^{iωf(a+b)} − e^{iωf(a+b−j)}) = Re Σ_f [Y_f e^{iωf(a+b)}] (1 − e^{−iωfj})
+            at_target = (self.phasors[:, a, b] * rotation[:, target]).T  # [p, F]
+            shift = 1 - np.conj(rotation[:, j])  # [F, J]
+            total = at_target.real @ shift.real - at_target.imag @ shift.imag
+            # Σ_r Y_r (v_r(a+b) − v_r(a+b−j))
+            moved = directions[target][:, None, :] - directions[target[:, None] - j + p]  # [p, J, R]
+            total += np.einsum("ar,ajr->aj", self.coordinates[:, a, b].T, moved)
+            out[a, b] = np.abs(total)
+        ops(p * p * J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + p * p * len(dec.frequencies) * 6)
+        return out
+
 
 def _peaks(dec: Decomposition) -> np.ndarray:
     """max_c |basis_j(c)|: 1 for each tracked frequency, max |v_j| for each direction."""
@@ -524,13 +603,10 @@ def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.nd
     return ua[:, None] + ub[None, :]
 
 
-def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
+def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
                     tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                    chunk_elements: int = 1 << 24, exact_over_c: bool = False) -> np.ndarray:
-    """B(a, b) from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is bounded.
-
-    With ``exact_over_c`` the tracked part's maximum over c is taken exactly (O(p³·(F + R)) more).
-    """
+                    chunk_elements: int = 1 << 24) -> ErrorTerms:
+    """The error's terms from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is left."""
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
@@ -550,22 +626,26 @@ def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         ops(p * p * len(term.r) * 8 * term.output_weights.shape[1])
     tracked.subtract_explanation(dec)
     ops(2 * p * p * len(dec.loose) + p * p * 4)
-    bound = tracked.over_c(dec, ops, exact_over_c) + remainder + loose
-    return bound * (1 + SAFETY) + SAFETY
+    return ErrorTerms(dec, tracked, remainder + loose)
 
 
-def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops, inputs: tuple[np.ndarray, np.ndarray] | None = None,
-               chunk: int = 4096) -> np.ndarray:
-    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``.
+def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
+                    exact_over_c: bool = False, **options) -> np.ndarray:
+    """B(a, b) from the exact hidden activations (``quadratic_error``'s options); ``exact_over_c`` takes the
+    tracked part's maximum over c exactly (O(p³·(F + R)) more)."""
+    ops = ops or Ops()
+    return quadratic_error(tables, clusters, ops, **options).bound(ops, exact_over_c)
 
-    O(p·J) per input: on every input (``[p, p]``, O(p³·J)), or on the listed ones (a, b) only.
-    """
+
+def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
+    """max_c |E(a+b) − E(c)| exactly ``[p, p]``, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``:
+    O(p³·J)."""
     p = values.shape[1]
-    a, b = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
+    a, b = np.repeat(np.arange(p), p), np.tile(np.arange(p), p)
     out = np.empty(len(a))
     for lo in range(0, len(a), chunk):
         rows, cols = a[lo:lo + chunk], b[lo:lo + chunk]
         e = np.real(values[:, rows, cols].T @ basis)  # [inputs, c]
         out[lo:lo + chunk] = np.abs(e[np.arange(len(rows)), (rows + cols) % p][:, None] - e).max(1)
     ops(len(a) * p * (8 * len(basis) + 3))
-    return out.reshape(p, p) if inputs is None else out
+    return out.reshape(p, p)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .bounds import Ops, Tier, brute_force, exact_margin, linear_bound, quadratic_bound, explanation_margin
+from .bounds import (COMPETITORS, ErrorTerms, Ops, Tier, brute_force, exact_margin, linear_error, nearest_competitors,
+                     quadratic_error)
 from .clusters import Cluster, build_clusters
 from .files import atomic_write_bytes, json_ready
 from .model import Transformer
@@ -19,10 +21,12 @@ from .tables import SeparableTables, separable_tables
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
 EXACT_DIFFERENCES = 4  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
-# arcs_refined: arcs_grouped, then the exact maximum over c on the inputs it leaves uncertified
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: certified by the competitor certificate (proven model margin > 0); arcs_refined dropped
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
+CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
+               f"exact margin to each of the {COMPETITORS} outputs nearest to winning, less the error's exact tracked "
+               f"difference there and the rest; every other output against the bound B")
 
 
 @dataclass
@@ -42,6 +46,7 @@ class BoundReport:
         ratio = tier.bound / np.maximum(self.truth, 1e-12)
         return {"name": tier.name, "cost": tier.cost, "ops": tier.ops, "seconds": tier.seconds,
                 "certified_fraction": float(tier.certified.mean()), "max_bound": float(tier.bound.max()),
+                "min_proven_margin": float(tier.proven_margin.min()),
                 "tightness_max": float(ratio.max()), "tightness_median": float(np.median(ratio)),
                 "violations": int((tier.bound < self.truth).sum()),
                 "speedup_vs_brute_force": self.brute_force_seconds / max(tier.seconds, 1e-12),
@@ -50,7 +55,8 @@ class BoundReport:
     def to_dict(self) -> dict:
         return json_ready({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
-            "explanation": EXPLANATION, "p": self.p, "d_mlp": self.d_mlp,
+            "explanation": EXPLANATION, "certificate": CERTIFICATE, "competitors": COMPETITORS,
+            "p": self.p, "d_mlp": self.d_mlp,
             "clusters": [c.frequency for c in self.clusters],
             "tiers": [self.tier_summary(t) for t in self.tiers],
             "brute_force": {"ops": self.brute_force_ops, "seconds": self.brute_force_seconds,
@@ -60,11 +66,12 @@ class BoundReport:
         })
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Per-input arrays for ``bound.npz``: truth, model margin, and each tier's bound and margin."""
+        """Per-input arrays for ``bound.npz``: truth, model margin, and each tier's bound, margins and verdict."""
         out = {"true_error": self.truth, "model_margin": self.model_margin}
         for tier in self.tiers:
             out[f"bound_{tier.name}"] = tier.bound
             out[f"margin_{tier.name}"] = tier.margin
+            out[f"proven_margin_{tier.name}"] = tier.proven_margin
             out[f"certified_{tier.name}"] = tier.certified
         return out
 
@@ -81,13 +88,20 @@ class BoundReport:
         atomic_write_bytes(out_dir / "bound.npz", buffer.getvalue())
 
 
-def _timed(name: str, cost: str, margin_fn, bound_fn) -> Tier:
-    """Run a tier: its margin first (a refining bound reads it), then its bound, counting both."""
+def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster], error_fn,
+          exact_over_c: bool = False, exact: bool = False) -> Tier:
+    """Run a tier and its certificate, counting operations: the explanation's margin (linear-time lower bound, or
+    ``exact``), the error's terms, the bound B, and the proven model margin from the nearest competitors."""
     ops = Ops()
     start = time.perf_counter()
-    margin = margin_fn(ops)
-    bound = bound_fn(ops, margin)
-    return Tier(name, cost, bound, margin, ops.count, time.perf_counter() - start)
+    competitors = nearest_competitors(tables, clusters, ops)
+    error: ErrorTerms = error_fn(ops)
+    bound = error.bound(ops, exact_over_c)
+    margin = exact_margin(tables, clusters, ops) if exact else competitors.lower_bound()
+    proven = np.maximum(margin - bound,
+                        competitors.proven_model_margin(error.differences(competitors.steps, ops), bound))
+    ops(3 * bound.size)
+    return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None) -> BoundReport:
@@ -95,19 +109,14 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
-    linear_margin = lambda ops: explanation_margin(tables, clusters, ops)  # noqa: E731
-    exact = lambda ops: exact_margin(tables, clusters, ops)  # noqa: E731
     grouped = {"waveform_groups": WAVEFORM_GROUPS, "exact_differences": EXACT_DIFFERENCES}
+    quadratic = partial(quadratic_error, tables, clusters)  # each error function takes the operation counter
     tiers = [
-        _timed("lipschitz", "O(p·d_mlp)", linear_margin, lambda ops, _: linear_bound(tables, clusters, False, ops)),
-        _timed("arcs", "O(p·d_mlp)", linear_margin, lambda ops, _: linear_bound(tables, clusters, True, ops)),
-        _timed("arcs_grouped", "O(p·d_mlp)", linear_margin,
-               lambda ops, _: linear_bound(tables, clusters, True, ops, **grouped)),
-        _timed("arcs_refined", "O(p·d_mlp + p·F·refined)", linear_margin,
-               lambda ops, margin: linear_bound(tables, clusters, True, ops, **grouped, refine_below=margin)),
-        _timed("quadratic", "O(p²·d_mlp)", exact, lambda ops, _: quadratic_bound(tables, clusters, ops)),
-        _timed("quadratic_exact_c", "O(p²·d_mlp + p³·F)", exact,
-               lambda ops, _: quadratic_bound(tables, clusters, ops, exact_over_c=True)),
+        _tier("lipschitz", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, False)),
+        _tier("arcs", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True)),
+        _tier("arcs_grouped", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True, **grouped)),
+        _tier("quadratic", "O(p²·d_mlp)", tables, clusters, quadratic, exact=True),
+        _tier("quadratic_exact_c", "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True),
     ]
     return BoundReport(tables.p, tables.d_mlp, tiers, truth, model_margin, bf_ops, bf_seconds, clusters)
 

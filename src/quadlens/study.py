@@ -21,7 +21,7 @@ from .train import TrainConfig, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
                    "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_arcs_grouped_certified_fraction",
-                   "bound_arcs_refined_certified_fraction", "bound_quadratic_certified_fraction",
+                   "bound_quadratic_certified_fraction",
                    "bound_quadratic_exact_c_certified_fraction", "gradient_symmetricity", "distance_irrelevance")
 
 
