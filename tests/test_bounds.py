@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from conftest import small_config
 from quadlens import Transformer, separable_tables
 from quadlens.bounds import (Competitors, Ops, brute_force, exact_margin, explanation_rows, linear_error,
-                             nearest_competitors, quadratic_bound, quadratic_error)
+                             nearest_competitors, quadratic_error)
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
@@ -198,8 +198,9 @@ def test_chunked_evaluation_matches_whole(bundled):
     np.testing.assert_allclose(margin_c, margin, rtol=0, atol=1e-10)
     from quadlens.ladder import margins
     np.testing.assert_allclose(margin, margins(tables.logits()), rtol=0, atol=1e-10)
-    B = quadratic_bound(tables, clusters)
-    np.testing.assert_allclose(quadratic_bound(tables, clusters, chunk_elements=59 * 512 * 3), B, rtol=1e-12)
+    B = quadratic_error(tables, clusters).bound(Ops())
+    np.testing.assert_allclose(quadratic_error(tables, clusters, chunk_elements=59 * 512 * 3).bound(Ops()), B,
+                               rtol=1e-12)
 
 
 def test_gelu_models_are_refused():

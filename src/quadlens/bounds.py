@@ -479,14 +479,6 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     return ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
 
 
-def linear_bound(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
-                 ops: Ops | None = None, exact_over_c: bool = False, **options) -> np.ndarray:
-    """B(a, b) in linear time (``linear_error``'s options); ``exact_over_c`` takes the tracked part's maximum
-    over c exactly (O(p³·(F + R)) more, still linear in d_mlp)."""
-    ops = ops or Ops()
-    return linear_error(tables, clusters, sign_patterns, ops, **options).bound(ops, exact_over_c)
-
-
 @dataclass
 class ErrorTerms:
     """err(a+b) − err(c) per input, split in two: the tracked part E(a+b) − E(c), known exactly as phasors and
@@ -627,14 +619,6 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     tracked.subtract_explanation(dec)
     ops(2 * p * p * len(dec.loose) + p * p * 4)
     return ErrorTerms(dec, tracked, remainder + loose)
-
-
-def quadratic_bound(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
-                    exact_over_c: bool = False, **options) -> np.ndarray:
-    """B(a, b) from the exact hidden activations (``quadratic_error``'s options); ``exact_over_c`` takes the
-    tracked part's maximum over c exactly (O(p³·(F + R)) more)."""
-    ops = ops or Ops()
-    return quadratic_error(tables, clusters, ops, **options).bound(ops, exact_over_c)
 
 
 def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
