@@ -58,6 +58,36 @@ def exponents(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(rows: list[dict], fitted: dict) -> str:
+    """BENCHMARKS.md's tables: each trained model's tiers, then the synthetic scaling grid and fitted exponents."""
+    lines = []
+    for row in (r for r in rows if r["model"] != "synthetic"):
+        bf = row["brute_force"]
+        lines += [f"{row['model']} (p = {row['p']}, d_mlp = {row['d_mlp']}; brute force: {bf['ops']:.3g} ops, "
+                  f"{bf['seconds']:.2f} s, max error {bf['max_error']:.3g})", "",
+                  "| tier | cost | ops | seconds | certified | min proven margin | B/truth median | B/truth max "
+                  "| violations |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {t['name']} | {t['cost']} | {t['ops']:.2g} | {t['seconds']:.3f} | "
+                  f"{100 * t['certified_fraction']:.1f} % | {t['min_proven_margin']:.2f} | {t['tightness_median']:.2f} | "
+                  f"{t['tightness_max']:.2f} | {t['violations']} |" for t in row["tiers"]]
+        lines.append("")
+    names = [t["name"] for t in rows[-1]["tiers"]]
+    lines += ["| p | d_mlp | brute force s (ops) | " + " | ".join(f"{n} s (ops ratio, time ratio)" for n in names) + " |",
+              "|---" * (3 + len(names)) + "|"]
+    for row in rows:
+        if row["model"] != "synthetic":
+            continue
+        bf = row["brute_force"]
+        lines.append(f"| {row['p']} | {row['d_mlp']} | {bf['seconds']:.2f} ({bf['ops']:.2g}) | " + " | ".join(
+            f"{t['seconds']:.2f} ({t['ops_ratio_vs_brute_force']:.0f}×, {t['speedup_vs_brute_force']:.1f}×)"
+            for t in row["tiers"]) + " |")
+    if fitted:
+        lines += ["", "| | " + " | ".join(fitted) + " |", "|---" * (1 + len(fitted)) + "|"]
+        lines += [f"| {key} | " + " | ".join(f"p^{fitted[n][key]:.2f}" for n in fitted) + " |"
+                  for key in ("ops", "seconds")]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ps", type=int, nargs="*", default=[59, 113, 227, 457, 911])
@@ -68,6 +98,7 @@ def main() -> None:
     scaling = [measure("synthetic", synthetic(p)) for p in args.ps]
     fitted = exponents(scaling) if len(scaling) > 1 else {}
     print("fitted exponents (time ∝ p^e, d_mlp = 4p):", json.dumps(fitted, indent=1))
+    print(markdown(rows + scaling, fitted))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": {"platform": platform.platform(), "torch": torch.__version__,

@@ -9,7 +9,10 @@ from quadlens.cli import app
 def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     args = ["reproduce", "--seeds", "0-1", "--p", "11", "--d-model", "16", "--n-heads", "2", "--d-head", "8",
             "--d-mlp", "24", "--epochs", "30", "--out", str(tmp_path)]
-    result = CliRunner().invoke(app, args)
+    without_bounds = CliRunner().invoke(app, args + ["--no-bounds"])
+    assert without_bounds.exit_code == 0, without_bounds.output
+    assert "bound_arcs_certified_fraction" not in json.loads((tmp_path / "results" / "seed_0000.json").read_text())
+    result = CliRunner().invoke(app, args)  # the cached rows lack bounds: they are redone
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "models.parquet").to_pylist()
     assert [row["seed"] for row in table] == [0, 1]

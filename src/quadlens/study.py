@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
@@ -54,8 +55,10 @@ def model_row(model: Transformer, with_bounds: bool = True) -> dict:
     if with_bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu":
         b = bound(model).to_dict()
         for tier in b["tiers"]:
-            for key in ("certified_fraction", "tightness_median", "tightness_max", "violations", "ops", "seconds"):
+            for key in ("certified_fraction", "min_proven_margin", "tightness_median", "tightness_max", "violations",
+                        "ops", "seconds"):
                 row[f"bound_{tier['name']}_{key}"] = tier[key]
+        row["bound_schema_version"] = b["schema_version"]
         row["brute_force_max_error"] = b["brute_force"]["max_error"]
         row["brute_force_seconds"] = b["brute_force"]["seconds"]
     return json_ready(row)
@@ -130,8 +133,10 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     for model in track(models, description="explain + bound", disable=not progress):
         cache = out_dir / "results" / f"seed_{model.metadata['seed']:04d}.json"
         if cache.exists():
-            rows.append(json.loads(cache.read_text()))
-            continue
+            cached = json.loads(cache.read_text())
+            if not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION:
+                rows.append(cached)
+                continue  # else: cached without bounds, or by an older bound schema: redo it
         row = model_row(model, with_bounds)
         atomic_write_json(cache, row)
         rows.append(row)
