@@ -18,7 +18,6 @@ from numba import njit, prange
 
 SAFETY = 1e-8  # relative and absolute slack on every residual threshold (docs/bounds.md §6)
 MAX_ARCS = 10
-TILE = 8  # inputs per side of a tile in arc_sums
 
 
 @njit(cache=True, inline="always")
@@ -112,62 +111,6 @@ def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
     return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
 
 
-@njit(cache=True, inline="always")
-def _input_sums(a: int, b: int, phase2: np.ndarray, buckets: np.ndarray, kappa: float, beta: float, omega_k: float,
-                ideal_prefix: np.ndarray, residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray,
-                band_prefix: np.ndarray, share_tables: np.ndarray, share_max: np.ndarray, iterations: int,
-                sign_patterns: bool, found: np.ndarray, band: np.ndarray, i1: np.ndarray, i2: np.ndarray,
-                coefficient: np.ndarray, cuts: np.ndarray) -> int:
-    """``arc_sums`` for one input (a, b); returns the operations performed."""
-    W = found.shape[2]
-    performed = 0
-    shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-    A, B = np.cos(delta / 2), beta * np.cos(delta)
-    coefficient[0] = kappa
-    coefficient[1] = A * np.exp(1j * shift)
-    coefficient[2] = np.conj(coefficient[1])
-    coefficient[3] = B * np.exp(2j * shift)
-    coefficient[4] = np.conj(coefficient[3])
-    count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, buckets, i1, i2, cuts)
-    performed += 120
-    for q in range(count):
-        for w in range(W):
-            total = 0j
-            for h in range(5):
-                total += coefficient[h] * (ideal_prefix[i2[q], h, w] - ideal_prefix[i1[q], h, w])
-            if sign_patterns:
-                total += (residual_prefix_a[a, i2[q], w] - residual_prefix_a[a, i1[q], w]
-                          + residual_prefix_b[b, i2[q], w] - residual_prefix_b[b, i1[q], w])
-            found[a, b, w] += total
-    performed += count * W * (5 * 10 + (16 if sign_patterns else 0))
-    if not sign_patterns:
-        return performed
-    total_band = 0.0
-    for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
-        tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
-        for step in range(iterations + 1):
-            lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
-            count = level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2, cuts)
-            performed += 160
-            if step == iterations or count == 0:
-                break
-            max_a, max_b = 0.0, 0.0
-            for q in range(count):
-                max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[q], i2[q]))
-                max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[q], i2[q]))
-            performed += count * 16 + 6
-            narrowed = _inflate(max_a + max_b)
-            if narrowed >= tau:  # nothing to gain: the current band stands
-                break
-            tau = narrowed
-        for q in range(count):
-            total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
-                           + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
-        performed += count * 4
-    band[a, b] += total_band
-    return performed
-
-
 @njit(cache=True, parallel=True)
 def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
              residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
@@ -181,20 +124,58 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
     Without sign patterns only the ideal sums over {x > 0} are formed.
     """
-    p = found.shape[0]
+    p, W = found.shape[0], found.shape[2]
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
     buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
-    for a_tile in prange((p + TILE - 1) // TILE):  # square tiles of inputs: their rows' tables stay in cache
+    for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
         coefficient, cuts = np.empty(5, np.complex128), np.empty(6)
-        for b_start in range(0, p, TILE):
-            for a in range(a_tile * TILE, min(a_tile * TILE + TILE, p)):
-                for b in range(b_start, min(b_start + TILE, p)):
-                    ops[a] += _input_sums(a, b, phase2, buckets, kappa, beta, omega_k, ideal_prefix,
-                                          residual_prefix_a, residual_prefix_b, band_prefix, share_tables,
-                                          share_max, iterations, sign_patterns, found, band, i1, i2,
-                                          coefficient, cuts)
+        for b in range(p):
+            shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
+            A, B = np.cos(delta / 2), beta * np.cos(delta)
+            coefficient[0] = kappa
+            coefficient[1] = A * np.exp(1j * shift)
+            coefficient[2] = np.conj(coefficient[1])
+            coefficient[3] = B * np.exp(2j * shift)
+            coefficient[4] = np.conj(coefficient[3])
+            count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, buckets, i1, i2, cuts)
+            ops[a] += 120
+            for q in range(count):
+                for w in range(W):
+                    total = 0j
+                    for h in range(5):
+                        total += coefficient[h] * (ideal_prefix[i2[q], h, w] - ideal_prefix[i1[q], h, w])
+                    if sign_patterns:
+                        total += (residual_prefix_a[a, i2[q], w] - residual_prefix_a[a, i1[q], w]
+                                  + residual_prefix_b[b, i2[q], w] - residual_prefix_b[b, i1[q], w])
+                    found[a, b, w] += total
+            ops[a] += count * W * (5 * 10 + (16 if sign_patterns else 0))
+            if not sign_patterns:
+                continue
+            total_band = 0.0
+            for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
+                tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
+                for step in range(iterations + 1):
+                    lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
+                    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2, cuts)
+                    ops[a] += 160
+                    if step == iterations or count == 0:
+                        break
+                    max_a, max_b = 0.0, 0.0
+                    for q in range(count):
+                        max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[q], i2[q]))
+                        max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[q], i2[q]))
+                    ops[a] += count * 16 + 6
+                    narrowed = _inflate(max_a + max_b)
+                    if narrowed >= tau:  # nothing to gain: the current band stands
+                        break
+                    tau = narrowed
+                for q in range(count):
+                    total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
+                                   + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
+                ops[a] += count * 4
+            band[a, b] += total_band
     return ops
 
 
