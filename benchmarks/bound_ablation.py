@@ -4,8 +4,8 @@
     python benchmarks/bound_ablation.py runs/x/seed_0003.safetensors
 
 Each row is one variant of ``linear_error``; columns give counted operations (bound alone), B/truth over
-inputs, and the certified fraction three ways: the explanation's margin (16 competitors) against B, and the
-competitor certificate with 8 and with 16 outputs checked one by one (docs/bounds.md §3b).
+inputs, and the certified fraction: the explanation's margin (32 competitors) against B, and the competitor
+certificate with 8, 16 and 32 outputs checked one by one (docs/bounds.md §3b).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def main() -> None:
     tables = quadlens.separable_tables(quadlens.load_model(args.model))
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     truth, _, _, _ = brute_force(tables, clusters, "cpu")
-    competitors = {J: nearest_competitors(tables, clusters, Ops(), J) for J in (8, 16)}
-    print("| variant | ops | B/truth median | max | certified: margin > B | certificate, 8 outputs | 16 outputs |")
-    print("|---|---|---|---|---|---|---|")
+    competitors = {J: nearest_competitors(tables, clusters, Ops(), J) for J in (8, 16, 32)}
+    print("| variant | ops | B/truth median | max | certified: M > B | certificate, 8 outputs | 16 | 32 |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = [(name, options, False) for name, options in VARIANTS.items()]
     rows += [(name, options, True) for name, options in EXACT_OVER_C.items()]
     for name, options, exact_over_c in rows:
@@ -55,8 +55,8 @@ def main() -> None:
         error = linear_error(tables, clusters, True, ops, **options)
         bound = error.bound(ops, exact_over_c)
         ratio = bound / np.maximum(truth, 1e-12)
-        certified = [(competitors[16].lower_bound() > bound).mean()]
-        for J in (8, 16):
+        certified = [(competitors[32].lower_bound() > bound).mean()]
+        for J in (8, 16, 32):
             differences = error.differences(competitors[J].steps, Ops())
             certified.append((competitors[J].proven_model_margin(differences, bound) > 0).mean())
         print(f"| {name} | {ops.count:.2g} | {np.median(ratio):.2f} | {ratio.max():.1f} | "

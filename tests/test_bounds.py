@@ -167,6 +167,8 @@ def test_tiers_get_tighter_with_cost(bundled):
     assert summary["quadratic_exact_c"]["tightness_median"] < summary["quadratic"]["tightness_median"]
     assert summary["quadratic_exact_c"]["certified_fraction"] >= summary["quadratic"]["certified_fraction"]
     assert all(t["violations"] == 0 for t in summary.values())
+    for tier in report.tiers:  # the certificate as the report assembles it
+        assert (tier.proven_margin <= report.model_margin).all(), f"{tier.name}: proven margin too high"
     assert report.to_dict()["brute_force"]["accuracy"] == 1.0
 
 
@@ -201,6 +203,20 @@ def test_chunked_evaluation_matches_whole(bundled):
     B = quadratic_error(tables, clusters).bound(Ops())
     np.testing.assert_allclose(quadratic_error(tables, clusters, chunk_elements=59 * 512 * 3).bound(Ops()), B,
                                rtol=1e-12)
+
+
+def test_differences_on_some_inputs_match_the_full_evaluation(bundled):
+    tables = separable_tables(bundled)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    error = linear_error(tables, clusters)
+    competitors = nearest_competitors(tables, clusters, Ops())
+    where = np.random.default_rng(0).random((59, 59)) < 0.1
+    full_ops, some_ops = Ops(), Ops()
+    full = error.differences(competitors.steps, full_ops)
+    some = error.differences(competitors.steps, some_ops, where=where)
+    np.testing.assert_array_equal(some[where], full[where])
+    assert np.isinf(some[~where]).all()
+    assert some_ops.count < 0.2 * full_ops.count
 
 
 def test_gelu_models_are_refused():

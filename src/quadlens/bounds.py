@@ -45,7 +45,7 @@ from .tables import SeparableTables
 TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
 DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
-COMPETITORS = 16  # outputs per input checked one by one: exact explanation margin against the error difference there
+COMPETITORS = 32  # outputs per input checked one by one: exact explanation margin against the error difference there
 
 
 class Ops:
@@ -493,11 +493,12 @@ class ErrorTerms:
         ops(self.rest.size * 3)
         return _with_slack(self.tracked.over_c(self.dec, ops, exact_over_c) + self.rest)
 
-    def differences(self, steps: np.ndarray, ops: Ops) -> np.ndarray:
+    def differences(self, steps: np.ndarray, ops: Ops, where: np.ndarray | None = None) -> np.ndarray:
         """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
-        ``[p, J]``, as in ``Competitors``): ``[p, p, J]``, the tracked part exactly, plus rest."""
-        exact = self.tracked.differences(self.dec, steps, ops)
-        ops(exact.size * 3)
+        ``[p, J]``, as in ``Competitors``): ``[p, p, J]``, the tracked part exactly, plus rest. With ``where``
+        ``[p, p]`` (bool), only those inputs are evaluated; the others get inf."""
+        exact = self.tracked.differences(self.dec, steps, ops, where)
+        ops(np.isfinite(exact).sum() * 3)
         return _with_slack(exact + self.rest[..., None])
 
 
@@ -550,26 +551,29 @@ class _Tracked:
         ops(p * p * 12 * len(basis))
         return np.abs(at_target) + peak
 
-    def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops) -> np.ndarray:
+    def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
+                    where: np.ndarray | None = None) -> np.ndarray:
         """|E(a+b) − E(a+b − j)| exactly ``[p, p, J]`` for the steps j listed per difference a − b (``steps``
-        ``[p, J]``): O(p²·J·(F + R)), a few small matrix products per difference."""
+        ``[p, J]``): O(J·(F + R)) per input, a few small matrix products per difference. With ``where``
+        ``[p, p]`` (bool), only those inputs are evaluated; the others get inf."""
         p, J = self.phasors.shape[1], steps.shape[1]
-        out = np.empty((p, p, J))
-        a = np.arange(p)
-        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, a) / p)  # e^{iωfc}  [F, c]
+        out = np.full((p, p, J), np.inf)
+        rows = np.arange(p)
+        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, rows) / p)  # e^{iωfc}  [F, c]
         directions = np.ascontiguousarray(np.concatenate([dec.directions, dec.directions], 1).T)  # [2p, R]
         for difference in range(p):
+            a = rows if where is None else rows[where[rows, (rows - difference) % p]]
             b, j = (a - difference) % p, steps[difference]
             target = (a + b) % p
             # Re Σ_f Y_f (e^{iωf(a+b)} − e^{iωf(a+b−j)}) = Re Σ_f [Y_f e^{iωf(a+b)}] (1 − e^{−iωfj})
-            at_target = (self.phasors[:, a, b] * rotation[:, target]).T  # [p, F]
+            at_target = (self.phasors[:, a, b] * rotation[:, target]).T  # [inputs, F]
             shift = 1 - np.conj(rotation[:, j])  # [F, J]
             total = at_target.real @ shift.real - at_target.imag @ shift.imag
             # Σ_r Y_r (v_r(a+b) − v_r(a+b−j))
-            moved = directions[target][:, None, :] - directions[target[:, None] - j + p]  # [p, J, R]
+            moved = directions[target][:, None, :] - directions[target[:, None] - j + p]  # [inputs, J, R]
             total += np.einsum("ar,ajr->aj", self.coordinates[:, a, b].T, moved)
             out[a, b] = np.abs(total)
-        ops(p * p * J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + p * p * len(dec.frequencies) * 6)
+            ops(len(a) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out
 
 
