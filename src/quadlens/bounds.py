@@ -124,10 +124,14 @@ class Competitors:
         """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
         return np.minimum(self.margins.min(-1, initial=np.inf), self.others)
 
-    def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        """A lower bound on the model's margin ``[p, p]``, given bounds on |err(a+b) − err(c)| at the listed
-        outputs (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``)."""
-        return np.minimum((self.margins - differences).min(-1, initial=np.inf), self.others - bound)
+    def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
+                            inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """A lower bound on the model's margin, given bounds on |err(a+b) − err(c)| at the listed outputs
+        (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``); with ``inputs`` (a, b),
+        on those inputs only (``differences`` ``[n, J]``)."""
+        where = slice(None) if inputs is None else inputs
+        return np.minimum((self.margins[where] - differences).min(-1, initial=np.inf),
+                          self.others[where] - bound[where])
 
 
 def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
@@ -152,11 +156,15 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
         others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
         nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
         ops(7 * p * p)
-    j = nearest[difference]  # [p, p, J]
-    outputs = (target[..., None] - j) % p
-    margins = (by_difference[difference[..., None], j - 1]
-               + (tables.D_a[a, target] + tables.D_b[b, target])[..., None] - tables.D_a[a[..., None], outputs]
-               - tables.D_b[b[..., None], outputs])
+    margins = np.empty((p, p, J))
+    rows = np.arange(p)
+    for d in range(p):  # one difference a − b at a time: small temporaries
+        cols = (rows - d) % p
+        target_d = (rows + cols) % p
+        outputs = (target_d[:, None] - nearest[d]) % p  # [p, J]
+        margins[rows, cols] = (by_difference[d, nearest[d] - 1]
+                               + (tables.D_a[rows, target_d] + tables.D_b[cols, target_d])[:, None]
+                               - tables.D_a[rows[:, None], outputs] - tables.D_b[cols[:, None], outputs])
     ops(8 * p * p * J + p * p * np.log2(max(p, 2)))
     return Competitors(nearest, margins, others)
 
@@ -493,13 +501,15 @@ class ErrorTerms:
         ops(self.rest.size * 3)
         return _with_slack(self.tracked.over_c(self.dec, ops, exact_over_c) + self.rest)
 
-    def differences(self, steps: np.ndarray, ops: Ops, where: np.ndarray | None = None) -> np.ndarray:
+    def differences(self, steps: np.ndarray, ops: Ops,
+                    inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
-        ``[p, J]``, as in ``Competitors``): ``[p, p, J]``, the tracked part exactly, plus rest. With ``where``
-        ``[p, p]`` (bool), only those inputs are evaluated; the others get inf."""
-        exact = self.tracked.differences(self.dec, steps, ops, where)
-        ops(np.isfinite(exact).sum() * 3)
-        return _with_slack(exact + self.rest[..., None])
+        ``[p, J]``, as in ``Competitors``), the tracked part exactly, plus rest: ``[p, p, J]``, or ``[n, J]``
+        for the given inputs (a, b)."""
+        exact = self.tracked.differences(self.dec, steps, ops, inputs)
+        ops(exact.size * 3)
+        rest = self.rest if inputs is None else self.rest[inputs]
+        return _with_slack(exact + rest[..., None])
 
 
 def _with_slack(bound: np.ndarray) -> np.ndarray:
@@ -552,18 +562,23 @@ class _Tracked:
         return np.abs(at_target) + peak
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
-                    where: np.ndarray | None = None) -> np.ndarray:
-        """|E(a+b) − E(a+b − j)| exactly ``[p, p, J]`` for the steps j listed per difference a − b (``steps``
-        ``[p, J]``): O(J·(F + R)) per input, a few small matrix products per difference. With ``where``
-        ``[p, p]`` (bool), only those inputs are evaluated; the others get inf."""
+                    inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """|E(a+b) − E(a+b − j)| exactly for the steps j listed per difference a − b (``steps`` ``[p, J]``):
+        ``[p, p, J]``, or ``[n, J]`` for the given inputs (a, b). O(J·(F + R)) per input, a few small matrix
+        products per difference."""
         p, J = self.phasors.shape[1], steps.shape[1]
-        out = np.full((p, p, J), np.inf)
-        rows = np.arange(p)
-        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, rows) / p)  # e^{iωfc}  [F, c]
+        a_all, b_all = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
+        out = np.empty((len(a_all), J))
+        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, np.arange(p)) / p)  # e^{iωfc}  [F, c]
         directions = np.ascontiguousarray(np.concatenate([dec.directions, dec.directions], 1).T)  # [2p, R]
+        difference_of = (a_all - b_all) % p
+        order = np.argsort(difference_of, kind="stable")
+        starts = np.searchsorted(difference_of[order], np.arange(p + 1))
         for difference in range(p):
-            a = rows if where is None else rows[where[rows, (rows - difference) % p]]
-            b, j = (a - difference) % p, steps[difference]
+            chosen = order[starts[difference]:starts[difference + 1]]
+            if len(chosen) == 0:
+                continue
+            a, b, j = a_all[chosen], b_all[chosen], steps[difference]
             target = (a + b) % p
             # Re Σ_f Y_f (e^{iωf(a+b)} − e^{iωf(a+b−j)}) = Re Σ_f [Y_f e^{iωf(a+b)}] (1 − e^{−iωfj})
             at_target = (self.phasors[:, a, b] * rotation[:, target]).T  # [inputs, F]
@@ -572,9 +587,9 @@ class _Tracked:
             # Σ_r Y_r (v_r(a+b) − v_r(a+b−j))
             moved = directions[target][:, None, :] - directions[target[:, None] - j + p]  # [inputs, J, R]
             total += np.einsum("ar,ajr->aj", self.coordinates[:, a, b].T, moved)
-            out[a, b] = np.abs(total)
-            ops(len(a) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
-        return out
+            out[chosen] = np.abs(total)
+        ops(len(a_all) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
+        return out.reshape(p, p, J) if inputs is None else out
 
 
 def _peaks(dec: Decomposition) -> np.ndarray:

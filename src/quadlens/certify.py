@@ -101,10 +101,10 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     margin = exact_margin(tables, clusters, ops) if exact else competitors.lower_bound()
     proven = margin - bound
     # checking the competitors can only change the verdict where M ≤ B and every unlisted output is beaten
-    undecided = (proven <= 0) & (competitors.others - bound > 0)
-    differences = error.differences(competitors.steps, ops, where=undecided)
-    proven = np.maximum(proven, competitors.proven_model_margin(differences, bound))
-    ops(6 * bound.size)
+    undecided = np.nonzero((proven <= 0) & (competitors.others - bound > 0))
+    differences = error.differences(competitors.steps, ops, undecided)
+    proven[undecided] = np.maximum(proven[undecided], competitors.proven_model_margin(differences, bound, undecided))
+    ops(4 * bound.size + 3 * differences.size)
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
 
