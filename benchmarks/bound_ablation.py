@@ -29,13 +29,16 @@ VARIANTS = {
     "`arcs` + 4 exact differences per cluster": dict(exact_differences=4),
     "`arcs` with 2 waveform groups": dict(waveform_groups=2),
     "`arcs` with 4 waveform groups": dict(waveform_groups=4),
-    "4 waveform groups + 4 exact differences per group (**`arcs_grouped`**)": dict(waveform_groups=4,
-                                                                                  exact_differences=4),
+    "4 waveform groups + 4 exact differences per group": dict(waveform_groups=4, exact_differences=4),
     "6 waveform groups + 4 exact differences per group": dict(waveform_groups=6, exact_differences=4),
+    "4 waveform groups + 8 exact differences per group": dict(waveform_groups=4, exact_differences=8),
+    "4 waveform groups + 16 exact differences per group (**`arcs_grouped`**)": dict(waveform_groups=4,
+                                                                                   exact_differences=16),
+    "8 waveform groups + 16 exact differences per group": dict(waveform_groups=8, exact_differences=16),
 }
 EXACT_OVER_C = {"`arcs` with the exact maximum over c (O(p³), not linear)": dict(),
                 "`arcs_grouped` with the exact maximum over c (O(p³), not linear)": dict(waveform_groups=4,
-                                                                                         exact_differences=4)}
+                                                                                         exact_differences=16)}
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from .tables import SeparableTables, separable_tables
 
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
-EXACT_DIFFERENCES = 4  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
+EXACT_DIFFERENCES = 16  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
 SCHEMA_VERSION = 2  # 2: certified by the competitor certificate (proven model margin > 0); arcs_refined dropped
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
