@@ -103,7 +103,8 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     # checking the competitors can only change the verdict where M ≤ B and every unlisted output is beaten
     undecided = np.nonzero((proven <= 0) & (competitors.others - bound > 0))
     differences = error.differences(competitors.steps, ops, undecided)
-    proven[undecided] = np.maximum(proven[undecided], competitors.proven_model_margin(differences, bound, undecided))
+    checked = competitors.proven_model_margin(differences, bound, undecided)
+    proven[undecided] = np.maximum(proven[undecided], checked)
     ops(4 * bound.size + 3 * differences.size)
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
@@ -118,7 +119,8 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     tiers = [
         _tier("lipschitz", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, False)),
         _tier("arcs", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True)),
-        _tier("arcs_grouped", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True, **grouped)),
+        _tier("arcs_grouped", "O(p·d_mlp)", tables, clusters,
+              partial(linear_error, tables, clusters, True, **grouped)),
         _tier("quadratic", "O(p²·d_mlp)", tables, clusters, quadratic, exact=True),
         _tier("quadratic_exact_c", "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True),
     ]
