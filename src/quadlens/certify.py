@@ -25,8 +25,9 @@ SCHEMA_VERSION = 2  # 2: certified by the competitor certificate (proven model m
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
-               f"exact margin to each of the {COMPETITORS} outputs nearest to winning, less the error's exact tracked "
-               f"difference there and the rest; every other output against the bound B")
+               f"margin M less the bound B, or, where that is not positive but can become so, the explanation's "
+               f"exact margin to each of the {COMPETITORS} outputs nearest to winning less the error's exact tracked "
+               f"difference there and the rest, every other output against B")
 
 
 @dataclass
