@@ -49,6 +49,7 @@ def main() -> None:
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     truth, _, _, _ = brute_force(tables, clusters, "cpu")
     competitors = {J: nearest_competitors(tables, clusters, Ops(), J) for J in (8, 16, 32)}
+    margin = competitors[32].lower_bound()
     print("| variant | ops | B/truth median | max | certified: M > B | certificate, 8 outputs | 16 | 32 |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [(name, options, False) for name, options in VARIANTS.items()]
@@ -58,7 +59,7 @@ def main() -> None:
         error = linear_error(tables, clusters, True, ops, **options)
         bound = error.bound(ops, exact_over_c)
         ratio = bound / np.maximum(truth, 1e-12)
-        certified = [(competitors[32].lower_bound() > bound).mean()]
+        certified = [(margin > bound).mean()]
         for J in (8, 16, 32):
             differences = error.differences(competitors[J].steps, Ops())
             certified.append((competitors[J].proven_model_margin(differences, bound) > 0).mean())

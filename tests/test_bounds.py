@@ -14,6 +14,7 @@ from quadlens.bounds import (Competitors, Ops, brute_force, exact_margin, explan
                              nearest_competitors, quadratic_error)
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
+from quadlens.ladder import targets
 from quadlens.neurons import fit_neurons
 from quadlens.synthetic import pizza_spec, pizza_tables
 from quadlens.tables import SeparableTables
@@ -57,7 +58,7 @@ def error_differences(tables: SeparableTables, clusters) -> np.ndarray:
     """|err(a, b, a+b) − err(a, b, c)| for every input and output ``[p, p, p]``, by brute force."""
     p = tables.p
     err = tables.logits() - explanation_rows(tables, clusters, slice(None))
-    target = (np.arange(p)[:, None] + np.arange(p)[None, :]) % p
+    target = targets(p)
     return np.abs(np.take_along_axis(err, target[..., None], -1) - err)
 
 
@@ -66,7 +67,7 @@ def explanation_competitors(tables: SeparableTables, clusters) -> list[Competito
     lower bounds on the explanation's margin."""
     p = tables.p
     logits = explanation_rows(tables, clusters, slice(None))
-    target = (np.arange(p)[:, None] + np.arange(p)[None, :]) % p
+    target = targets(p)
     margin_to = np.take_along_axis(logits, target[..., None], -1) - logits  # [p, p, c]
     exact = exact_margin(tables, clusters, Ops())
     out = []

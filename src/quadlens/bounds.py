@@ -117,8 +117,7 @@ class Competitors:
     def outputs(self) -> np.ndarray:
         """The listed outputs c = a+b − j per input ``[p, p, J]``."""
         p = len(self.steps)
-        a, b = np.arange(p)[:, None], np.arange(p)[None, :]
-        return ((a + b)[..., None] - self.steps[(a - b) % p]) % p
+        return (targets(p)[..., None] - self.steps[_difference_index(p)]) % p
 
     def lower_bound(self) -> np.ndarray:
         """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
@@ -145,19 +144,18 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
     p = tables.p
     by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
     J = min(competitors, p - 1)
-    a, b = np.arange(p)[:, None], np.arange(p)[None, :]
-    difference, target = (a - b) % p, (a + b) % p
+    rows = np.arange(p)
+    difference, target = _difference_index(p), targets(p)
     if J == p - 1:
         others = np.full((p, p), np.inf)
         nearest = np.arange(1, p)[None].repeat(p, 0)
     else:
-        direct = ((tables.D_a[a, target] - tables.D_a.max(1)[:, None])
-                  + (tables.D_b[b, target] - tables.D_b.max(1)[None, :]))
+        direct = ((tables.D_a[rows[:, None], target] - tables.D_a.max(1)[:, None])
+                  + (tables.D_b[rows[None, :], target] - tables.D_b.max(1)[None, :]))
         others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
         nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
         ops(7 * p * p)
     margins = np.empty((p, p, J))
-    rows = np.arange(p)
     for d in range(p):  # one difference a − b at a time: small temporaries
         cols = (rows - d) % p
         target_d = (rows + cols) % p
