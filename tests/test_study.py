@@ -28,3 +28,28 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns == cached
+
+
+def test_process_pool_gives_the_same_rows(tmp_path):
+    import math
+    import shutil
+
+    from conftest import small_config
+    from quadlens.study import run_study
+    from quadlens.train import TrainConfig
+
+    cfg, train_cfg = small_config(), TrainConfig(epochs=30)
+    run_study([0, 1, 2], tmp_path / "serial", cfg, train_cfg, device="cpu", progress=False)
+    shutil.copytree(tmp_path / "serial" / "models", tmp_path / "pool" / "models")
+    run_study([0, 1, 2], tmp_path / "pool", cfg, train_cfg, device="cpu", progress=False, workers=2)
+    for seed in range(3):
+        serial, pool = (json.loads((tmp_path / run / "results" / f"seed_{seed:04d}.json").read_text())
+                        for run in ("serial", "pool"))
+        assert serial.keys() == pool.keys()
+        for key, value in serial.items():
+            if key.endswith("seconds"):
+                continue
+            if isinstance(value, float):
+                assert math.isclose(value, pool[key], rel_tol=1e-9, abs_tol=1e-12), key
+            else:
+                assert value == pool[key], key

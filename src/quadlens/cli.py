@@ -236,6 +236,8 @@ def reproduce(
     epochs: int = typer.Option(10_000), device: str = typer.Option("auto"),
     batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
     bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
+    matmul_precision: str = typer.Option("highest", help="Training: highest (fp32), high (TF32 on GPUs) or medium."),
+    workers: int = typer.Option(1, help="Local processes that explain and bound the trained models."),
 ) -> None:
     """The paper's many-seed study: train (or reuse) seeds, explain and bound each, tabulate and summarise."""
     from .study import run_study
@@ -243,8 +245,9 @@ def reproduce(
     try:
         model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
                                 attention_rate=parse_attention(attention))
-        summary = run_study(parse_seeds(seeds), out, model_cfg, TrainConfig(epochs=epochs), device=device,
-                            batch_size=batch_size, with_bounds=bounds)
+        train_cfg = TrainConfig(epochs=epochs, matmul_precision=matmul_precision)
+        summary = run_study(parse_seeds(seeds), out, model_cfg, train_cfg, device=device,
+                            batch_size=batch_size, with_bounds=bounds, workers=workers)
     except (ValueError, TypeError, CheckpointError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

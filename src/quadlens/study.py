@@ -17,8 +17,9 @@ from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
+from .checkpoint import load_model
 from .model import ModelConfig, Transformer
-from .train import TrainConfig, train
+from .train import TrainConfig, seed_path, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
                    "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_arcs_grouped_certified_fraction",
@@ -26,8 +27,11 @@ SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel
                    "bound_quadratic_exact_c_certified_fraction", "gradient_symmetricity", "distance_irrelevance")
 
 
-def model_row(model: Transformer, with_bounds: bool = True) -> dict:
-    """One flat row of every figure from explain.json and bound.json (and the training metrics)."""
+def model_row(model: Transformer, with_bounds: bool = True, device: str | None = None) -> dict:
+    """One flat row of every figure from explain.json and bound.json (and the training metrics).
+
+    ``device`` runs the brute-force ground truth of the bounds (default: CUDA when present).
+    """
     e = explain(model).to_dict()
     clusters = e["clusters"]
     stat = lambda key, fn: float(fn([c[key] for c in clusters])) if clusters else None  # noqa: E731
@@ -53,7 +57,7 @@ def model_row(model: Transformer, with_bounds: bool = True) -> dict:
         for key in ("min_margin", "max_logit_diff_error", "accuracy"):
             row[f"{level['level']}{tag}_{key}"] = level[key]
     if with_bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu":
-        b = bound(model).to_dict()
+        b = bound(model, device).to_dict()
         for tier in b["tiers"]:
             for key in ("certified_fraction", "min_proven_margin", "tightness_median", "tightness_max", "violations",
                         "ops", "seconds"):
@@ -120,28 +124,71 @@ def write_figures(rows: list[dict], out_dir: Path) -> Path:
     return path
 
 
+def _analyse(path: str, cache: str, with_bounds: bool, threads: int) -> dict:
+    """One seed's row, computed and cached (a worker's task: picklable arguments, the CPU only)."""
+    import numba
+    import torch
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    row = model_row(load_model(path), with_bounds, device="cpu")
+    atomic_write_json(Path(cache), row)
+    return row
+
+
+def _cached_row(cache: Path, with_bounds: bool) -> dict | None:
+    """A seed's cached row, unless it lacks bounds or has them from an older bound schema."""
+    if not cache.exists():
+        return None
+    cached = json.loads(cache.read_text())
+    if not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION:
+        return cached
+    return None
+
+
 def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = ModelConfig(),
               train_cfg: TrainConfig = TrainConfig(), device: str = "auto", batch_size: int | None = None,
-              with_bounds: bool = True, progress: bool = True) -> dict:
-    """Train or reuse every seed, explain and bound each, write the table, summary and figures."""
+              with_bounds: bool = True, progress: bool = True, workers: int = 1) -> dict:
+    """Train or reuse every seed, explain and bound each, write the table, summary and figures.
+
+    ``workers`` > 1 analyses models in that many local processes (on the CPU, ``threads`` torch threads
+    each so that they share the cores), after training has finished.
+    """
     from rich.progress import track
 
     out_dir = Path(out_dir)
     models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
                    batch_size=batch_size, progress=progress)
-    rows = []
-    for model in track(models, description="explain + bound", disable=not progress):
-        cache = out_dir / "results" / f"seed_{model.metadata['seed']:04d}.json"
-        if cache.exists():
-            cached = json.loads(cache.read_text())
-            if not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION:
-                rows.append(cached)
-                continue  # else: cached without bounds, or by an older bound schema: redo it
+    caches = {m.metadata["seed"]: out_dir / "results" / f"seed_{m.metadata['seed']:04d}.json" for m in models}
+    rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, with_bounds)) is not None}
+    todo = [m for m in models if m.metadata["seed"] not in rows]
+    if workers > 1 and len(todo) > 1:
+        rows.update(_analyse_in_pool(todo, caches, out_dir / "models", with_bounds, workers, progress))
+    for model in track(todo if workers <= 1 else [], description="explain + bound", disable=not progress):
         row = model_row(model, with_bounds)
-        atomic_write_json(cache, row)
-        rows.append(row)
+        atomic_write_json(caches[model.metadata["seed"]], row)
+        rows[model.metadata["seed"]] = row
+    rows = [rows[m.metadata["seed"]] for m in models]
     write_table(rows, out_dir)
     summary = summarise(rows)
     atomic_write_json(out_dir / "summary.json", summary)
     write_figures(rows, out_dir)
     return summary
+
+
+def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_dir: Path, with_bounds: bool,
+                     workers: int, progress: bool) -> dict[int, dict]:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rich.progress import track
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    seeds = [m.metadata["seed"] for m in models]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_analyse, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
+                   for s in seeds]
+        rows = [f.result() for f in track(futures, description=f"explain + bound ({workers} processes)",
+                                          disable=not progress)]
+    return dict(zip(seeds, rows))

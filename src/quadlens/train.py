@@ -23,7 +23,9 @@ from torch import Tensor
 
 from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
 from .files import atomic_write_json
-from .model import ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, unstack_params
+from . import fused
+from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
+                    unstack_params)
 from .task import ModularAddition, train_size
 
 RESUME_FILE = "resume.safetensors"
@@ -90,10 +92,14 @@ def matmul_precision(precision: str) -> Iterator[None]:
 
 
 class SeedBatch:
-    """Seeds trained together: stacked parameters ``[S, ...]``, one AdamW, per-seed splits."""
+    """Seeds trained together: stacked parameters ``[S, ...]``, one AdamW, per-seed splits.
+
+    ``use_fused`` picks the loss: the fused kernels of :mod:`quadlens.fused` (the default on CUDA with
+    Triton, for float32 ReLU models with constant attention) or autograd through :func:`quadlens.model.forward`.
+    """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: Sequence[int],
-                 device: torch.device):
+                 device: torch.device, use_fused: bool | None = None):
         self.model_cfg, self.train_cfg, self.seeds, self.device = model_cfg, train_cfg, list(seeds), device
         task = ModularAddition(model_cfg.p)
         splits = [task.split(seed, train_cfg.train_fraction) for seed in self.seeds]
@@ -105,6 +111,17 @@ class SeedBatch:
         self.params = {name: t.to(device, dtype).requires_grad_(True) for name, t in stacked.items()}
         self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=train_cfg.lr, betas=train_cfg.betas,
                                            weight_decay=train_cfg.weight_decay)
+        can_fuse = fused.available(device) and fused.supports(model_cfg.act_fn, model_cfg.attention_kind,
+                                                              train_cfg.dtype)
+        if use_fused and not can_fuse:
+            raise ValueError(f"the fused loss needs Triton, a CUDA device, float32, ReLU and constant attention; "
+                             f"got device {device}, {train_cfg.dtype}, act_fn {model_cfg.act_fn!r}, "
+                             f"{model_cfg.attention_kind} attention")
+        self.fused = (can_fuse and device.type == "cuda") if use_fused is None else use_fused
+        if self.fused:  # each seed's training pairs weighted 1/n_train: the loss is each seed's mean
+            n_train = self.train_index.shape[1]
+            self.train_weight = torch.zeros(len(self.seeds), model_cfg.p ** 2, device=device).scatter_(
+                1, self.train_index, 1.0 / n_train).view(len(self.seeds), model_cfg.p, model_cfg.p)
         self.epoch = 0
         self.history: list[dict] = []
 
@@ -113,8 +130,12 @@ class SeedBatch:
         for group in self.optimizer.param_groups:
             group["lr"] = self.train_cfg.lr_at(self.epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        a, b = self.a[self.train_index], self.b[self.train_index]
-        loss = cross_entropy64(forward(self.params, self.model_cfg, a, b), self.targets[self.train_index])
+        if self.fused:
+            tables = token_tables(self.params, self.model_cfg)
+            loss = fused.fused_loss(tables, self.train_weight, self.train_cfg.matmul_precision)
+        else:
+            a, b = self.a[self.train_index], self.b[self.train_index]
+            loss = cross_entropy64(forward(self.params, self.model_cfg, a, b), self.targets[self.train_index])
         loss.sum().backward()
         self.optimizer.step()
         self.epoch += 1

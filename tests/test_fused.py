@@ -1,0 +1,71 @@
+"""The fused GPU training loss, run on the CPU through Triton's interpreter (in a subprocess, since the
+interpreter is chosen when the kernels are defined), against autograd through the model's forward pass."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import small_config
+from quadlens import TrainConfig
+from quadlens.train import SeedBatch
+
+pytest.importorskip("triton")
+
+CHECK = textwrap.dedent("""
+    import torch
+    from quadlens.model import ModelConfig, cross_entropy64, forward, init_params, stack_params, token_tables
+    from quadlens.fused import fused_loss
+    from quadlens.task import ModularAddition
+    from quadlens.train import SeedBatch, TrainConfig
+
+    torch.manual_seed(0)
+    for p, d_mlp, n_seeds, scale in [(7, 16, 2, 3.0), (11, 40, 3, 1.0), (17, 64, 2, 3.0)]:
+        cfg = ModelConfig(p=p, d_model=16, n_heads=2, d_head=8, d_mlp=d_mlp)
+        params = stack_params([init_params(cfg, s) for s in range(n_seeds)])
+        params = {k: (v * scale).requires_grad_(True) for k, v in params.items()}
+        with torch.no_grad():  # biases that put some neurons off for some inputs
+            params["b_in"].normal_()
+            params["b_out"].normal_()
+        task = ModularAddition(p)
+        train_index = torch.stack([task.split(s, 0.8)[0] for s in range(n_seeds)])
+        reference = cross_entropy64(forward(params, cfg, task.a[train_index], task.b[train_index]),
+                                    task.targets[train_index])
+        weight = torch.zeros(n_seeds, p * p).scatter_(1, train_index, 1.0 / train_index.shape[1])
+        loss = fused_loss(token_tables(params, cfg), weight.view(n_seeds, p, p))
+        torch.testing.assert_close(loss, reference, rtol=1e-6, atol=0)
+        scale_per_seed = torch.arange(1.0, n_seeds + 1, dtype=torch.float64)  # a non-uniform upstream gradient
+        names = [k for k in params if k not in ("W_Q", "W_K")]  # unused by constant attention
+        want = torch.autograd.grad((reference * scale_per_seed).sum(), [params[k] for k in names])
+        got = torch.autograd.grad((loss * scale_per_seed).sum(), [params[k] for k in names])
+        for name, g, w in zip(names, got, want):
+            assert (g - w).norm() <= 1e-5 * w.norm(), (p, name, ((g - w).norm() / w.norm()).item())
+
+    cfg = ModelConfig(p=11, d_model=16, n_heads=2, d_head=8, d_mlp=24)
+    train_cfg = TrainConfig(epochs=20)
+    batches = [SeedBatch(cfg, train_cfg, [3, 4], torch.device("cpu"), use_fused=f) for f in (True, False)]
+    for batch in batches:
+        for _ in range(20):
+            batch.step()
+    for name, t in batches[0].params.items():
+        torch.testing.assert_close(t, batches[1].params[name], rtol=0, atol=1e-5)
+    print("fused ok")
+""")
+
+
+def test_fused_loss_and_gradients_match_autograd_and_train_the_same():
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    result = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "fused ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_fused_loss_is_refused_where_it_cannot_run():
+    with pytest.raises(ValueError, match="fused loss needs"):
+        SeedBatch(small_config(act_fn="gelu"), TrainConfig(), [0], torch.device("cpu"), use_fused=True)
+
+
+def test_autograd_is_the_default_on_the_cpu():
+    assert not SeedBatch(small_config(), TrainConfig(), [0], torch.device("cpu")).fused
