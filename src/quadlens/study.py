@@ -6,9 +6,13 @@ explain/bound figures are cached as ``results/seed_NNNN.json``, so an interrupte
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-from collections.abc import Sequence
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -176,17 +180,35 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     return summary
 
 
+@contextlib.contextmanager
+def process_pool(workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
+    """Local worker processes, each limited to ``threads`` threads in every numerical library.
+
+    Spawned, not forked (a fork of a process whose compiled kernels or CUDA started threads is unsafe).
+    The thread limits go in through the environment, since BLAS and OpenMP read it once, at import: without
+    them each of W processes starts one BLAS thread per core and W·cores threads fight over the cores.
+    """
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: str(threads) for name in names})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_dir: Path, with_bounds: bool,
                      workers: int, progress: bool) -> dict[int, dict]:
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     from rich.progress import track
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     seeds = [m.metadata["seed"] for m in models]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(workers, threads) as pool:
         futures = [pool.submit(_analyse, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
                    for s in seeds]
         rows = [f.result() for f in track(futures, description=f"explain + bound ({workers} processes)",

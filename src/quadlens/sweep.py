@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import torch
 
 from .files import atomic_write_json
 from .model import ModelConfig
-from .study import run_study, summarise, write_table
+from .study import process_pool, run_study, summarise, write_table
 from .train import TrainConfig
 
 
@@ -62,8 +60,7 @@ def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Pat
         remote = ray.remote(num_cpus=threads_per_task)(run_task)
         results = ray.get([remote.remote(*task) for task in tasks])
     elif workers > 1:
-        # spawned, not forked: a fork of a process whose compiled kernels started threads is unsafe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with process_pool(workers, threads_per_task) as pool:
             results = list(pool.map(run_task, *zip(*tasks)))
     else:
         results = [run_task(*task) for task in tasks]
