@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU figure of BENCHMARKS.md and docs/study.md in one call on a machine with a CUDA GPU, PyTorch and
-# Triton (run from the repository root; results under $OUT, default out/gpu):
-#   1. train_speed.py in fp32 and in TF32: fused loss checked against autograd, ms/step of naive, single,
-#      batched (fused and autograd), then 151 seeds x 10 000 epochs, wall time and final test accuracy;
-#   2. `quadlens reproduce --seeds 0-150` (training, then explain + bound in 8 local processes).
-# If the fused loss fails, the study still runs through autograd (QUADLENS_NO_FUSED=1).
+# Every GPU figure of BENCHMARKS.md and docs/study.md, on a machine with a CUDA GPU, PyTorch and Triton
+# (run from the repository root; results under $OUT, default out/gpu):
+#   bash benchmarks/gpu_measure.sh [all|speed|study]
+#   speed: train_speed.py in fp32 and in TF32: fused loss checked against autograd, ms/step of naive, single,
+#          batched (fused and autograd), then 151 seeds x 10 000 epochs, wall time and final test accuracy;
+#   study: `quadlens reproduce --seeds 0-150` in TF32, then explain + bound in one process per core.
+# If the fused loss fails its check, the study still runs, through autograd (QUADLENS_NO_FUSED=1).
 set -uo pipefail
+WHAT=${1:-all}
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -17,16 +19,23 @@ speed() {  # precision, time limit
   timeout "$2" $PY benchmarks/train_speed.py --devices cuda --batch 151 --full-run --precision "$1" \
     --json "$OUT/train_speed_$1.json" 2>&1 | tee -a "$OUT/train_speed.log"
 }
-if speed highest 200; then
-  speed high 150
-else
-  echo "fused loss failed: the study trains through autograd" | tee -a "$OUT/train_speed.log"
-  export QUADLENS_NO_FUSED=1
+if [ "$WHAT" != study ]; then
+  if speed highest 200; then
+    speed high 150
+  else
+    echo "fused loss failed: the study trains through autograd" | tee -a "$OUT/train_speed.log"
+    export QUADLENS_NO_FUSED=1
+  fi
 fi
-STUDY=/tmp/study151
-start=$(date +%s)
-timeout 420 $PY -m quadlens.cli reproduce --seeds 0-150 --device cuda --workers 8 --out "$STUDY" > "$OUT/study.log" 2>&1
-echo "reproduce: rc=$? in $(( $(date +%s) - start )) s" | tee -a "$OUT/study.log"
-tail -30 "$OUT/study.log"
-cp "$STUDY/summary.json" "$STUDY/models.csv" "$STUDY/distributions.png" "$OUT/" 2>/dev/null
+if [ "$WHAT" != speed ]; then
+  STUDY=/tmp/study151
+  start=$(date +%s)
+  timeout 420 $PY -m quadlens.cli reproduce --seeds 0-150 --device cuda --matmul-precision high \
+    --workers "$(nproc)" --out "$STUDY" > "$OUT/study.log" 2>&1
+  echo "reproduce: rc=$? in $(( $(date +%s) - start )) s, $(ls "$STUDY/results" | wc -l) models analysed" \
+    | tee -a "$OUT/study.log"
+  tail -30 "$OUT/study.log"
+  # every per-model file but the weights (too large to bring back), in one archive
+  tar czf "$OUT/study.tgz" --exclude="*.safetensors" -C "$STUDY" .
+fi
 ls -la "$OUT"
