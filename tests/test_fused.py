@@ -69,3 +69,21 @@ def test_fused_loss_is_refused_where_it_cannot_run():
 
 def test_autograd_is_the_default_on_the_cpu():
     assert not SeedBatch(small_config(), TrainConfig(), [0], torch.device("cpu")).fused
+
+
+def test_a_failing_fused_loss_falls_back_to_autograd(monkeypatch):
+    from quadlens import fused
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of resources")
+
+    batch = SeedBatch(small_config(), TrainConfig(), [0], torch.device("cpu"), use_fused=False)
+    reference = SeedBatch(small_config(), TrainConfig(), [0], torch.device("cpu"), use_fused=False)
+    batch.fused, batch.train_weight = True, None
+    monkeypatch.setattr(fused, "fused_loss", broken)
+    with pytest.warns(UserWarning, match="fused loss failed .*out of resources"):
+        batch.step()
+    reference.step()
+    assert not batch.fused
+    for name, t in batch.params.items():
+        torch.testing.assert_close(t, reference.params[name])

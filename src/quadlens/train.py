@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ class SeedBatch:
             n_train = self.train_index.shape[1]
             self.train_weight = torch.zeros(len(self.seeds), model_cfg.p ** 2, device=device).scatter_(
                 1, self.train_index, 1.0 / n_train).view(len(self.seeds), model_cfg.p, model_cfg.p)
+        self._fused_ran = False
         self.epoch = 0
         self.history: list[dict] = []
 
@@ -130,15 +132,30 @@ class SeedBatch:
         for group in self.optimizer.param_groups:
             group["lr"] = self.train_cfg.lr_at(self.epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.fused:
-            tables = token_tables(self.params, self.model_cfg)
-            loss = fused.fused_loss(tables, self.train_weight, self.train_cfg.matmul_precision)
-        else:
+        if not (self.fused and self._fused_backward()):
             a, b = self.a[self.train_index], self.b[self.train_index]
             loss = cross_entropy64(forward(self.params, self.model_cfg, a, b), self.targets[self.train_index])
-        loss.sum().backward()
+            loss.sum().backward()
         self.optimizer.step()
         self.epoch += 1
+
+    def _fused_backward(self) -> bool:
+        """Gradients through the fused loss. If its kernels fail on their first use (say, a GPU without the
+        resources for a large p): a warning, False, and this batch trains through autograd from then on."""
+        try:
+            loss = fused.fused_loss(token_tables(self.params, self.model_cfg), self.train_weight,
+                                    self.train_cfg.matmul_precision)
+            loss.sum().backward()
+        except Exception as error:  # noqa: BLE001 - any compile or launch failure has a correct fallback
+            if self._fused_ran:
+                raise
+            warnings.warn(f"fused loss failed ({type(error).__name__}: {error}); training through autograd",
+                          stacklevel=3)
+            self.fused = False
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
+        self._fused_ran = True
+        return True
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:
@@ -291,7 +308,8 @@ def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float
         fields = {"seed": seed, "train_config": batch.train_cfg.to_dict(), "epochs_trained": batch.epoch,
                   "metrics": {k: float(v[i]) for k, v in metrics.items()},
                   "history": [{"epoch": h["epoch"], **{k: h[k][i] for k in metrics}} for h in batch.history],
-                  "wall_time_seconds": wall_time, "batch_size": len(batch.seeds), "device": str(batch.device)}
+                  "wall_time_seconds": wall_time, "batch_size": len(batch.seeds), "device": str(batch.device),
+                  "fused_loss": batch.fused}
         if out_dir is not None:
             save_model(seed_path(out_dir, seed), batch.model_cfg, params, **fields)
         model = Transformer(batch.model_cfg, params)
