@@ -19,9 +19,9 @@ import numpy as np
 
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound
+from .checkpoint import load_model
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
-from .checkpoint import load_model
 from .model import ModelConfig, Transformer
 from .train import TrainConfig, seed_path, train
 
@@ -155,8 +155,8 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
               with_bounds: bool = True, progress: bool = True, workers: int = 1) -> dict:
     """Train or reuse every seed, explain and bound each, write the table, summary and figures.
 
-    ``workers`` > 1 analyses models in that many local processes (on the CPU, ``threads`` torch threads
-    each so that they share the cores), after training has finished.
+    ``workers`` > 1 explains and bounds the trained models in that many local processes on the CPU, each
+    limited to an equal share of the cores.
     """
     from rich.progress import track
 
@@ -168,10 +168,11 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     todo = [m for m in models if m.metadata["seed"] not in rows]
     if workers > 1 and len(todo) > 1:
         rows.update(_analyse_in_pool(todo, caches, out_dir / "models", with_bounds, workers, progress))
-    for model in track(todo if workers <= 1 else [], description="explain + bound", disable=not progress):
-        row = model_row(model, with_bounds)
-        atomic_write_json(caches[model.metadata["seed"]], row)
-        rows[model.metadata["seed"]] = row
+    else:
+        for model in track(todo, description="explain + bound", disable=not progress):
+            row = model_row(model, with_bounds)
+            atomic_write_json(caches[model.metadata["seed"]], row)
+            rows[model.metadata["seed"]] = row
     rows = [rows[m.metadata["seed"]] for m in models]
     write_table(rows, out_dir)
     summary = summarise(rows)

@@ -2,7 +2,9 @@
 
 Each seed has its own initialisation and its own train/test split; the loss summed over seeds has, for
 each seed's parameters, exactly that seed's gradient, and AdamW acts element by element, so a seed trained
-in a batch follows the same trajectory as trained alone (up to float rounding).
+in a batch follows the same trajectory as trained alone (up to float rounding). On a GPU the loss and its
+gradient come from the fused kernels of :mod:`quadlens.fused` (the same function, computed without
+materialising the activations).
 
 With ``out_dir``, a run writes ``run.json`` (its configs), a resume state every ``checkpoint_every`` epochs,
 and one checkpoint per seed when its batch ends. Run again with the same arguments to resume: finished
@@ -22,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import fused
 from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
 from .files import atomic_write_json
-from . import fused
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
 from .task import ModularAddition, train_size
