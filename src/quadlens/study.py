@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
-from .certify import bound
+from .certify import _load_compiled_kernel, bound
 from .checkpoint import load_model
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
@@ -209,6 +209,8 @@ def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     seeds = [m.metadata["seed"] for m in models]
+    if with_bounds:  # compile the arc kernel once, here, into numba's cache, rather than once per worker
+        _load_compiled_kernel()
     with process_pool(workers, threads) as pool:
         futures = [pool.submit(_analyse, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
                    for s in seeds]
