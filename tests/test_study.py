@@ -53,3 +53,17 @@ def test_process_pool_gives_the_same_rows(tmp_path):
                 assert math.isclose(value, pool[key], rel_tol=1e-9, abs_tol=1e-12), key
             else:
                 assert value == pool[key], key
+
+
+def test_cluster_count_is_reported_when_the_picture_does_not_fit():
+    import torch
+
+    from quadlens import load_model
+    from quadlens.study import model_row
+
+    model = load_model()
+    with torch.no_grad():
+        model.b_in[:64] = -1e3  # 12.5 % dead neurons: more than the picture allows, the 4 clusters stay
+    row = model_row(model, with_bounds=False)
+    assert row["verdict"] == "does not fit" and "dead neurons" in row["reasons"]
+    assert row["n_clusters"] == 4 and row["frequencies"] == ""

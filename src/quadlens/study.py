@@ -44,7 +44,7 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
            **{f"train_{k}": v for k, v in (model.metadata.get("metrics") or {}).items()},
            "accuracy": e["accuracy"], "verdict": e["verdict"], "reasons": "; ".join(e["reasons"]),
            "gradient_symmetricity": e["gradient_symmetricity"], "distance_irrelevance": e["distance_irrelevance"],
-           "n_clusters": len(clusters), "frequencies": ";".join(str(c["frequency"]) for c in clusters),
+           "n_clusters": _cluster_count(e), "frequencies": ";".join(str(c["frequency"]) for c in clusters),
            "n_dead": (e["neurons"] or {}).get("n_dead"), "n_mixed": (e["neurons"] or {}).get("n_mixed"),
            "doubling_resultant_min": stat("doubling_resultant", np.min),
            "doubling_resultant_mean": stat("doubling_resultant", np.mean),
@@ -70,6 +70,12 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
         row["brute_force_max_error"] = b["brute_force"]["max_error"]
         row["brute_force_seconds"] = b["brute_force"]["seconds"]
     return json_ready(row)
+
+
+def _cluster_count(explanation: dict) -> int:
+    """Clusters found, also where the picture does not fit and ``explain`` reports no cluster details."""
+    measured = {c["name"]: c["value"] for c in explanation["criteria"]}
+    return len(explanation["clusters"]) or int(measured.get("clusters", 0))
 
 
 def summarise(rows: list[dict]) -> dict:
