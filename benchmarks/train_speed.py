@@ -103,7 +103,8 @@ def check_fused(device: torch.device, precision: str, n_seeds: int = 4) -> dict:
     loss = fused.fused_loss(token_tables(params32, cfg), weight.view(n_seeds, cfg.p, cfg.p), precision)
     got = torch.autograd.grad(loss.sum(), [params32[k] for k in names])
     errors = {k: float((g.double() - w).norm() / w.norm()) for k, g, w in zip(names, got, want)}
-    return {"precision": precision, "loss_rel_error": float(((loss - reference).abs() / reference).max()),
+    loss_error = ((loss - reference).abs() / reference).max().item()
+    return {"precision": precision, "loss_rel_error": loss_error,
             "grad_rel_error_max": max(errors.values()), "grad_rel_errors": errors}
 
 
