@@ -92,15 +92,14 @@ def measure(device: torch.device, batch_size: int, n_steps: int, precision: str)
 def check_fused(device: torch.device, precision: str, n_seeds: int = 4) -> dict:
     """Fused loss and gradients against autograd in float64, paper configuration, random seeds' models."""
     cfg = ModelConfig()
-    batch = SeedBatch(cfg, TrainConfig(), list(range(100, 100 + n_seeds)), device, use_fused=False)
+    batch = SeedBatch(cfg, TrainConfig(), list(range(100, 100 + n_seeds)), device, use_fused=True)
     params64 = {k: v.detach().double().requires_grad_(True) for k, v in batch.params.items()}
     a, b, y = batch.a[batch.train_index], batch.b[batch.train_index], batch.targets[batch.train_index]
     reference = cross_entropy64(forward(params64, cfg, a, b), y)
     names = [k for k in params64 if k not in ("W_Q", "W_K")]
     want = torch.autograd.grad(reference.sum(), [params64[k] for k in names])
     params32 = {k: v.detach().requires_grad_(True) for k, v in batch.params.items()}
-    weight = torch.zeros(n_seeds, cfg.p ** 2, device=device).scatter_(1, batch.train_index, 1 / a.shape[1])
-    loss = fused.fused_loss(token_tables(params32, cfg), weight.view(n_seeds, cfg.p, cfg.p), precision)
+    loss = fused.fused_loss(token_tables(params32, cfg), batch.train_weight, precision)
     got = torch.autograd.grad(loss.sum(), [params32[k] for k in names])
     errors = {k: float((g.double() - w).norm() / w.norm()) for k, g, w in zip(names, got, want)}
     loss_error = ((loss - reference).abs() / reference).max().item()

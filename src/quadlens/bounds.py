@@ -139,7 +139,8 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
 
     The MLP part depends on (a − b, j = a+b − c) only, so the J are chosen per a − b and compared exactly,
     direct path included. Every other output has at least the (J+1)-th smallest MLP margin plus the direct
-    path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b.
+    path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b. Its ``lower_bound``
+    is the separable bound alone for ``competitors=0`` and the exact margin for ``competitors ≥ p − 1``.
     """
     p = tables.p
     by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
@@ -165,15 +166,6 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
                                - tables.D_a[rows[:, None], outputs] - tables.D_b[cols[:, None], outputs])
     ops(8 * p * p * J + p * p * np.log2(max(p, 2)))
     return Competitors(nearest, margins, others)
-
-
-def explanation_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-                       competitors: int = COMPETITORS) -> np.ndarray:
-    """A lower bound on the explanation's margin with the direct path, in O(p²(K + J)).
-
-    ``competitors=0`` is the separable bound alone; ``competitors ≥ p − 1`` is the exact margin.
-    """
-    return nearest_competitors(tables, clusters, ops, competitors).lower_bound()
 
 
 def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:

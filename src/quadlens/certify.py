@@ -111,7 +111,7 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
 
 
 @cache
-def _load_compiled_kernel() -> None:
+def load_compiled_kernel() -> None:
     """Run the linear tiers once on a tiny synthetic pizza, so that loading the compiled arc kernel (about 0.4 s,
     once per process) is not timed as part of the first tier."""
     from .synthetic import pizza_spec, pizza_tables
@@ -126,7 +126,7 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     """Every tier on given tables and clusters (an explanation), with brute force for the truth."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
-    _load_compiled_kernel()
+    load_compiled_kernel()
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
     grouped = {"waveform_groups": WAVEFORM_GROUPS, "exact_differences": EXACT_DIFFERENCES}
     quadratic = partial(quadratic_error, tables, clusters)  # each error function takes the operation counter

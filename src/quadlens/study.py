@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
-from .certify import _load_compiled_kernel, bound
+from .certify import bound, load_compiled_kernel
 from .checkpoint import load_model
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
@@ -134,16 +134,21 @@ def write_figures(rows: list[dict], out_dir: Path) -> Path:
     return path
 
 
-def _analyse(path: str, cache: str, with_bounds: bool, threads: int) -> dict:
-    """One seed's row, computed and cached (a worker's task: picklable arguments, the CPU only)."""
+def _analyse(model: Transformer, cache: Path, with_bounds: bool, device: str | None = None) -> dict:
+    """One model's row, computed and cached."""
+    row = model_row(model, with_bounds, device)
+    atomic_write_json(cache, row)
+    return row
+
+
+def _analyse_in_worker(path: str, cache: str, with_bounds: bool, threads: int) -> dict:
+    """``_analyse`` as a worker's task: picklable arguments, the CPU only, ``threads`` threads."""
     import numba
     import torch
 
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
-    row = model_row(load_model(path), with_bounds, device="cpu")
-    atomic_write_json(Path(cache), row)
-    return row
+    return _analyse(load_model(path), Path(cache), with_bounds, device="cpu")
 
 
 def _cached_row(cache: Path, with_bounds: bool) -> dict | None:
@@ -176,9 +181,7 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
         rows.update(_analyse_in_pool(todo, caches, out_dir / "models", with_bounds, workers, progress))
     else:
         for model in track(todo, description="explain + bound", disable=not progress):
-            row = model_row(model, with_bounds)
-            atomic_write_json(caches[model.metadata["seed"]], row)
-            rows[model.metadata["seed"]] = row
+            rows[model.metadata["seed"]] = _analyse(model, caches[model.metadata["seed"]], with_bounds)
     rows = [rows[m.metadata["seed"]] for m in models]
     write_table(rows, out_dir)
     summary = summarise(rows)
@@ -216,9 +219,9 @@ def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_
     threads = max(1, (os.cpu_count() or 1) // workers)
     seeds = [m.metadata["seed"] for m in models]
     if with_bounds:  # compile the arc kernel once, here, into numba's cache, rather than once per worker
-        _load_compiled_kernel()
+        load_compiled_kernel()
     with process_pool(workers, threads) as pool:
-        futures = [pool.submit(_analyse, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
+        futures = [pool.submit(_analyse_in_worker, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
                    for s in seeds]
         rows = [f.result() for f in track(futures, description=f"explain + bound ({workers} processes)",
                                           disable=not progress)]
