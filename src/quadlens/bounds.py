@@ -491,6 +491,24 @@ class ErrorTerms:
         ops(self.rest.size * 3)
         return _with_slack(self.tracked.over_c(self.dec, ops, exact_over_c) + self.rest)
 
+    def refine(self, bound: np.ndarray, steps: np.ndarray, count: int, ops: Ops) -> np.ndarray:
+        """``bound`` with the tracked part's maximum over c taken exactly on the ``count`` inputs where it is
+        likely loosest: ranked by B over the largest exact tracked difference at the listed steps (``steps``
+        ``[p, J]``, as in ``Competitors``), a lower bound on that maximum. O(p²·J·(F + R) + count·p·(F + R)),
+        linear in the parameter count for a fixed J and ``count`` ∝ p."""
+        if count <= 0:
+            return bound
+        sampled = self.tracked.differences(self.dec, steps, ops).max(-1, initial=0.0)
+        looseness = (bound / np.maximum(sampled, 1e-12)).ravel()
+        count = min(count, looseness.size)
+        inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
+        basis = _output_basis(self.dec, bound.shape[0])
+        exact = _with_slack(max_over_c(self.tracked.stacked(), basis, ops, inputs) + self.rest[inputs])
+        refined = bound.copy()
+        refined[inputs] = np.minimum(bound[inputs], exact)
+        ops(3 * looseness.size + count * np.log2(max(looseness.size, 2)) + 2 * count)
+        return refined
+
     def differences(self, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
@@ -630,15 +648,16 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     return ErrorTerms(dec, tracked, remainder + loose)
 
 
-def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
-    """max_c |E(a+b) − E(c)| exactly ``[p, p]``, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``:
-    O(p³·J)."""
+def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops,
+               inputs: tuple[np.ndarray, np.ndarray] | None = None, chunk: int = 4096) -> np.ndarray:
+    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``: ``[p, p]``
+    in O(p³·J), or ``[n]`` for the given inputs (a, b) in O(n·p·J)."""
     p = values.shape[1]
-    a, b = np.repeat(np.arange(p), p), np.tile(np.arange(p), p)
+    a, b = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
     out = np.empty(len(a))
     for lo in range(0, len(a), chunk):
         rows, cols = a[lo:lo + chunk], b[lo:lo + chunk]
         e = np.real(values[:, rows, cols].T @ basis)  # [inputs, c]
         out[lo:lo + chunk] = np.abs(e[np.arange(len(rows)), (rows + cols) % p][:, None] - e).max(1)
     ops(len(a) * p * (8 * len(basis) + 3))
-    return out.reshape(p, p)
+    return out.reshape(p, p) if inputs is None else out

@@ -21,6 +21,7 @@ from .tables import SeparableTables, separable_tables
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
 EXACT_DIFFERENCES = 16  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
+EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 SCHEMA_VERSION = 2  # 2: certified by the competitor certificate (proven model margin > 0); arcs_refined dropped
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
@@ -90,15 +91,16 @@ class BoundReport:
 
 
 def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster], error_fn,
-          exact_over_c: bool = False, exact: bool = False) -> Tier:
+          exact_over_c: bool = False, exact: bool = False, exact_maxima: int = 0) -> Tier:
     """Run a tier and its certificate, counting operations: the explanation's margin (linear-time lower bound, or
     ``exact``), the error's terms, the bound B, and the proven model margin: M − B, raised by the nearest
-    competitors' check on the inputs where that can change the verdict."""
+    competitors' check on the inputs where that can change the verdict. ``exact_maxima``·p inputs get the exact
+    maximum over c (``ErrorTerms.refine``)."""
     ops = Ops()
     start = time.perf_counter()
     competitors = nearest_competitors(tables, clusters, ops)
     error: ErrorTerms = error_fn(ops)
-    bound = error.bound(ops, exact_over_c)
+    bound = error.refine(error.bound(ops, exact_over_c), competitors.steps, exact_maxima * tables.p, ops)
     margin = exact_margin(tables, clusters, ops) if exact else competitors.lower_bound()
     proven = margin - bound
     # checking the competitors can only change the verdict where M ≤ B and every unlisted output is beaten
@@ -134,7 +136,7 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
         _tier("lipschitz", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, False)),
         _tier("arcs", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True)),
         _tier("arcs_grouped", "O(p·d_mlp)", tables, clusters,
-              partial(linear_error, tables, clusters, True, **grouped)),
+              partial(linear_error, tables, clusters, True, **grouped), exact_maxima=EXACT_MAXIMA),
         _tier("quadratic", "O(p²·d_mlp)", tables, clusters, quadratic, exact=True),
         _tier("quadratic_exact_c", "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True),
     ]
