@@ -9,8 +9,9 @@ Tiers (costs counted in arithmetic operations as they are performed):
   arcs          linear   the same, with sign patterns: the signed residual enters exactly over the ideal
                          on-set; only bands around the kink, as wide as the largest residual share inside
                          them, are bounded
-  arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, and each
-                         group's worst differences a − b (its blind spots) evaluated exactly
+  arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, each
+                         group's worst differences a − b (its blind spots) evaluated exactly, and the
+                         maximum over c taken exactly on the 16·p inputs where B looks loosest
   quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
   brute force   O(p³m)   the truth

@@ -22,7 +22,7 @@ SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
 EXACT_DIFFERENCES = 16  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
-SCHEMA_VERSION = 2  # 2: certified by the competitor certificate (proven model margin > 0); arcs_refined dropped
+SCHEMA_VERSION = 3  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
