@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import level_arcs, phase_buckets, range_max, range_max_table
+from quadlens.arcs import RANGE_SLOTS, level_arcs, phase_buckets, prefix, range_max, range_max_table, row_prefix
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
@@ -35,14 +35,25 @@ def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, wid
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 30))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 300))
 def test_range_max_matches_direct_maximum(seed, n):
     rng = np.random.default_rng(seed)
     values = rng.exponential(size=(3, n))
-    table = range_max_table(values)
+    table = np.full((RANGE_SLOTS, 3, 2 * n), 1e300)  # a read of anything unwritten would win every maximum
+    range_max_table(values, table)
     doubled = np.concatenate([values, values], axis=1)
-    for _ in range(20):
+    for _ in range(40):
         row = int(rng.integers(3))
         j1 = int(rng.integers(0, 2 * n))
-        j2 = int(rng.integers(j1 + 1, 2 * n + 1))
+        j2 = int(rng.integers(j1 + 1, 2 * n + 1)) if rng.random() < 0.7 else min(j1 + int(rng.integers(1, 20)), 2 * n)
         assert range_max(table, row, j1, j2) == doubled[row, j1:j2].max()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.integers(1, 7), n=st.integers(1, 40), W=st.integers(1, 5))
+def test_row_prefix_matches_numpy(seed, p, n, W):
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(p, n))
+    weights = rng.normal(size=(n, W)) + 1j * rng.normal(size=(n, W))
+    np.testing.assert_allclose(row_prefix(rows, weights), prefix(rows[:, :, None] * weights[None], axis=1),
+                               rtol=1e-12, atol=1e-12)

@@ -102,13 +102,30 @@ def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shi
     return count
 
 
+BLOCK = 16  # range maxima: block length of the doubled neuron list
+RANGE_SLOTS = 4  # range maxima: values, maximum so far in the block, maximum to the block's end, block table
+
+
 @njit(cache=True)
 def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
-    """max of the row's values over [j1, j2) from a sparse table ``[L, rows, 2n]`` (j2 > j1)."""
-    level = 0
-    while (2 << level) <= j2 - j1:
-        level += 1
-    return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
+    """max of the row's values over [j1, j2) (j2 > j1) from a ``range_max_table`` ``[4, rows, 2n]``: a scan
+    inside one block, else the two partial blocks and a sparse-table query over the whole blocks between."""
+    last = j2 - 1
+    first_block, last_block = j1 // BLOCK, last // BLOCK
+    if first_block == last_block:
+        best = table[0, row, j1]
+        for j in range(j1 + 1, j2):
+            best = max(best, table[0, row, j])
+        return best
+    best = max(table[2, row, j1], table[1, row, last])
+    if last_block - first_block > 1:
+        c1, c2 = first_block + 1, last_block - 1
+        blocks = (table.shape[2] + BLOCK - 1) // BLOCK
+        level = 0
+        while (2 << level) <= c2 - c1 + 1:
+            level += 1
+        best = max(best, table[3, row, level * blocks + c1], table[3, row, level * blocks + c2 - (1 << level) + 1])
+    return best
 
 
 @njit(cache=True, parallel=True)
@@ -121,7 +138,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of r e^{ihφ} v (h = 0, 1, −1, 2, −2);
     residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
     band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
-    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
+    share_tables ``[2, 2, 4, p, 2n]``: range-maximum tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
     Without sign patterns only the ideal sums over {x > 0} are formed.
     """
     p, W = found.shape[0], found.shape[2]
@@ -179,23 +196,60 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     return ops
 
 
-def range_max_table(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Sparse table over the doubled neuron list of ``values`` ``[p, n]`` (≥ 0): ``[L, p, 2n]``, O(p·n·log n).
+@njit(cache=True, parallel=True)
+def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out`` ``[4, p, 2n]`` so that ``range_max`` answers maxima of ``values`` ``[p, n]`` (≥ 0) over ranges
+    of the doubled neuron list in O(1) (plus a scan of at most one block), in O(p·n) time and memory.
 
-    Level l holds the maximum over [i, i + 2^l) (0 past the end).
+    Slot 0: the doubled values; 1 and 2: the maximum from the block's start to j, and from j to the block's end;
+    3: per level l, the maximum over blocks [c, c + 2^l) of whole-block maxima, flattened as l·blocks + c.
     """
     p, n = values.shape
-    table = np.zeros((table_levels(n), p, 2 * n)) if out is None else out
-    table[0, :, :n], table[0, :, n:] = values, values
-    for level in range(1, len(table)):
-        half = 2 ** (level - 1)
-        np.maximum(table[level - 1, :, :-half], table[level - 1, :, half:], out=table[level, :, :-half])
-        table[level, :, -half:] = 0.0
-    return table
+    m = 2 * n
+    blocks = (m + BLOCK - 1) // BLOCK
+    levels = 1
+    while (2 << (levels - 1)) <= blocks:
+        levels += 1
+    if levels * blocks > m:
+        raise ValueError("range_max_table: too many neurons for the block table to fit one row")
+    for row in prange(p):
+        for j in range(m):
+            out[0, row, j] = values[row, j % n]
+        for start in range(0, m, BLOCK):
+            stop = min(start + BLOCK, m)
+            out[1, row, start] = out[0, row, start]
+            for j in range(start + 1, stop):
+                out[1, row, j] = max(out[1, row, j - 1], out[0, row, j])
+            out[2, row, stop - 1] = out[0, row, stop - 1]
+            for j in range(stop - 2, start - 1, -1):
+                out[2, row, j] = max(out[2, row, j + 1], out[0, row, j])
+            out[3, row, start // BLOCK] = out[1, row, stop - 1]
+        level, width = 1, 2
+        while width <= blocks:
+            half = width // 2
+            for c in range(blocks):
+                upper = out[3, row, (level - 1) * blocks + c + half] if c + half < blocks else 0.0
+                out[3, row, level * blocks + c] = max(out[3, row, (level - 1) * blocks + c], upper)
+            level, width = level + 1, width * 2
 
 
-def table_levels(n: int) -> int:
-    return int(np.log2(2 * n)) + 1
+@njit(cache=True, parallel=True)
+def row_prefix(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]`` complex,
+    as ``prefix(rows[:, :, None] * weights[None], axis=1)`` without the temporaries."""
+    p, n = rows.shape
+    W = weights.shape[1]
+    out = np.empty((p, 2 * n + 1, W), np.complex128)
+    for r in prange(p):
+        for w in range(W):
+            out[r, 0, w] = 0.0
+        for i in range(n):
+            for w in range(W):
+                out[r, i + 1, w] = out[r, i, w] + rows[r, i] * weights[i, w]
+        for i in range(n):
+            for w in range(W):
+                out[r, n + 1 + i, w] = out[r, n, w] + out[r, i + 1, w]
+    return out
 
 
 def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:

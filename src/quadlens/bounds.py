@@ -392,20 +392,20 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
     weights = term.output_weights
     n, W = weights.shape
-    residual_prefix = [arcs.prefix(eps[:, :, None] * weights[None], axis=1) for eps in (term.eps_a, term.eps_b)]
+    residual_prefix = [arcs.row_prefix(eps, weights) for eps in (term.eps_a, term.eps_b)]
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
     band_prefix = np.empty((2, 2, p, 2 * n + 1))
-    tables = np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
+    tables = np.empty((2, 2, arcs.RANGE_SLOTS, p, 2 * n))
     share_max = np.empty((2, 2, p))
     for s in range(2):
         for side, share in enumerate(shares[s]):
             band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
-            arcs.range_max_table(share, out=tables[s, side])
+            arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
-    ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
+    ops(p * n * (2 * W * 8 + 24 + 32) + n * 5 * W * 6)
     found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
