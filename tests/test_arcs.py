@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import RANGE_SLOTS, level_arcs, phase_buckets, prefix, range_max, range_max_table, row_prefix
+from quadlens.arcs import (level_arcs, phase_buckets, prefix, range_max, range_max_table, row_prefix,
+                          table_levels)
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
@@ -39,7 +40,7 @@ def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, wid
 def test_range_max_matches_direct_maximum(seed, n):
     rng = np.random.default_rng(seed)
     values = rng.exponential(size=(3, n))
-    table = np.full((RANGE_SLOTS, 3, 2 * n), 1e300)  # a read of anything unwritten would win every maximum
+    table = np.full((table_levels(n), 3, 2 * n), 1e300)  # a read of anything unwritten would win every maximum
     range_max_table(values, table)
     doubled = np.concatenate([values, values], axis=1)
     for _ in range(40):

@@ -102,30 +102,13 @@ def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shi
     return count
 
 
-BLOCK = 16  # range maxima: block length of the doubled neuron list
-RANGE_SLOTS = 4  # range maxima: values, maximum so far in the block, maximum to the block's end, block table
-
-
 @njit(cache=True)
 def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
-    """max of the row's values over [j1, j2) (j2 > j1) from a ``range_max_table`` ``[4, rows, 2n]``: a scan
-    inside one block, else the two partial blocks and a sparse-table query over the whole blocks between."""
-    last = j2 - 1
-    first_block, last_block = j1 // BLOCK, last // BLOCK
-    if first_block == last_block:
-        best = table[0, row, j1]
-        for j in range(j1 + 1, j2):
-            best = max(best, table[0, row, j])
-        return best
-    best = max(table[2, row, j1], table[1, row, last])
-    if last_block - first_block > 1:
-        c1, c2 = first_block + 1, last_block - 1
-        blocks = (table.shape[2] + BLOCK - 1) // BLOCK
-        level = 0
-        while (2 << level) <= c2 - c1 + 1:
-            level += 1
-        best = max(best, table[3, row, level * blocks + c1], table[3, row, level * blocks + c2 - (1 << level) + 1])
-    return best
+    """max of the row's values over [j1, j2) from a sparse table ``[L, rows, 2n]`` (j2 > j1)."""
+    level = 0
+    while (2 << level) <= j2 - j1:
+        level += 1
+    return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
 
 
 @njit(cache=True, parallel=True)
@@ -138,7 +121,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of r e^{ihφ} v (h = 0, 1, −1, 2, −2);
     residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
     band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
-    share_tables ``[2, 2, 4, p, 2n]``: range-maximum tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
+    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
     Without sign patterns only the ideal sums over {x > 0} are formed.
     """
     p, W = found.shape[0], found.shape[2]
@@ -198,39 +181,22 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
 
 @njit(cache=True, parallel=True)
 def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out`` ``[4, p, 2n]`` so that ``range_max`` answers maxima of ``values`` ``[p, n]`` (≥ 0) over ranges
-    of the doubled neuron list in O(1) (plus a scan of at most one block), in O(p·n) time and memory.
-
-    Slot 0: the doubled values; 1 and 2: the maximum from the block's start to j, and from j to the block's end;
-    3: per level l, the maximum over blocks [c, c + 2^l) of whole-block maxima, flattened as l·blocks + c.
-    """
+    """Fill ``out`` ``[table_levels(n), p, 2n]`` with the sparse table over the doubled neuron list of ``values``
+    ``[p, n]`` (≥ 0), O(p·n·log n): level l holds the maximum over [j, j + 2^l) (0 past the end)."""
     p, n = values.shape
-    m = 2 * n
-    blocks = (m + BLOCK - 1) // BLOCK
-    levels = 1
-    while (2 << (levels - 1)) <= blocks:
-        levels += 1
-    if levels * blocks > m:
-        raise ValueError("range_max_table: too many neurons for the block table to fit one row")
     for row in prange(p):
-        for j in range(m):
+        for j in range(2 * n):
             out[0, row, j] = values[row, j % n]
-        for start in range(0, m, BLOCK):
-            stop = min(start + BLOCK, m)
-            out[1, row, start] = out[0, row, start]
-            for j in range(start + 1, stop):
-                out[1, row, j] = max(out[1, row, j - 1], out[0, row, j])
-            out[2, row, stop - 1] = out[0, row, stop - 1]
-            for j in range(stop - 2, start - 1, -1):
-                out[2, row, j] = max(out[2, row, j + 1], out[0, row, j])
-            out[3, row, start // BLOCK] = out[1, row, stop - 1]
-        level, width = 1, 2
-        while width <= blocks:
-            half = width // 2
-            for c in range(blocks):
-                upper = out[3, row, (level - 1) * blocks + c + half] if c + half < blocks else 0.0
-                out[3, row, level * blocks + c] = max(out[3, row, (level - 1) * blocks + c], upper)
-            level, width = level + 1, width * 2
+        for level in range(1, out.shape[0]):
+            half = 1 << (level - 1)
+            for j in range(2 * n - half):
+                out[level, row, j] = max(out[level - 1, row, j], out[level - 1, row, j + half])
+            for j in range(2 * n - half, 2 * n):
+                out[level, row, j] = 0.0
+
+
+def table_levels(n: int) -> int:
+    return int(np.log2(2 * n)) + 1
 
 
 @njit(cache=True, parallel=True)

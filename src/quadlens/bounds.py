@@ -398,14 +398,14 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
     band_prefix = np.empty((2, 2, p, 2 * n + 1))
-    tables = np.empty((2, 2, arcs.RANGE_SLOTS, p, 2 * n))
+    tables = np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
     share_max = np.empty((2, 2, p))
     for s in range(2):
         for side, share in enumerate(shares[s]):
             band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
-    ops(p * n * (2 * W * 8 + 24 + 32) + n * 5 * W * 6)
+    ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
     found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
@@ -504,7 +504,8 @@ class ErrorTerms:
         count = min(count, looseness.size)
         inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
         basis = _output_basis(self.dec, bound.shape[0])
-        exact = _with_slack(max_over_c(self.tracked.stacked(), basis, ops, inputs) + self.rest[inputs])
+        target = (inputs[0] + inputs[1]) % bound.shape[0]
+        exact = _with_slack(max_over_c(self.tracked.stacked(inputs), target, basis, ops) + self.rest[inputs])
         refined = bound.copy()
         refined[inputs] = np.minimum(bound[inputs], exact)
         ops(3 * looseness.size + count * np.log2(max(looseness.size, 2)) + 2 * count)
@@ -545,9 +546,13 @@ class _Tracked:
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
             self.coordinates[column, rows] += np.real(sums[..., T + t])
 
-    def stacked(self) -> np.ndarray:
-        """Every tracked value ``[F + R, p, p]``, in the order of ``_output_basis``."""
-        return np.concatenate([self.phasors, self.coordinates.astype(complex)])
+    def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Every tracked value, in the order of ``_output_basis``: ``[F + R, p²]``, or ``[F + R, n]`` at the given
+        inputs (a, b)."""
+        if inputs is None:
+            every = np.concatenate([self.phasors, self.coordinates.astype(complex)])
+            return every.reshape(len(every), self.phasors.shape[1] ** 2)
+        return np.concatenate([self.phasors[:, inputs[0], inputs[1]], self.coordinates[:, inputs[0], inputs[1]]])
 
     def subtract_explanation(self, dec: Decomposition) -> None:
         for k, phasor in dec.target_phasors.items():
@@ -561,7 +566,7 @@ class _Tracked:
         p = self.phasors.shape[1]
         basis = _output_basis(dec, p)  # [F + R, c] complex
         if exact:
-            return max_over_c(self.stacked(), basis, ops)
+            return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
         target = targets(p)
         at_target, peak = np.zeros((p, p)), np.zeros((p, p))
         for values, row, scale in zip((*self.phasors, *self.coordinates), basis, _peaks(dec)):
@@ -649,16 +654,14 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     return ErrorTerms(dec, tracked, remainder + loose)
 
 
-def max_over_c(values: np.ndarray, basis: np.ndarray, ops: Ops,
-               inputs: tuple[np.ndarray, np.ndarray] | None = None, chunk: int = 4096) -> np.ndarray:
-    """max_c |E(a+b) − E(c)| exactly, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, p, p]``: ``[p, p]``
-    in O(p³·J), or ``[n]`` for the given inputs (a, b) in O(n·p·J)."""
-    p = values.shape[1]
-    a, b = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
-    out = np.empty(len(a))
-    for lo in range(0, len(a), chunk):
-        rows, cols = a[lo:lo + chunk], b[lo:lo + chunk]
-        e = np.real(values[:, rows, cols].T @ basis)  # [inputs, c]
-        out[lo:lo + chunk] = np.abs(e[np.arange(len(rows)), (rows + cols) % p][:, None] - e).max(1)
-    ops(len(a) * p * (8 * len(basis) + 3))
-    return out.reshape(p, p) if inputs is None else out
+def max_over_c(values: np.ndarray, target: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
+    """max_c |E(t) − E(c)| exactly per input, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, n]`` and each
+    input's correct output t (``target`` ``[n]``): ``[n]``, in O(n·p·J)."""
+    n, p = values.shape[1], basis.shape[1]
+    out = np.empty(n)
+    for lo in range(0, n, chunk):
+        e = np.real(values[:, lo:lo + chunk].T @ basis)  # [inputs, c]
+        at_target = e[np.arange(len(e)), target[lo:lo + chunk]]
+        out[lo:lo + chunk] = np.abs(at_target[:, None] - e).max(1)
+    ops(n * p * (8 * len(basis) + 3))
+    return out
