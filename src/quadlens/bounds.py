@@ -504,7 +504,7 @@ class ErrorTerms:
         count = min(count, looseness.size)
         inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
         basis = _output_basis(self.dec, bound.shape[0])
-        target = (inputs[0] + inputs[1]) % bound.shape[0]
+        target = targets(bound.shape[0])[inputs]
         exact = _with_slack(max_over_c(self.tracked.stacked(inputs), target, basis, ops) + self.rest[inputs])
         refined = bound.copy()
         refined[inputs] = np.minimum(bound[inputs], exact)
