@@ -61,11 +61,11 @@ def _index(phase2: np.ndarray, buckets: np.ndarray, x: float) -> int:
 
 
 @njit(cache=True)
-def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
-               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
-    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit).
+def level_pieces(kappa: float, A: float, B: float, lower: float, upper: float, cuts: np.ndarray,
+                 starts: np.ndarray, lengths: np.ndarray) -> int:
+    """The level set {lower < x ≤ upper} (upper = inf: no limit) as arcs of φ + shift: their starts and lengths.
 
-    Returns how many non-empty ranges were written; ``cuts`` is scratch space for six values.
+    Returns how many were written (at most ``MAX_ARCS``); ``cuts`` is scratch space for six values.
     """
     cuts[0] = -1.0
     _roots(kappa - lower, A, B, cuts, 1)
@@ -92,14 +92,51 @@ def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shi
         if not (value > lower and value <= upper):
             continue
         alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
-        for start in (alpha - shift, -beta - shift):
-            lo = np.mod(start + np.pi, 2 * np.pi) - np.pi
-            j1 = _index(phase2, buckets, lo)
-            j2 = _index(phase2, buckets, lo + (beta - alpha))
-            if j2 > j1:
-                i1[count], i2[count] = j1, j2
-                count += 1
+        starts[count], starts[count + 1] = alpha, -beta
+        lengths[count], lengths[count + 1] = beta - alpha, beta - alpha
+        count += 2
     return count
+
+
+@njit(cache=True, inline="always")
+def shifted_arcs(starts: np.ndarray, lengths: np.ndarray, count: int, shift: float, phase2: np.ndarray,
+                 buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
+    """The arcs moved by −shift as index ranges [i1, i2) of the doubled phase list; returns how many are non-empty."""
+    found = 0
+    for q in range(count):
+        lo = np.mod(starts[q] - shift + np.pi, 2 * np.pi) - np.pi
+        j1 = _index(phase2, buckets, lo)
+        j2 = _index(phase2, buckets, lo + lengths[q])
+        if j2 > j1:
+            i1[found], i2[found] = j1, j2
+            found += 1
+    return found
+
+
+@njit(cache=True)
+def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
+               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
+    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit).
+
+    Returns how many non-empty ranges were written; ``cuts`` is scratch space for six values.
+    """
+    starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
+    count = level_pieces(kappa, A, B, lower, upper, cuts, starts, lengths)
+    return shifted_arcs(starts, lengths, count, shift, phase2, buckets, i1, i2)
+
+
+@njit(cache=True)
+def on_set_pieces(kappa: float, beta: float, omega_k: float, p: int):
+    """Per difference a − b (index a − b + p − 1): the waveform's A, B and the pieces of its on-set {x > 0}, which
+    depend on a − b alone. Returns (A, B, starts, lengths, counts)."""
+    A, B = np.empty(2 * p - 1), np.empty(2 * p - 1)
+    starts, lengths = np.empty((2 * p - 1, MAX_ARCS)), np.empty((2 * p - 1, MAX_ARCS))
+    counts, cuts = np.empty(2 * p - 1, np.int64), np.empty(6)
+    for index in range(2 * p - 1):
+        delta = omega_k * (index - (p - 1))
+        A[index], B[index] = np.cos(delta / 2), beta * np.cos(delta)
+        counts[index] = level_pieces(kappa, A[index], B[index], 0.0, np.inf, cuts, starts[index], lengths[index])
+    return A, B, starts, lengths, counts
 
 
 @njit(cache=True)
@@ -116,7 +153,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
              residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
              share_tables: np.ndarray, share_max: np.ndarray, iterations: int, sign_patterns: bool,
              found: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Fill ``found[a, b, W]`` and ``band[a, b]`` for one cluster; returns the operations performed per row a.
+    """Fill ``found[W, a, b]`` and ``band[a, b]`` for one cluster; returns the operations performed per row a.
 
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of r e^{ihφ} v (h = 0, 1, −1, 2, −2);
     residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
@@ -124,32 +161,40 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
     Without sign patterns only the ideal sums over {x > 0} are formed.
     """
-    p, W = found.shape[0], found.shape[2]
+    W, p = found.shape[0], found.shape[1]
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
     buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
+    A_of, B_of, on_starts, on_lengths, on_counts = on_set_pieces(kappa, beta, omega_k, p)
     for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
         coefficient, cuts = np.empty(5, np.complex128), np.empty(6)
+        total = np.empty(W, np.complex128)
         for b in range(p):
-            shift, delta = omega_k * (a + b) / 2, omega_k * (a - b)
-            A, B = np.cos(delta / 2), beta * np.cos(delta)
+            shift, difference = omega_k * (a + b) / 2, a - b + p - 1
+            A, B = A_of[difference], B_of[difference]
             coefficient[0] = kappa
             coefficient[1] = A * np.exp(1j * shift)
             coefficient[2] = np.conj(coefficient[1])
             coefficient[3] = B * np.exp(2j * shift)
             coefficient[4] = np.conj(coefficient[3])
-            count = level_arcs(kappa, A, B, 0.0, np.inf, shift, phase2, buckets, i1, i2, cuts)
+            count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference], shift,
+                                 phase2, buckets, i1, i2)
             ops[a] += 120
+            for w in range(W):
+                total[w] = 0j
             for q in range(count):
-                for w in range(W):
-                    total = 0j
-                    for h in range(5):
-                        total += coefficient[h] * (ideal_prefix[i2[q], h, w] - ideal_prefix[i1[q], h, w])
-                    if sign_patterns:
-                        total += (residual_prefix_a[a, i2[q], w] - residual_prefix_a[a, i1[q], w]
-                                  + residual_prefix_b[b, i2[q], w] - residual_prefix_b[b, i1[q], w])
-                    found[a, b, w] += total
+                j1, j2 = i1[q], i2[q]
+                for h in range(5):
+                    c = coefficient[h]
+                    for w in range(W):
+                        total[w] += c * (ideal_prefix[j2, h, w] - ideal_prefix[j1, h, w])
+                if sign_patterns:
+                    for w in range(W):
+                        total[w] += (residual_prefix_a[a, j2, w] - residual_prefix_a[a, j1, w]
+                                     + residual_prefix_b[b, j2, w] - residual_prefix_b[b, j1, w])
+            for w in range(W):
+                found[w, a, b] = total[w]
             ops[a] += count * W * (5 * 10 + (16 if sign_patterns else 0))
             if not sign_patterns:
                 continue
@@ -175,7 +220,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
                     total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
                                    + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
                 ops[a] += count * 4
-            band[a, b] += total_band
+            band[a, b] = total_band
     return ops
 
 

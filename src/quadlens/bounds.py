@@ -31,10 +31,11 @@ plus the rest; every other output against B. The result is a proven lower bound 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numba import njit, prange
 
 from . import arcs
 from .arcs import SAFETY
@@ -157,16 +158,26 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
         others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
         nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
         ops(7 * p * p)
-    margins = np.empty((p, p, J))
-    for d in range(p):  # one difference a − b at a time: small temporaries
-        cols = (rows - d) % p
-        target_d = (rows + cols) % p
-        outputs = (target_d[:, None] - nearest[d]) % p  # [p, J]
-        margins[rows, cols] = (by_difference[d, nearest[d] - 1]
-                               + (tables.D_a[rows, target_d] + tables.D_b[cols, target_d])[:, None]
-                               - tables.D_a[rows[:, None], outputs] - tables.D_b[cols[:, None], outputs])
+    margins = _competitor_margins(by_difference, nearest, tables.D_a, tables.D_b)
     ops(8 * p * p * J + p * p * np.log2(max(p, 2)))
     return Competitors(nearest, margins, others)
+
+
+@njit(cache=True, parallel=True)
+def _competitor_margins(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray,
+                        D_b: np.ndarray) -> np.ndarray:
+    """The explanation's exact margin to each listed output, direct path included: ``[p, p, J]``."""
+    p, J = D_a.shape[0], nearest.shape[1]
+    out = np.empty((p, p, J))
+    for a in prange(p):
+        for b in range(p):
+            difference, target = (a - b) % p, (a + b) % p
+            correct = D_a[a, target] + D_b[b, target]
+            for q in range(J):
+                step = nearest[difference, q]
+                c = (target - step) % p
+                out[a, b, q] = by_difference[difference, step - 1] + correct - D_a[a, c] - D_b[b, c]
+    return out
 
 
 def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
@@ -374,7 +385,7 @@ HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu}
 @dataclass
 class ClusterSums:
     """One cluster's share of a bound per input: the summed output weights (tracked phasor coefficients,
-    direction coordinates, remainder span; ``[p, p, W]``) of its activations as far as known, and the band
+    direction coordinates, remainder span; ``[W, p, p]``) of its activations as far as known, and the band
     term ``[p, p]`` bounding the rest."""
 
     found: np.ndarray
@@ -406,7 +417,7 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
     ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
-    found, band = np.zeros((p, p, W), complex), np.zeros((p, p))
+    found, band = np.empty((W, p, p), complex), np.empty((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
                               iterations, True, found, band)
@@ -420,7 +431,7 @@ def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops) -> ClusterSums:
     n, W = weights.shape
     full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
     ops(n * 5 * W * 6 + 4 * p * n)
-    found = np.zeros((p, p, W), complex)
+    found = np.empty((W, p, p), complex)
     unused = np.zeros((1, 1, W), complex)
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), unused, unused, np.zeros((2, 2, 1, 1)),
@@ -439,14 +450,14 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     if count <= 0:
         return
     a = np.arange(p)
-    band_by_difference = np.array([sums.band[a, (a - d) % p].mean() for d in range(p)])
+    band_by_difference = np.bincount(_difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
+    from_a, from_b = tables.F_a[:, term.neurons] + tables.b_in[term.neurons], tables.F_b[:, term.neurons]
     for d in np.argsort(-band_by_difference)[:count]:
         b = (a - d) % p
-        idx = term.neurons
-        hidden = np.maximum(tables.F_a[a][:, idx] + tables.F_b[b][:, idx] + tables.b_in[idx], 0)
-        sums.found[a, b] = hidden @ term.output_weights
+        hidden = np.maximum(from_a + from_b[b], 0)
+        sums.found[:, a, b] = (hidden @ term.output_weights).T
         sums.band[a, b] = 0.0
-        ops(p * len(term.r) * (3 + 8 * sums.found.shape[-1]))
+        ops(p * len(term.r) * (3 + 8 * len(sums.found)))
     ops(p * p)
 
 
@@ -470,8 +481,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         else:
             sums = _lipschitz_sums(term, p, ops)
         _exact_differences(sums, term, tables, exact_differences, ops)
-        tracked.add(term, sums.found[..., :-1])
-        remainder += np.real(sums.found[..., -1])
+        tracked.add(term, sums.found[:-1])
+        remainder += np.real(sums.found[-1])
         band += sums.band
     tracked.subtract_explanation(dec)
     ops(p * p * 2)
@@ -486,6 +497,7 @@ class ErrorTerms:
     dec: Decomposition
     tracked: "_Tracked"
     rest: np.ndarray
+    _at_steps: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (steps, [p, p, J])
 
     def bound(self, ops: Ops, exact_over_c: bool = False) -> np.ndarray:
         """B(a, b) ≥ max_c |err(a+b) − err(c)| ``[p, p]``, rounding slack included."""
@@ -499,7 +511,7 @@ class ErrorTerms:
         linear in the parameter count for a fixed J and ``count`` ∝ p."""
         if count <= 0:
             return bound
-        sampled = self.tracked.differences(self.dec, steps, ops).max(-1, initial=0.0)
+        sampled = self._tracked_differences(steps, ops).max(-1, initial=0.0)
         looseness = (bound / np.maximum(sampled, 1e-12)).ravel()
         count = min(count, looseness.size)
         inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
@@ -516,10 +528,23 @@ class ErrorTerms:
         """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
         ``[p, J]``, as in ``Competitors``), the tracked part exactly, plus rest: ``[p, p, J]``, or ``[n, J]``
         for the given inputs (a, b)."""
-        exact = self.tracked.differences(self.dec, steps, ops, inputs)
+        exact = self._tracked_differences(steps, ops, inputs)
         ops(exact.size * 3)
         rest = self.rest if inputs is None else self.rest[inputs]
         return _with_slack(exact + rest[..., None])
+
+    def _tracked_differences(self, steps: np.ndarray, ops: Ops,
+                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The tracked part's exact differences at the listed steps; once computed on every input (to refine),
+        they are kept for the certificate, which reads them at the inputs it still needs."""
+        if self._at_steps is not None and self._at_steps[0] is steps:
+            every = self._at_steps[1]
+            return every if inputs is None else every[inputs]
+        if inputs is not None:
+            return self.tracked.differences(self.dec, steps, ops, inputs)
+        every = self.tracked.differences(self.dec, steps, ops)
+        self._at_steps = (steps, every)
+        return every
 
 
 def _with_slack(bound: np.ndarray) -> np.ndarray:
@@ -539,12 +564,12 @@ class _Tracked:
         return cls(np.zeros((len(dec.frequencies), p, p), complex), np.zeros((len(dec.directions), p, p)))
 
     def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
-        """Add a cluster's summed output weights ``[..., W]`` (phasor coefficients then direction coordinates)."""
+        """Add a cluster's summed output weights ``[W, ...]`` (phasor coefficients then direction coordinates)."""
         T = len(term.tracked)
         for t, column in enumerate(term.columns):
-            self.phasors[column, rows] += sums[..., t]
+            self.phasors[column, rows] += sums[t]
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
-            self.coordinates[column, rows] += np.real(sums[..., T + t])
+            self.coordinates[column, rows] += np.real(sums[T + t])
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Every tracked value, in the order of ``_output_basis``: ``[F + R, p²]``, or ``[F + R, n]`` at the given
@@ -642,9 +667,9 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         rows = slice(lo, lo + rows_per_chunk)
         hidden = np.maximum(tables.F_a[rows, None, :] + tables.F_b[None, :, :] + tables.b_in, 0)
         for term in dec.clusters:
-            sums = hidden[..., term.neurons] @ term.output_weights
-            tracked.add(term, sums[..., :-1], rows)
-            remainder[rows] += np.real(sums[..., -1])
+            sums = np.moveaxis(hidden[..., term.neurons] @ term.output_weights, -1, 0)
+            tracked.add(term, sums[:-1], rows)
+            remainder[rows] += np.real(sums[-1])
         loose[rows] = hidden[..., dec.loose] @ dec.loose_span
     ops(3 * p * p * tables.d_mlp)
     for term in dec.clusters:
