@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import (level_arcs, phase_buckets, prefix, range_max, range_max_table, row_prefix,
-                          table_levels)
+from quadlens.arcs import (level_arcs, on_set_pieces, phase_buckets, prefix, range_max, range_max_table, row_prefix,
+                          shifted_arcs, table_levels)
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
@@ -33,6 +33,29 @@ def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, wid
     clear = (np.abs(x - lower) > 1e-9) & (np.abs(x - upper) > 1e-9)  # rounding decides the boundary itself
     inside = (x > lower) & (x <= upper)
     np.testing.assert_array_equal(covered[clear], inside[clear])
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.integers(2, 40), k=st.integers(1, 19), kappa=st.floats(-1.5, 1.5),
+       beta=st.floats(-0.5, 0.5))
+def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed, p, k, kappa, beta):
+    rng = np.random.default_rng(seed)
+    phase2 = np.sort(rng.uniform(-np.pi, np.pi, 25))
+    phase2 = np.concatenate([phase2, phase2 + 2 * np.pi])
+    buckets, omega_k = phase_buckets(phase2), 2 * np.pi * k / p
+    A, B, starts, lengths, counts = on_set_pieces(kappa, beta, omega_k, p)
+    i1, i2, j1, j2 = (np.empty(10, np.int64) for _ in range(4))
+    for a, b in rng.integers(0, p, (20, 2)):
+        shift, difference = omega_k * (a + b) / 2, a - b + p - 1
+        delta = omega_k * (a - b)
+        assert (A[difference], B[difference]) == (np.cos(delta / 2), beta * np.cos(delta))
+        count = shifted_arcs(starts[difference], lengths[difference], counts[difference], shift, phase2, buckets,
+                             i1, i2)
+        expected = level_arcs(kappa, A[difference], B[difference], 0.0, np.inf, shift, phase2, buckets, j1, j2,
+                              np.empty(6))
+        assert count == expected
+        np.testing.assert_array_equal(i1[:count], j1[:count])
+        np.testing.assert_array_equal(i2[:count], j2[:count])
 
 
 @settings(max_examples=200, deadline=None)

@@ -241,6 +241,11 @@ def test_refining_takes_the_exact_maximum_on_the_loosest_inputs(bundled):
     sampled = error.tracked.differences(error.dec, steps, Ops()).max(-1)
     looseness = bound / sampled
     assert looseness[changed].min() >= looseness[~changed].max()  # the loosest by the sampled lower bound
+    # the differences kept from refining serve the certificate at these steps, and only at these
+    fresh = linear_error(tables, clusters)
+    np.testing.assert_array_equal(error.differences(steps, Ops()), fresh.differences(steps, Ops()))
+    other = nearest_competitors(tables, clusters, Ops(), competitors=5).steps
+    np.testing.assert_array_equal(error.differences(other, Ops()), fresh.differences(other, Ops()))
 
 
 def test_gelu_models_are_refused():
