@@ -53,3 +53,15 @@ def test_train_command_reports_bad_arguments():
     assert result.exit_code == 2 and "seeds must look like" in result.output
     result = runner.invoke(app, ["train", "--attention", "sometimes"])
     assert result.exit_code == 2 and "attention must be" in result.output
+
+
+def test_bound_runs_the_chosen_tiers_and_names_an_unknown_one(tmp_path):
+    result = runner.invoke(app, ["bound", "--tiers", "quadratic, arcs", "--out", str(tmp_path), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    tiers = json.loads((tmp_path / "bound.json").read_text())["tiers"]
+    assert [t["name"] for t in tiers] == ["arcs", "quadratic"]  # cheapest first, whatever the order asked
+    assert all(t["violations"] == 0 for t in tiers)
+    result = runner.invoke(app, ["bound", "--tiers", "arcs,fastest", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "fastest" in result.output and "arcs_grouped" in result.output
+    assert not (tmp_path / "x").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
@@ -124,27 +125,52 @@ def load_compiled_kernel() -> None:
         linear_error(tables, clusters, sign_patterns, Ops())
 
 
-def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None) -> BoundReport:
-    """Every tier on given tables and clusters (an explanation), with brute force for the truth."""
+TIERS = ("lipschitz", "arcs", "arcs_grouped", "quadratic", "quadratic_exact_c")  # cheapest first
+
+
+def check_tiers(tiers: Sequence[str]) -> list[str]:
+    """The chosen tier names, cheapest first; a ValueError names any unknown one."""
+    unknown = [name for name in tiers if name not in TIERS]
+    if unknown:
+        raise ValueError(f"unknown bound tier {', '.join(map(repr, unknown))}; the tiers are {', '.join(TIERS)}")
+    if not tiers:
+        raise ValueError(f"no bound tier chosen; the tiers are {', '.join(TIERS)}")
+    return [name for name in TIERS if name in tiers]
+
+
+def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
+    """One tier by name (docs/bounds.md has each one's argument)."""
+    linear, quadratic = partial(linear_error, tables, clusters), partial(quadratic_error, tables, clusters)
+    if name == "lipschitz":
+        return _tier(name, "O(p·d_mlp)", tables, clusters, partial(linear, False))
+    if name == "arcs":
+        return _tier(name, "O(p·d_mlp)", tables, clusters, partial(linear, True))
+    if name == "arcs_grouped":
+        return _tier(name, "O(p·d_mlp)", tables, clusters,
+                     partial(linear, True, waveform_groups=WAVEFORM_GROUPS, exact_differences=EXACT_DIFFERENCES),
+                     exact_maxima=EXACT_MAXIMA)
+    if name == "quadratic":
+        return _tier(name, "O(p²·d_mlp)", tables, clusters, quadratic, exact=True)
+    if name == "quadratic_exact_c":
+        return _tier(name, "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True)
+    raise ValueError(f"unknown bound tier {name!r}; the tiers are {', '.join(TIERS)}")
+
+
+def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
+                 tiers: Sequence[str] = TIERS) -> BoundReport:
+    """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
+    for the truth."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
+    names = check_tiers(tiers)
     load_compiled_kernel()
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
-    grouped = {"waveform_groups": WAVEFORM_GROUPS, "exact_differences": EXACT_DIFFERENCES}
-    quadratic = partial(quadratic_error, tables, clusters)  # each error function takes the operation counter
-    tiers = [
-        _tier("lipschitz", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, False)),
-        _tier("arcs", "O(p·d_mlp)", tables, clusters, partial(linear_error, tables, clusters, True)),
-        _tier("arcs_grouped", "O(p·d_mlp)", tables, clusters,
-              partial(linear_error, tables, clusters, True, **grouped), exact_maxima=EXACT_MAXIMA),
-        _tier("quadratic", "O(p²·d_mlp)", tables, clusters, quadratic, exact=True),
-        _tier("quadratic_exact_c", "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True),
-    ]
-    return BoundReport(tables.p, tables.d_mlp, tiers, truth, model_margin, bf_ops, bf_seconds, clusters)
+    chosen = [_run_tier(name, tables, clusters) for name in names]
+    return BoundReport(tables.p, tables.d_mlp, chosen, truth, model_margin, bf_ops, bf_seconds, clusters)
 
 
-def bound(model: Transformer, device: str | None = None) -> BoundReport:
-    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``)."""
+def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS) -> BoundReport:
+    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers."""
     tables = separable_tables(model)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    return bound_tables(tables, clusters, device)
+    return bound_tables(tables, clusters, device, tiers)

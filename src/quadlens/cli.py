@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from . import __version__
+from .certify import TIERS, check_tiers
 from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
@@ -196,18 +197,25 @@ def print_explanation(explanation) -> None:
 def bound(model: Optional[Path] = MODEL_ARG,
           out: Path = typer.Option(Path("out/bound"), help="Folder for bound.json, bound.npz and the figures."),
           device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present)."),
-          figures: bool = typer.Option(True, help="Write PNG figures.")) -> None:
+          figures: bool = typer.Option(True, help="Write PNG figures."),
+          tiers: str = typer.Option(",".join(TIERS), help="Comma-separated tiers to run (brute force always runs).")
+          ) -> None:
     """Sound bounds on model − explanation (L3) per input, at each cost, checked against brute force."""
     from .certify import bound as bound_model
     from .figures import write_bound_figures
 
+    try:
+        chosen = check_tiers([name.strip() for name in tiers.split(",") if name.strip()])
+    except ValueError as error:
+        console.print(f"[red]error:[/red] --tiers: {escape(str(error))}")
+        raise typer.Exit(2) from None
     loaded = _load(model)
     if loaded.cfg.attention_kind != "constant" or loaded.cfg.act_fn != "relu":
         console.print(f"[red]error:[/red] bounds need constant attention and relu; this model has "
                       f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
         raise typer.Exit(2)
     with console.status("bounding ..."):
-        report = bound_model(loaded, device)
+        report = bound_model(loaded, device, chosen)
         report.save(out)
         written = write_bound_figures(report, out) if figures else []
     summary = report.to_dict()
