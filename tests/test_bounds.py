@@ -253,3 +253,15 @@ def test_gelu_models_are_refused():
     tables = dataclasses.replace(pizza_tables(spec), act_fn="gelu")
     with pytest.raises(ValueError, match="derived for relu"):
         bound_tables(tables, clusters_of(tables), device="cpu")
+
+
+def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
+    from quadlens.certify import bound
+
+    stages = []
+    report = bound(bundled, device="cpu", tiers=["quadratic", "lipschitz"], on_stage=stages.append)
+    assert [t.name for t in report.tiers] == ["lipschitz", "quadratic"]
+    assert stages == ["compiled kernels", "brute force", "lipschitz (1/2)", "quadratic (2/2)"]
+    with pytest.raises(ValueError, match="'lipshitz'.*arcs_grouped"):
+        bound(bundled, device="cpu", tiers=["lipshitz"], on_stage=stages.append)
+    assert len(stages) == 4  # refused before any work

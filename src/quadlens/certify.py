@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
@@ -157,20 +157,27 @@ def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Ti
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                 tiers: Sequence[str] = TIERS) -> BoundReport:
+                 tiers: Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None) -> BoundReport:
     """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
-    for the truth."""
+    for the truth; ``on_stage`` hears the name of each stage as it starts (for a progress display)."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     names = check_tiers(tiers)
+    stage = on_stage or (lambda name: None)
+    stage("compiled kernels")
     load_compiled_kernel()
+    stage("brute force")
     truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
-    chosen = [_run_tier(name, tables, clusters) for name in names]
+    chosen = []
+    for i, name in enumerate(names):
+        stage(f"{name} ({i + 1}/{len(names)})")
+        chosen.append(_run_tier(name, tables, clusters))
     return BoundReport(tables.p, tables.d_mlp, chosen, truth, model_margin, bf_ops, bf_seconds, clusters)
 
 
-def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS) -> BoundReport:
+def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS,
+          on_stage: Callable[[str], None] | None = None) -> BoundReport:
     """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers."""
     tables = separable_tables(model)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    return bound_tables(tables, clusters, device, tiers)
+    return bound_tables(tables, clusters, device, tiers, on_stage)

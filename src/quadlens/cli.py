@@ -214,8 +214,8 @@ def bound(model: Optional[Path] = MODEL_ARG,
         console.print(f"[red]error:[/red] bounds need constant attention and relu; this model has "
                       f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
         raise typer.Exit(2)
-    with console.status("bounding ..."):
-        report = bound_model(loaded, device, chosen)
+    with console.status("bounding ...") as status:
+        report = bound_model(loaded, device, chosen, on_stage=lambda name: status.update(f"bounding: {name} ..."))
         report.save(out)
         written = write_bound_figures(report, out) if figures else []
     summary = report.to_dict()
