@@ -23,9 +23,9 @@ def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
 def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, width, shift, spread):
     phase = np.sort(np.random.default_rng(seed).uniform(-spread, spread, n))  # spread 0.01: one crowded cell
     upper = lower + width
-    i1, i2, cuts = np.empty(10, np.int64), np.empty(10, np.int64), np.empty(6)
+    i1, i2 = np.empty(10, np.int64), np.empty(10, np.int64)
     phase2 = np.concatenate([phase, phase + 2 * np.pi])
-    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, phase_buckets(phase2), i1, i2, cuts)
+    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, phase_buckets(phase2), i1, i2)
     theta = shift + phase
     x = kappa + 2 * A * np.cos(theta) + 2 * B * np.cos(2 * theta)
     covered = members(i1, i2, count, n)
@@ -43,7 +43,7 @@ def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed
     phase2 = np.sort(rng.uniform(-np.pi, np.pi, 25))
     phase2 = np.concatenate([phase2, phase2 + 2 * np.pi])
     buckets, omega_k = phase_buckets(phase2), 2 * np.pi * k / p
-    A, B, starts, lengths, counts = on_set_pieces(kappa, beta, omega_k, p)
+    A, B, starts, lengths, counts, _, _ = on_set_pieces(kappa, beta, omega_k, p)
     i1, i2, j1, j2 = (np.empty(10, np.int64) for _ in range(4))
     for a, b in rng.integers(0, p, (20, 2)):
         shift, difference = omega_k * (a + b) / 2, a - b + p - 1
@@ -51,8 +51,7 @@ def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed
         assert (A[difference], B[difference]) == (np.cos(delta / 2), beta * np.cos(delta))
         count = shifted_arcs(starts[difference], lengths[difference], counts[difference], shift, phase2, buckets,
                              i1, i2)
-        expected = level_arcs(kappa, A[difference], B[difference], 0.0, np.inf, shift, phase2, buckets, j1, j2,
-                              np.empty(6))
+        expected = level_arcs(kappa, A[difference], B[difference], 0.0, np.inf, shift, phase2, buckets, j1, j2)
         assert count == expected
         np.testing.assert_array_equal(i1[:count], j1[:count])
         np.testing.assert_array_equal(i2[:count], j2[:count])

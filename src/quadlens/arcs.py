@@ -60,28 +60,17 @@ def _index(phase2: np.ndarray, buckets: np.ndarray, x: float) -> int:
     return j
 
 
-@njit(cache=True)
-def level_pieces(kappa: float, A: float, B: float, lower: float, upper: float, cuts: np.ndarray,
-                 starts: np.ndarray, lengths: np.ndarray) -> int:
-    """The level set {lower < x ≤ upper} (upper = inf: no limit) as arcs of φ + shift: their starts and lengths.
-
-    Returns how many were written (at most ``MAX_ARCS``); ``cuts`` is scratch space for six values.
-    """
-    cuts[0] = -1.0
-    _roots(kappa - lower, A, B, cuts, 1)
-    if np.isinf(upper):
-        cuts[3] = 1.0
-        m = 3
-    else:
-        _roots(kappa - upper, A, B, cuts, 3)
-        cuts[5] = 1.0
-        m = 5
-    for s in range(1, m + 1):  # insertion sort of at most six values
-        value, j = cuts[s], s
+@njit(cache=True, inline="always")
+def _pieces(kappa: float, A: float, B: float, lower: float, upper: float, cuts: np.ndarray, angles: np.ndarray,
+            m: int, starts: np.ndarray, lengths: np.ndarray) -> int:
+    """The arcs between the sorted cut values X in cuts[0..m] where lower < x ≤ upper; ``angles`` holds arccos of
+    the cuts where already known (NaN elsewhere). Returns how many were written to starts and lengths."""
+    for s in range(1, m + 1):  # insertion sort of at most six values, their angles carried along
+        value, angle, j = cuts[s], angles[s], s
         while j > 0 and cuts[j - 1] > value:
-            cuts[j] = cuts[j - 1]
+            cuts[j], angles[j] = cuts[j - 1], angles[j - 1]
             j -= 1
-        cuts[j] = value
+        cuts[j], angles[j] = value, angle
     count = 0
     for s in range(m):
         x_lo, x_hi = cuts[s], cuts[s + 1]
@@ -91,11 +80,52 @@ def level_pieces(kappa: float, A: float, B: float, lower: float, upper: float, c
         value = kappa + 2 * A * mid + 2 * B * (2 * mid * mid - 1)
         if not (value > lower and value <= upper):
             continue
-        alpha, beta = np.arccos(x_hi), np.arccos(x_lo)
+        if np.isnan(angles[s + 1]):
+            angles[s + 1] = np.arccos(x_hi)
+        if np.isnan(angles[s]):
+            angles[s] = np.arccos(x_lo)
+        alpha, beta = angles[s + 1], angles[s]
         starts[count], starts[count + 1] = alpha, -beta
         lengths[count], lengths[count + 1] = beta - alpha, beta - alpha
         count += 2
     return count
+
+
+@njit(cache=True)
+def level_pieces(kappa: float, A: float, B: float, lower: float, upper: float, cuts: np.ndarray,
+                 starts: np.ndarray, lengths: np.ndarray) -> int:
+    """The level set {lower < x ≤ upper} (upper = inf: no limit) as arcs of φ + shift: their starts and lengths.
+
+    Returns how many were written (at most ``MAX_ARCS``); ``cuts`` is scratch space for twelve values.
+    """
+    angles = cuts[6:]
+    angles[:] = np.nan
+    cuts[0] = -1.0
+    _roots(kappa - lower, A, B, cuts, 1)
+    if np.isinf(upper):
+        cuts[3] = 1.0
+        m = 3
+    else:
+        _roots(kappa - upper, A, B, cuts, 3)
+        cuts[5] = 1.0
+        m = 5
+    return _pieces(kappa, A, B, lower, upper, cuts, angles, m, starts, lengths)
+
+
+@njit(cache=True, inline="always")
+def band_pieces(kappa: float, A: float, B: float, tau: float, off: bool, zero_roots: np.ndarray,
+                zero_angles: np.ndarray, cuts: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> int:
+    """``level_pieces`` for the band {0 < x ≤ τ} (or {−τ < x ≤ 0} when ``off``), given the roots of x = 0 and
+    their arccos (the on-set's, tabulated per difference): only the roots at ±τ are computed."""
+    angles = cuts[6:]
+    angles[:] = np.nan
+    cuts[0], cuts[5] = -1.0, 1.0
+    lower, upper = (-tau, 0.0) if off else (0.0, tau)
+    first = 3 if off else 1  # the x = 0 roots take the other two places
+    cuts[first], cuts[first + 1] = zero_roots[0], zero_roots[1]
+    angles[first], angles[first + 1] = zero_angles[0], zero_angles[1]
+    _roots(kappa - (lower if off else upper), A, B, cuts, 4 - first)
+    return _pieces(kappa, A, B, lower, upper, cuts, angles, 5, starts, lengths)
 
 
 @njit(cache=True, inline="always")
@@ -115,28 +145,30 @@ def shifted_arcs(starts: np.ndarray, lengths: np.ndarray, count: int, shift: flo
 
 @njit(cache=True)
 def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
-               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray, cuts: np.ndarray) -> int:
-    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit).
-
-    Returns how many non-empty ranges were written; ``cuts`` is scratch space for six values.
-    """
-    starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
+               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
+    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit);
+    returns how many non-empty ranges were written."""
+    starts, lengths, cuts = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12)
     count = level_pieces(kappa, A, B, lower, upper, cuts, starts, lengths)
     return shifted_arcs(starts, lengths, count, shift, phase2, buckets, i1, i2)
 
 
 @njit(cache=True)
 def on_set_pieces(kappa: float, beta: float, omega_k: float, p: int):
-    """Per difference a − b (index a − b + p − 1): the waveform's A, B and the pieces of its on-set {x > 0}, which
-    depend on a − b alone. Returns (A, B, starts, lengths, counts)."""
+    """Per difference a − b (index a − b + p − 1), which alone they depend on: the waveform's A and B, the
+    pieces of its on-set {x > 0}, and the roots of x = 0 with their arccos, which bound the bands too.
+    Returns (A, B, starts, lengths, counts, zero_roots, zero_angles)."""
     A, B = np.empty(2 * p - 1), np.empty(2 * p - 1)
     starts, lengths = np.empty((2 * p - 1, MAX_ARCS)), np.empty((2 * p - 1, MAX_ARCS))
-    counts, cuts = np.empty(2 * p - 1, np.int64), np.empty(6)
+    counts, cuts = np.empty(2 * p - 1, np.int64), np.empty(12)
+    zero_roots, zero_angles = np.empty((2 * p - 1, 2)), np.empty((2 * p - 1, 2))
     for index in range(2 * p - 1):
         delta = omega_k * (index - (p - 1))
         A[index], B[index] = np.cos(delta / 2), beta * np.cos(delta)
         counts[index] = level_pieces(kappa, A[index], B[index], 0.0, np.inf, cuts, starts[index], lengths[index])
-    return A, B, starts, lengths, counts
+        _roots(kappa - 0.0, A[index], B[index], zero_roots[index], 0)
+        zero_angles[index, 0], zero_angles[index, 1] = np.arccos(zero_roots[index, 0]), np.arccos(zero_roots[index, 1])
+    return A, B, starts, lengths, counts, zero_roots, zero_angles
 
 
 @njit(cache=True)
@@ -165,10 +197,11 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
     buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
-    A_of, B_of, on_starts, on_lengths, on_counts = on_set_pieces(kappa, beta, omega_k, p)
+    A_of, B_of, on_starts, on_lengths, on_counts, zero_roots, zero_angles = on_set_pieces(kappa, beta, omega_k, p)
     for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
-        coefficient, cuts = np.empty(5, np.complex128), np.empty(6)
+        starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
+        coefficient, cuts = np.empty(5, np.complex128), np.empty(12)
         total = np.empty(W, np.complex128)
         for b in range(p):
             shift, difference = omega_k * (a + b) / 2, a - b + p - 1
@@ -202,8 +235,9 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
             for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
                 tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
                 for step in range(iterations + 1):
-                    lower, upper = (0.0, tau) if sign == 0 else (-tau, 0.0)
-                    count = level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2, cuts)
+                    pieces = band_pieces(kappa, A, B, tau, sign == 1, zero_roots[difference], zero_angles[difference],
+                                         cuts, starts, lengths)
+                    count = shifted_arcs(starts, lengths, pieces, shift, phase2, buckets, i1, i2)
                     ops[a] += 160
                     if step == iterations or count == 0:
                         break
