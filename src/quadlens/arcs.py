@@ -198,6 +198,10 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
     A_of, B_of, on_starts, on_lengths, on_counts, zero_roots, zero_angles = on_set_pieces(kappa, beta, omega_k, p)
+    turn = np.empty((2 * p - 1, 2), np.complex128)  # e^{i·shift}, e^{2i·shift} per a + b
+    for a_plus_b in range(2 * p - 1):
+        shift = omega_k * a_plus_b / 2
+        turn[a_plus_b, 0], turn[a_plus_b, 1] = np.exp(1j * shift), np.exp(2j * shift)
     for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
         starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
@@ -207,9 +211,9 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
             shift, difference = omega_k * (a + b) / 2, a - b + p - 1
             A, B = A_of[difference], B_of[difference]
             coefficient[0] = kappa
-            coefficient[1] = A * np.exp(1j * shift)
+            coefficient[1] = A * turn[a + b, 0]
             coefficient[2] = np.conj(coefficient[1])
-            coefficient[3] = B * np.exp(2j * shift)
+            coefficient[3] = B * turn[a + b, 1]
             coefficient[4] = np.conj(coefficient[3])
             count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference], shift,
                                  phase2, buckets, i1, i2)
