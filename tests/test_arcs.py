@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import (level_arcs, on_set_pieces, phase_buckets, prefix, range_max, range_max_table, row_prefix,
-                          shifted_arcs, table_levels)
+from quadlens.arcs import (MAX_ARCS, band_pieces, level_arcs, on_set_pieces, phase_buckets, prefix, range_max,
+                          range_max_table, row_prefix, shifted_arcs, table_levels)
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
@@ -55,6 +55,29 @@ def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed
         assert count == expected
         np.testing.assert_array_equal(i1[:count], j1[:count])
         np.testing.assert_array_equal(i2[:count], j2[:count])
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.integers(2, 40), k=st.integers(1, 19), kappa=st.floats(-1.5, 1.5),
+       beta=st.floats(-0.5, 0.5), tau=st.floats(0, 3))
+def test_bands_from_the_on_sets_roots_match_their_level_sets(seed, p, k, kappa, beta, tau):
+    rng = np.random.default_rng(seed)
+    phase2 = np.sort(rng.uniform(-np.pi, np.pi, 25))
+    phase2 = np.concatenate([phase2, phase2 + 2 * np.pi])
+    buckets, omega_k = phase_buckets(phase2), 2 * np.pi * k / p
+    A, B, _, _, _, zero_roots, zero_angles = on_set_pieces(kappa, beta, omega_k, p)
+    i1, i2, j1, j2 = (np.empty(MAX_ARCS, np.int64) for _ in range(4))
+    starts, lengths, cuts = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12)
+    for a, b in rng.integers(0, p, (10, 2)):
+        shift, difference = omega_k * (a + b) / 2, a - b + p - 1
+        for off, (lower, upper) in ((False, (0.0, tau)), (True, (-tau, 0.0))):
+            pieces = band_pieces(kappa, A[difference], B[difference], tau, off, zero_roots[difference],
+                                 zero_angles[difference], cuts, starts, lengths)
+            count = shifted_arcs(starts, lengths, pieces, shift, phase2, buckets, i1, i2)
+            expected = level_arcs(kappa, A[difference], B[difference], lower, upper, shift, phase2, buckets, j1, j2)
+            assert count == expected
+            np.testing.assert_array_equal(i1[:count], j1[:count])
+            np.testing.assert_array_equal(i2[:count], j2[:count])
 
 
 @settings(max_examples=200, deadline=None)
