@@ -4,7 +4,9 @@ A cluster's neurons are sorted by phase φ. For an input (a, b), the neurons who
 pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ/2), B = β cos δ) lies in a
 level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ; sums over
 them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(1)
-expected work, so the whole pass is linear in the parameter count.
+expected work, so the whole pass is linear in the parameter count. What depends on a − b alone (A, B,
+the on-set {x > 0} and the roots of x = 0, which the bands share) is computed once per difference, and
+the input's shift only moves those arcs; each band needs only its own roots at ±τ.
 
 The roots are those of ``quadlens.lens.roots_in_unit_interval``; an angle's index is numpy's
 ``searchsorted`` (side='left'), found from a uniform grid of buckets and a short scan; empty arcs are
@@ -132,15 +134,15 @@ def band_pieces(kappa: float, A: float, B: float, tau: float, off: bool, zero_ro
 def shifted_arcs(starts: np.ndarray, lengths: np.ndarray, count: int, shift: float, phase2: np.ndarray,
                  buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
     """The arcs moved by −shift as index ranges [i1, i2) of the doubled phase list; returns how many are non-empty."""
-    found = 0
+    written = 0
     for q in range(count):
         lo = np.mod(starts[q] - shift + np.pi, 2 * np.pi) - np.pi
         j1 = _index(phase2, buckets, lo)
         j2 = _index(phase2, buckets, lo + lengths[q])
         if j2 > j1:
-            i1[found], i2[found] = j1, j2
-            found += 1
-    return found
+            i1[written], i2[written] = j1, j2
+            written += 1
+    return written
 
 
 @njit(cache=True)
@@ -166,7 +168,7 @@ def on_set_pieces(kappa: float, beta: float, omega_k: float, p: int):
         delta = omega_k * (index - (p - 1))
         A[index], B[index] = np.cos(delta / 2), beta * np.cos(delta)
         counts[index] = level_pieces(kappa, A[index], B[index], 0.0, np.inf, cuts, starts[index], lengths[index])
-        _roots(kappa - 0.0, A[index], B[index], zero_roots[index], 0)
+        _roots(kappa, A[index], B[index], zero_roots[index], 0)
         zero_angles[index, 0], zero_angles[index, 1] = np.arccos(zero_roots[index, 0]), np.arccos(zero_roots[index, 1])
     return A, B, starts, lengths, counts, zero_roots, zero_angles
 
