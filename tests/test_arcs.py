@@ -4,8 +4,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import (MAX_ARCS, band_pieces, level_arcs, on_set_pieces, phase_buckets, prefix, range_max,
+from quadlens.arcs import (MAX_ARCS, band_pieces, level_pieces, on_set_pieces, phase_buckets, prefix, range_max,
                           range_max_table, row_prefix, shifted_arcs, table_levels)
+
+
+def level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2) -> int:
+    """The reference level set for one input: its pieces computed afresh, then moved by the shift."""
+    starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
+    count = level_pieces(kappa, A, B, lower, upper, np.empty(12), starts, lengths)
+    return shifted_arcs(starts, lengths, count, shift, phase2, buckets, i1, i2)
 
 
 def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:

@@ -146,16 +146,6 @@ def shifted_arcs(starts: np.ndarray, lengths: np.ndarray, count: int, shift: flo
 
 
 @njit(cache=True)
-def level_arcs(kappa: float, A: float, B: float, lower: float, upper: float, shift: float,
-               phase2: np.ndarray, buckets: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
-    """Index ranges [i1, i2) of the doubled phase list covering {lower < x ≤ upper} (upper = inf: no limit);
-    returns how many non-empty ranges were written."""
-    starts, lengths, cuts = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12)
-    count = level_pieces(kappa, A, B, lower, upper, cuts, starts, lengths)
-    return shifted_arcs(starts, lengths, count, shift, phase2, buckets, i1, i2)
-
-
-@njit(cache=True)
 def on_set_pieces(kappa: float, beta: float, omega_k: float, p: int):
     """Per difference a − b (index a − b + p − 1), which alone they depend on: the waveform's A and B, the
     pieces of its on-set {x > 0}, and the roots of x = 0 with their arccos, which bound the bands too.
