@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +125,17 @@ def load_compiled_kernel() -> None:
         linear_error(tables, clusters, sign_patterns, Ops())
 
 
-TIERS = ("lipschitz", "arcs", "arcs_grouped", "quadratic", "quadratic_exact_c")  # cheapest first
+# name: (cost, the error's terms, their options, the tier's options); cheapest first
+_TIER_SPECS = {
+    "lipschitz": ("O(p·d_mlp)", linear_error, {"sign_patterns": False}, {}),
+    "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
+    "arcs_grouped": ("O(p·d_mlp)", linear_error,
+                     {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": EXACT_DIFFERENCES},
+                     {"exact_maxima": EXACT_MAXIMA}),
+    "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
+    "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),
+}
+TIERS = tuple(_TIER_SPECS)
 
 
 def check_tiers(tiers: Sequence[str]) -> list[str]:
@@ -140,20 +150,9 @@ def check_tiers(tiers: Sequence[str]) -> list[str]:
 
 def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
     """One tier by name (docs/bounds.md has each one's argument)."""
-    linear, quadratic = partial(linear_error, tables, clusters), partial(quadratic_error, tables, clusters)
-    if name == "lipschitz":
-        return _tier(name, "O(p·d_mlp)", tables, clusters, partial(linear, False))
-    if name == "arcs":
-        return _tier(name, "O(p·d_mlp)", tables, clusters, partial(linear, True))
-    if name == "arcs_grouped":
-        return _tier(name, "O(p·d_mlp)", tables, clusters,
-                     partial(linear, True, waveform_groups=WAVEFORM_GROUPS, exact_differences=EXACT_DIFFERENCES),
-                     exact_maxima=EXACT_MAXIMA)
-    if name == "quadratic":
-        return _tier(name, "O(p²·d_mlp)", tables, clusters, quadratic, exact=True)
-    if name == "quadratic_exact_c":
-        return _tier(name, "O(p²·d_mlp + p³·F)", tables, clusters, quadratic, exact_over_c=True, exact=True)
-    raise ValueError(f"unknown bound tier {name!r}; the tiers are {', '.join(TIERS)}")
+    cost, error_terms, options, tier_options = _TIER_SPECS[name]
+    return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
+                 **tier_options)
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
