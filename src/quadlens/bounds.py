@@ -608,7 +608,7 @@ class _Tracked:
         p, J = self.phasors.shape[1], steps.shape[1]
         a_all, b_all = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
         out = np.empty((len(a_all), J))
-        rotation = np.exp(2j * np.pi * np.outer(dec.frequencies, np.arange(p)) / p)  # e^{iωfc}  [F, c]
+        rotation = _output_basis(dec, p)[:len(dec.frequencies)]  # e^{iωfc}  [F, c]
         directions = np.ascontiguousarray(np.concatenate([dec.directions, dec.directions], 1).T)  # [2p, R]
         difference_of = (a_all - b_all) % p
         order = np.argsort(difference_of, kind="stable")
