@@ -179,7 +179,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
              found: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Fill ``found[W, a, b]`` and ``band[a, b]`` for one cluster; returns the operations performed per row a.
 
-    ideal_prefix ``[2n+1, 5, W]``: prefix sums of r e^{ihφ} v (h = 0, 1, −1, 2, −2);
+    ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
     residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
     band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
     share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
@@ -190,41 +190,42 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     buckets = phase_buckets(phase2)
     ops = np.zeros(p, np.int64)
     A_of, B_of, on_starts, on_lengths, on_counts, zero_roots, zero_angles = on_set_pieces(kappa, beta, omega_k, p)
-    turn = np.empty((2 * p - 1, 2), np.complex128)  # e^{i·shift}, e^{2i·shift} per a + b
+    turn = np.empty((2 * p - 1, 4))  # cos u, −sin u, cos 2u, −sin 2u of the shift u per a + b
     for a_plus_b in range(2 * p - 1):
         shift = omega_k * a_plus_b / 2
-        turn[a_plus_b, 0], turn[a_plus_b, 1] = np.exp(1j * shift), np.exp(2j * shift)
+        turn[a_plus_b] = np.cos(shift), -np.sin(shift), np.cos(2 * shift), -np.sin(2 * shift)
     for a in prange(p):
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
         starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
-        coefficient, cuts = np.empty(5, np.complex128), np.empty(12)
-        total = np.empty(W, np.complex128)
+        coefficient, cuts = np.empty(5), np.empty(12)
+        total = np.empty(W)
         for b in range(p):
             shift, difference = omega_k * (a + b) / 2, a - b + p - 1
             A, B = A_of[difference], B_of[difference]
-            coefficient[0] = kappa
-            coefficient[1] = A * turn[a + b, 0]
-            coefficient[2] = np.conj(coefficient[1])
-            coefficient[3] = B * turn[a + b, 1]
-            coefficient[4] = np.conj(coefficient[3])
+            coefficient[0] = kappa  # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ, against ideal_prefix's five parts
+            coefficient[1], coefficient[2] = 2 * A * turn[a + b, 0], 2 * A * turn[a + b, 1]
+            coefficient[3], coefficient[4] = 2 * B * turn[a + b, 2], 2 * B * turn[a + b, 3]
             count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference], shift,
                                  phase2, buckets, i1, i2)
             ops[a] += 120
             for w in range(W):
-                total[w] = 0j
+                total[w] = 0.0
             for q in range(count):
+                upper, lower = ideal_prefix[i2[q]], ideal_prefix[i1[q]]
+                for w in range(W):
+                    total[w] += (coefficient[0] * (upper[0, w] - lower[0, w])
+                                 + coefficient[1] * (upper[1, w] - lower[1, w])
+                                 + coefficient[2] * (upper[2, w] - lower[2, w])
+                                 + coefficient[3] * (upper[3, w] - lower[3, w])
+                                 + coefficient[4] * (upper[4, w] - lower[4, w]))
                 j1, j2 = i1[q], i2[q]
-                for h in range(5):
-                    c = coefficient[h]
-                    for w in range(W):
-                        total[w] += c * (ideal_prefix[j2, h, w] - ideal_prefix[j1, h, w])
                 if sign_patterns:
                     for w in range(W):
                         total[w] += (residual_prefix_a[a, j2, w] - residual_prefix_a[a, j1, w]
                                      + residual_prefix_b[b, j2, w] - residual_prefix_b[b, j1, w])
             for w in range(W):
                 found[w, a, b] = total[w]
-            ops[a] += count * W * (5 * 10 + (16 if sign_patterns else 0))
+            ops[a] += count * W * (15 + (4 if sign_patterns else 0))
             if not sign_patterns:
                 continue
             total_band = 0.0
@@ -276,11 +277,11 @@ def table_levels(n: int) -> int:
 
 @njit(cache=True, parallel=True)
 def row_prefix(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]`` complex,
+    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]``,
     as ``prefix(rows[:, :, None] * weights[None], axis=1)`` without the temporaries."""
     p, n = rows.shape
     W = weights.shape[1]
-    out = np.empty((p, 2 * n + 1, W), np.complex128)
+    out = np.empty((p, 2 * n + 1, W))
     for r in prange(p):
         for w in range(W):
             out[r, 0, w] = 0.0

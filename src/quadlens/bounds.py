@@ -281,8 +281,10 @@ class ClusterTerms:
 
     @property
     def output_weights(self) -> np.ndarray:
-        """Per neuron ``[n, W]``: tracked phasor coefficients, direction coordinates, remainder span."""
-        return np.concatenate([self.gamma, self.coordinates, self.remainder_span[:, None]], axis=1)
+        """Per neuron ``[n, W]``, real: the tracked phasor coefficients' real parts, then their imaginary parts,
+        direction coordinates, remainder span (``_Tracked.add`` reads sums of them in this order)."""
+        return np.concatenate([self.gamma.real, self.gamma.imag, self.coordinates, self.remainder_span[:, None]],
+                              axis=1)
 
     def residual_shares(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
         """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
@@ -379,26 +381,25 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
 
-HARMONICS = (0, 1, -1, 2, -2)  # e^{ihφ} factors of κ, A e^{±iu}, B e^{±2iu} in r (κ + Q(θ))
-
-
 @dataclass
 class ClusterSums:
-    """One cluster's share of a bound per input: the summed output weights (tracked phasor coefficients,
-    direction coordinates, remainder span; ``[W, p, p]``) of its activations as far as known, and the band
-    term ``[p, p]`` bounding the rest."""
+    """One cluster's share of a bound per input: the summed output weights (``ClusterTerms.output_weights``,
+    ``[W, p, p]``) of its activations as far as known, and the band term ``[p, p]`` bounding the rest."""
 
     found: np.ndarray
     band: np.ndarray
 
 
 def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
-    """Prefix sums over the doubled phase list of r e^{ihφ} v for each harmonic h: ``[2n+1, 5, W]``."""
-    harmonic = term.r[None, :] * np.exp(1j * np.outer(HARMONICS, term.phase))  # [5, n]
-    return arcs.prefix(harmonic.T[:, :, None] * weights[:, None, :])
+    """Prefix sums over the doubled phase list of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times each output
+    weight: ``[2n+1, 5, W]``; r (κ + Q(θ)) for θ = u + φ is κ, 2A cos u, −2A sin u, 2B cos 2u, −2B sin 2u
+    times these."""
+    phase = term.phase
+    parts = term.r * np.stack([np.ones_like(phase), np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)])
+    return arcs.prefix(parts.T[:, :, None] * weights[:, None, :])
 
 
-def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) -> ClusterSums:
+def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, found: np.ndarray) -> ClusterSums:
     """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
     weights = term.output_weights
@@ -416,8 +417,8 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
             band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
-    ops(p * n * (2 * W * 8 + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 6)
-    found, band = np.empty((W, p, p), complex), np.empty((p, p))
+    ops(p * n * (6 * W + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 3)
+    band = np.empty((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
                               iterations, True, found, band)
@@ -425,14 +426,13 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops) ->
     return ClusterSums(found, band)
 
 
-def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops) -> ClusterSums:
+def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, found: np.ndarray) -> ClusterSums:
     """Exact sums of the ideal activations ĥ; every neuron's residual taken by relu's Lipschitz constant."""
     weights = term.output_weights
     n, W = weights.shape
     full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
-    ops(n * 5 * W * 6 + 4 * p * n)
-    found = np.empty((W, p, p), complex)
-    unused = np.zeros((1, 1, W), complex)
+    ops(n * 5 * W * 3 + 4 * p * n)
+    unused = np.zeros((1, 1, W))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), unused, unused, np.zeros((2, 2, 1, 1)),
                               np.zeros((2, 2, 1, 1, 1)), np.zeros((2, 2, 1)), 0, False, found, np.zeros((p, p)))
@@ -457,7 +457,7 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
         hidden = np.maximum(from_a + from_b[b], 0)
         sums.found[:, a, b] = (hidden @ term.output_weights).T
         sums.band[a, b] = 0.0
-        ops(p * len(term.r) * (3 + 8 * len(sums.found)))
+        ops(p * len(term.r) * (3 + 2 * len(sums.found)))
     ops(p * p)
 
 
@@ -475,14 +475,16 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups)
     tracked = _Tracked.empty(p, dec)
     remainder, band = np.zeros((p, p)), np.zeros((p, p))
+    scratch = np.empty((max((term.output_weights.shape[1] for term in dec.clusters), default=0), p, p))
     for term in dec.clusters:
+        found = scratch[:term.output_weights.shape[1]]
         if sign_patterns:
-            sums = _sign_pattern_sums(term, p, band_iterations, ops)
+            sums = _sign_pattern_sums(term, p, band_iterations, ops, found)
         else:
-            sums = _lipschitz_sums(term, p, ops)
+            sums = _lipschitz_sums(term, p, ops, found)
         _exact_differences(sums, term, tables, exact_differences, ops)
         tracked.add(term, sums.found[:-1])
-        remainder += np.real(sums.found[-1])
+        remainder += sums.found[-1]
         band += sums.band
     tracked.subtract_explanation(dec)
     ops(p * p * 2)
@@ -564,12 +566,14 @@ class _Tracked:
         return cls(np.zeros((len(dec.frequencies), p, p), complex), np.zeros((len(dec.directions), p, p)))
 
     def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
-        """Add a cluster's summed output weights ``[W, ...]`` (phasor coefficients then direction coordinates)."""
+        """Add a cluster's summed output weights ``[W, ...]`` (real and imaginary parts of the phasor
+        coefficients, then direction coordinates, as ``ClusterTerms.output_weights``)."""
         T = len(term.tracked)
         for t, column in enumerate(term.columns):
-            self.phasors[column, rows] += sums[t]
+            self.phasors[column, rows].real += sums[t]
+            self.phasors[column, rows].imag += sums[T + t]
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
-            self.coordinates[column, rows] += np.real(sums[T + t])
+            self.coordinates[column, rows] += sums[2 * T + t]
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Every tracked value, in the order of ``_output_basis``: ``[F + R, p²]``, or ``[F + R, n]`` at the given
@@ -669,11 +673,11 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         for term in dec.clusters:
             sums = np.moveaxis(hidden[..., term.neurons] @ term.output_weights, -1, 0)
             tracked.add(term, sums[:-1], rows)
-            remainder[rows] += np.real(sums[-1])
+            remainder[rows] += sums[-1]
         loose[rows] = hidden[..., dec.loose] @ dec.loose_span
     ops(3 * p * p * tables.d_mlp)
     for term in dec.clusters:
-        ops(p * p * len(term.r) * 8 * term.output_weights.shape[1])
+        ops(p * p * len(term.r) * 2 * term.output_weights.shape[1])
     tracked.subtract_explanation(dec)
     ops(2 * p * p * len(dec.loose) + p * p * 4)
     return ErrorTerms(dec, tracked, remainder + loose)
