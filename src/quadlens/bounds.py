@@ -570,8 +570,7 @@ class _Tracked:
         coefficients, then direction coordinates, as ``ClusterTerms.output_weights``)."""
         T = len(term.tracked)
         for t, column in enumerate(term.columns):
-            self.phasors[column, rows].real += sums[t]
-            self.phasors[column, rows].imag += sums[T + t]
+            _add_parts(self.phasors[column, rows], sums[t], sums[T + t])
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
             self.coordinates[column, rows] += sums[2 * T + t]
 
@@ -633,6 +632,14 @@ class _Tracked:
             out[chosen] = np.abs(total)
         ops(len(a_all) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out.reshape(p, p, J) if inputs is None else out
+
+
+@njit(cache=True, parallel=True)
+def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> None:
+    """phasor += real + i·imaginary, in one pass over ``[rows, p]`` arrays."""
+    for a in prange(phasor.shape[0]):
+        for b in range(phasor.shape[1]):
+            phasor[a, b] += complex(real[a, b], imaginary[a, b])
 
 
 def _peaks(dec: Decomposition) -> np.ndarray:
