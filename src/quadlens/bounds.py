@@ -85,7 +85,7 @@ def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
     t = np.arange(p)
     amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
     omega_k = 2 * np.pi * cluster.frequency / p
-    return amplitude[_difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * (t[:, None] + t[None, :]))), lens
+    return amplitude[_difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * t))[targets(p)], lens
 
 
 def explanation_margins_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
@@ -108,11 +108,14 @@ def _difference_index(p: int) -> np.ndarray:
 
 @dataclass
 class Competitors:
-    """Per input, the J outputs c ≠ a+b closest to winning under the explanation, with the explanation's exact
-    margin to each (direct path included), and a lower bound on its margin to every other output."""
+    """Per input, the J outputs c ≠ a+b closest to winning under the explanation, the explanation's exact margin
+    to each (direct path included; computed where asked, never stored for all p²·J), and a lower bound on its
+    margin to every other output."""
 
     steps: np.ndarray  # [p, J]: per difference a − b, the listed j = a+b − c (never 0)
-    margins: np.ndarray  # [p, p, J]
+    by_difference: np.ndarray  # [p, p − 1]: the explanation's MLP margin per a − b and j
+    D_a: np.ndarray
+    D_b: np.ndarray
     others: np.ndarray  # [p, p]; inf when every output is listed
 
     @property
@@ -121,9 +124,17 @@ class Competitors:
         p = len(self.steps)
         return (targets(p)[..., None] - self.steps[_difference_index(p)]) % p
 
+    def margins(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """The explanation's exact margin to each listed output: ``[p, p, J]``, or ``[n, J]`` at the inputs (a, b)."""
+        if inputs is not None:
+            return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, *inputs)
+        p = len(self.steps)
+        a, b = np.divmod(np.arange(p * p), p)
+        return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, a, b).reshape(p, p, -1)
+
     def lower_bound(self) -> np.ndarray:
         """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
-        return np.minimum(self.margins.min(-1, initial=np.inf), self.others)
+        return np.minimum(_nearest_margin(self.by_difference, self.steps, self.D_a, self.D_b), self.others)
 
     def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -131,7 +142,7 @@ class Competitors:
         (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``); with ``inputs`` (a, b),
         on those inputs only (``differences`` ``[n, J]``)."""
         where = slice(None) if inputs is None else inputs
-        return np.minimum((self.margins[where] - differences).min(-1, initial=np.inf),
+        return np.minimum((self.margins(inputs) - differences).min(-1, initial=np.inf),
                           self.others[where] - bound[where])
 
 
@@ -158,25 +169,43 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
         others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
         nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
         ops(7 * p * p)
-    margins = _competitor_margins(by_difference, nearest, tables.D_a, tables.D_b)
-    ops(8 * p * p * J + p * p * np.log2(max(p, 2)))
-    return Competitors(nearest, margins, others)
+    ops(8 * p * p * J + p * p * np.log2(max(p, 2)))  # each listed margin, formed once for the lower bound
+    return Competitors(nearest, by_difference, tables.D_a, tables.D_b, others)
+
+
+@njit(cache=True, inline="always")
+def _margins_at(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray, a: int, b: int,
+                out: np.ndarray) -> None:
+    """The explanation's exact margin of a+b over each listed c = a+b − j at (a, b), direct path included."""
+    p = D_a.shape[0]
+    difference, target = a - b + (p if a < b else 0), a + b - (p if a + b >= p else 0)
+    correct, margins, steps = D_a[a, target] + D_b[b, target], by_difference[difference], nearest[difference]
+    for q in range(len(steps)):
+        c = target - steps[q]
+        c += p if c < 0 else 0
+        out[q] = margins[steps[q] - 1] + correct - D_a[a, c] - D_b[b, c]
 
 
 @njit(cache=True, parallel=True)
-def _competitor_margins(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray,
-                        D_b: np.ndarray) -> np.ndarray:
-    """The explanation's exact margin to each listed output, direct path included: ``[p, p, J]``."""
-    p, J = D_a.shape[0], nearest.shape[1]
-    out = np.empty((p, p, J))
+def _competitor_margins(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray,
+                        a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The explanation's exact margin to each listed output at the inputs (a, b): ``[n, J]``."""
+    out = np.empty((len(a), nearest.shape[1]))
+    for i in prange(len(a)):
+        _margins_at(by_difference, nearest, D_a, D_b, a[i], b[i], out[i])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _nearest_margin(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray) -> np.ndarray:
+    """The smallest of the explanation's margins to the listed outputs per input ``[p, p]`` (inf if none)."""
+    p = D_a.shape[0]
+    out = np.empty((p, p))
     for a in prange(p):
+        listed = np.empty(nearest.shape[1])
         for b in range(p):
-            difference, target = (a - b) % p, (a + b) % p
-            correct = D_a[a, target] + D_b[b, target]
-            for q in range(J):
-                step = nearest[difference, q]
-                c = (target - step) % p
-                out[a, b, q] = by_difference[difference, step - 1] + correct - D_a[a, c] - D_b[b, c]
+            _margins_at(by_difference, nearest, D_a, D_b, a, b, listed)
+            out[a, b] = listed.min() if len(listed) else np.inf
     return out
 
 
@@ -312,11 +341,13 @@ def _input_residuals(tables: SeparableTables, idx: np.ndarray, k: int, r: np.nda
                      kappa: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ε_a, ε_b ``[p, n]`` with pre_i = r_i (κ_i + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i] exactly (docs §1)."""
     p = tables.p
-    theta = 2 * np.pi * k / p * np.arange(p)[:, None] + phi[None, :]
-    waveform = r * (np.cos(theta) + beta * np.cos(2 * theta))
-    mean_a, mean_b = tables.F_a[:, idx].mean(0), tables.F_b[:, idx].mean(0)
-    eps_a = tables.F_a[:, idx] - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
-    return eps_a, tables.F_b[:, idx] - mean_b - waveform
+    u = 2 * np.pi * k / p * np.arange(p)
+    cos_theta = np.outer(np.cos(u), np.cos(phi)) - np.outer(np.sin(u), np.sin(phi))  # θ = u + φ
+    waveform = r * (cos_theta + beta * (2 * cos_theta * cos_theta - 1))
+    F_a, F_b = tables.F_a[:, idx], tables.F_b[:, idx]
+    mean_a, mean_b = F_a.mean(0), F_b.mean(0)
+    eps_a = F_a - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
+    return eps_a, F_b - mean_b - waveform
 
 
 def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: int):
@@ -325,8 +356,8 @@ def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: 
     p = W_L_rows.shape[1]
     rows = W_L_rows - W_L_rows.mean(1, keepdims=True)
     key = np.array([k])
-    residual_energy = np.abs(np.fft.fft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
-                                        axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
+    residual_energy = np.abs(np.fft.rfft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
+                                         axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
     extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
     tracked = np.array([k] + extra)
     gamma = _dft_coefficients(rows, tracked)
@@ -595,13 +626,9 @@ class _Tracked:
         basis = _output_basis(dec, p)  # [F + R, c] complex
         if exact:
             return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
-        target = targets(p)
-        at_target, peak = np.zeros((p, p)), np.zeros((p, p))
-        for values, row, scale in zip((*self.phasors, *self.coordinates), basis, _peaks(dec)):
-            at_target += np.real(values * row[target])
-            peak += np.abs(values) * scale
-        ops(p * p * 12 * len(basis))
-        return np.abs(at_target) + peak
+        ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
+        return _peak_bound(self.phasors, self.coordinates, basis[:len(self.phasors)],
+                           basis[len(self.phasors):].real.copy(), _peaks(dec)[len(self.phasors):])
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -632,6 +659,29 @@ class _Tracked:
             out[chosen] = np.abs(total)
         ops(len(a_all) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out.reshape(p, p, J) if inputs is None else out
+
+
+@njit(cache=True, parallel=True)
+def _peak_bound(phasors: np.ndarray, coordinates: np.ndarray, rotation: np.ndarray, directions: np.ndarray,
+                direction_peaks: np.ndarray) -> np.ndarray:
+    """|E(a+b)| + Σ_f |Y_f| + Σ_j |Y_j| max|v_j| per input ``[p, p]`` (``_Tracked.over_c``), row by row."""
+    F, p = phasors.shape[0], phasors.shape[1]
+    out = np.empty((p, p))
+    for a in prange(p):
+        at_target, peak = np.zeros(p), np.zeros(p)
+        for f in range(F):
+            for b in range(p):
+                y, turn = phasors[f, a, b], rotation[f, (a + b) % p]
+                at_target[b] += y.real * turn.real - y.imag * turn.imag
+                peak[b] += np.sqrt(y.real * y.real + y.imag * y.imag)
+        for j in range(coordinates.shape[0]):
+            for b in range(p):
+                y = coordinates[j, a, b]
+                at_target[b] += y * directions[j, (a + b) % p]
+                peak[b] += abs(y) * direction_peaks[j]
+        for b in range(p):
+            out[a, b] = abs(at_target[b]) + peak[b]
+    return out
 
 
 @njit(cache=True, parallel=True)
