@@ -172,6 +172,71 @@ def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
     return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
 
 
+@njit(cache=True, inline="always")
+def _add_arcs(total: np.ndarray, ideal_prefix: np.ndarray, i1: np.ndarray, i2: np.ndarray, count: int,
+              c0: float, c1: float, c2: float, c3: float, c4: float) -> None:
+    """total += Σ over the arcs [i1, i2) of the ideal activation's five parts times c0..c4, per output weight."""
+    for q in range(count):
+        upper, lower = ideal_prefix[i2[q]], ideal_prefix[i1[q]]
+        for w in range(len(total)):
+            total[w] += (c0 * (upper[0, w] - lower[0, w]) + c1 * (upper[1, w] - lower[1, w])
+                         + c2 * (upper[2, w] - lower[2, w]) + c3 * (upper[3, w] - lower[3, w])
+                         + c4 * (upper[4, w] - lower[4, w]))
+
+
+@njit(cache=True, inline="always")
+def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2: np.ndarray, count: int) -> None:
+    """total += Σ over the arcs [i1, i2) of one side's residual times each output weight."""
+    for q in range(count):
+        upper, lower = prefix_row[i2[q]], prefix_row[i1[q]]
+        for w in range(len(total)):
+            total[w] += upper[w] - lower[w]
+
+
+@njit(cache=True)
+def _row_bands(a: int, kappa: float, omega_k: float, A_of: np.ndarray, B_of: np.ndarray, zero_roots: np.ndarray,
+               zero_angles: np.ndarray, phase2: np.ndarray, buckets: np.ndarray, band_prefix: np.ndarray,
+               share_tables: np.ndarray, share_max: np.ndarray, iterations: int, band: np.ndarray,
+               ops: np.ndarray) -> None:
+    """The band term of every input (a, b) of row a into ``band[b]``: per sign, the band {0 < x ≤ τ} (or
+    {−τ < x ≤ 0}), τ narrowed up to ``iterations`` times to the largest residual share inside it."""
+    p = len(band)
+    i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
+    tau, active = np.empty(p), np.empty(p, np.bool_)
+    starts, lengths, cuts = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12)
+    band[:] = 0.0
+    for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
+        for b in range(p):
+            tau[b], active[b] = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b]), True
+        for step in range(iterations + 1):
+            for b in range(p):  # the band's arcs at the current τ
+                if not active[b]:
+                    continue
+                difference = a - b + p - 1
+                pieces = band_pieces(kappa, A_of[difference], B_of[difference], tau[b], sign == 1,
+                                     zero_roots[difference], zero_angles[difference], cuts, starts, lengths)
+                count[b] = shifted_arcs(starts, lengths, pieces, omega_k * (a + b) / 2, phase2, buckets, i1[b], i2[b])
+                ops[a] += 160
+                active[b] = step < iterations and count[b] > 0
+            for b in range(p):  # narrow τ to the largest share inside the band; where nothing is gained, it stands
+                if not active[b]:
+                    continue
+                max_a, max_b = 0.0, 0.0
+                for q in range(count[b]):
+                    max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[b, q], i2[b, q]))
+                    max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[b, q], i2[b, q]))
+                ops[a] += count[b] * 16 + 6
+                narrowed = _inflate(max_a + max_b)
+                active[b] = narrowed < tau[b]
+                if active[b]:
+                    tau[b] = narrowed
+        for b in range(p):
+            for q in range(count[b]):
+                band[b] += (band_prefix[sign, 0, a, i2[b, q]] - band_prefix[sign, 0, a, i1[b, q]]
+                            + band_prefix[sign, 1, b, i2[b, q]] - band_prefix[sign, 1, b, i1[b, q]])
+            ops[a] += count[b] * 4
+
+
 @njit(cache=True, parallel=True)
 def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
              residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
@@ -195,63 +260,30 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
         shift = omega_k * a_plus_b / 2
         turn[a_plus_b] = np.cos(shift), -np.sin(shift), np.cos(2 * shift), -np.sin(2 * shift)
     for a in prange(p):
-        i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
-        starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
-        coefficient, cuts = np.empty(5), np.empty(12)
-        total = np.empty(W)
+        # each phase runs over the whole row b = 0..p−1, so that the b-side table reads, whose rows are far apart
+        # in memory, are issued many at a time instead of one input's at a time
+        total = np.zeros((p, W))
+        i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
         for b in range(p):
-            shift, difference = omega_k * (a + b) / 2, a - b + p - 1
-            A, B = A_of[difference], B_of[difference]
-            coefficient[0] = kappa  # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ, against ideal_prefix's five parts
-            coefficient[1], coefficient[2] = 2 * A * turn[a + b, 0], 2 * A * turn[a + b, 1]
-            coefficient[3], coefficient[4] = 2 * B * turn[a + b, 2], 2 * B * turn[a + b, 3]
-            count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference], shift,
-                                 phase2, buckets, i1, i2)
-            ops[a] += 120
-            for w in range(W):
-                total[w] = 0.0
-            for q in range(count):
-                upper, lower = ideal_prefix[i2[q]], ideal_prefix[i1[q]]
-                for w in range(W):
-                    total[w] += (coefficient[0] * (upper[0, w] - lower[0, w])
-                                 + coefficient[1] * (upper[1, w] - lower[1, w])
-                                 + coefficient[2] * (upper[2, w] - lower[2, w])
-                                 + coefficient[3] * (upper[3, w] - lower[3, w])
-                                 + coefficient[4] * (upper[4, w] - lower[4, w]))
-                j1, j2 = i1[q], i2[q]
-                if sign_patterns:
-                    for w in range(W):
-                        total[w] += (residual_prefix_a[a, j2, w] - residual_prefix_a[a, j1, w]
-                                     + residual_prefix_b[b, j2, w] - residual_prefix_b[b, j1, w])
-            for w in range(W):
-                found[w, a, b] = total[w]
-            ops[a] += count * W * (15 + (4 if sign_patterns else 0))
-            if not sign_patterns:
-                continue
-            total_band = 0.0
-            for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
-                tau = _inflate(share_max[sign, 0, a] + share_max[sign, 1, b])
-                for step in range(iterations + 1):
-                    pieces = band_pieces(kappa, A, B, tau, sign == 1, zero_roots[difference], zero_angles[difference],
-                                         cuts, starts, lengths)
-                    count = shifted_arcs(starts, lengths, pieces, shift, phase2, buckets, i1, i2)
-                    ops[a] += 160
-                    if step == iterations or count == 0:
-                        break
-                    max_a, max_b = 0.0, 0.0
-                    for q in range(count):
-                        max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[q], i2[q]))
-                        max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[q], i2[q]))
-                    ops[a] += count * 16 + 6
-                    narrowed = _inflate(max_a + max_b)
-                    if narrowed >= tau:  # nothing to gain: the current band stands
-                        break
-                    tau = narrowed
-                for q in range(count):
-                    total_band += (band_prefix[sign, 0, a, i2[q]] - band_prefix[sign, 0, a, i1[q]]
-                                   + band_prefix[sign, 1, b, i2[q]] - band_prefix[sign, 1, b, i1[q]])
-                ops[a] += count * 4
-            band[a, b] = total_band
+            difference, u = a - b + p - 1, a + b
+            count[b] = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
+                                    omega_k * u / 2, phase2, buckets, i1[b], i2[b])
+            # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ, against ideal_prefix's five parts
+            A2, B2 = 2 * A_of[difference], 2 * B_of[difference]
+            _add_arcs(total[b], ideal_prefix, i1[b], i2[b], count[b], kappa, A2 * turn[u, 0], A2 * turn[u, 1],
+                      B2 * turn[u, 2], B2 * turn[u, 3])
+            ops[a] += 120 + count[b] * W * 15
+        if sign_patterns:
+            for b in range(p):
+                _add_residual(total[b], residual_prefix_a[a], i1[b], i2[b], count[b])
+            for b in range(p):
+                _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
+                ops[a] += count[b] * W * 4
+            _row_bands(a, kappa, omega_k, A_of, B_of, zero_roots, zero_angles, phase2, buckets, band_prefix,
+                       share_tables, share_max, iterations, band[a], ops)
+        for w in range(W):
+            for b in range(p):
+                found[w, a, b] = total[b, w]
     return ops
 
 

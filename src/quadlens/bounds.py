@@ -636,29 +636,48 @@ class _Tracked:
         ``[p, p, J]``, or ``[n, J]`` for the given inputs (a, b). O(J·(F + R)) per input, a few small matrix
         products per difference."""
         p, J = self.phasors.shape[1], steps.shape[1]
-        a_all, b_all = (np.repeat(np.arange(p), p), np.tile(np.arange(p), p)) if inputs is None else inputs
-        out = np.empty((len(a_all), J))
-        rotation = _output_basis(dec, p)[:len(dec.frequencies)]  # e^{iωfc}  [F, c]
-        directions = np.ascontiguousarray(np.concatenate([dec.directions, dec.directions], 1).T)  # [2p, R]
-        difference_of = (a_all - b_all) % p
-        order = np.argsort(difference_of, kind="stable")
-        starts = np.searchsorted(difference_of[order], np.arange(p + 1))
-        for difference in range(p):
-            chosen = order[starts[difference]:starts[difference + 1]]
-            if len(chosen) == 0:
-                continue
-            a, b, j = a_all[chosen], b_all[chosen], steps[difference]
-            target = (a + b) % p
-            # Re Σ_f Y_f (e^{iωf(a+b)} − e^{iωf(a+b−j)}) = Re Σ_f [Y_f e^{iωf(a+b)}] (1 − e^{−iωfj})
-            at_target = (self.phasors[:, a, b] * rotation[:, target]).T  # [inputs, F]
-            shift = 1 - np.conj(rotation[:, j])  # [F, J]
-            total = at_target.real @ shift.real - at_target.imag @ shift.imag
-            # Σ_r Y_r (v_r(a+b) − v_r(a+b−j))
-            moved = directions[target][:, None, :] - directions[target[:, None] - j + p]  # [inputs, J, R]
-            total += np.einsum("ar,ajr->aj", self.coordinates[:, a, b].T, moved)
-            out[chosen] = np.abs(total)
-        ops(len(a_all) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
+        a, b = np.divmod(np.arange(p * p), p) if inputs is None else inputs
+        rotation = _output_basis(dec, p)[:len(dec.frequencies)].T  # e^{iωfc}  [c, F]
+        out = _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(rotation.real),
+                                np.ascontiguousarray(rotation.imag), np.ascontiguousarray(dec.directions.T), steps,
+                                np.asarray(a), np.asarray(b))
+        ops(len(a) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out.reshape(p, p, J) if inputs is None else out
+
+
+@njit(cache=True, parallel=True)
+def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+                      directions: np.ndarray, steps: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|E(t) − E(t − j)| at each input (a, b), t = a+b, for its difference's steps j: ``[n, J]``.
+
+    E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_r Y_r v_r(c), with e^{iωfc} = cos + i·sin ``[c, F]`` and v ``[c, R]``.
+    """
+    F, R, p, J = phasors.shape[0], coordinates.shape[0], cos.shape[0], steps.shape[1]
+    out = np.empty((len(a), J))
+    for i in prange(len(a)):
+        x, y = a[i], b[i]
+        target, difference = (x + y) % p, (x - y) % p
+        turned_re, turned_im, coordinate = np.empty(F), np.empty(F), np.empty(R)
+        at_target = 0.0
+        for f in range(F):  # Y_f e^{iωf t}
+            value = phasors[f, x, y]
+            turned_re[f] = value.real * cos[target, f] - value.imag * sin[target, f]
+            turned_im[f] = value.real * sin[target, f] + value.imag * cos[target, f]
+            at_target += turned_re[f]
+        for r in range(R):
+            coordinate[r] = coordinates[r, x, y]
+            at_target += coordinate[r] * directions[target, r]
+        for q in range(J):
+            step = steps[difference, q]
+            c = (target - step) % p
+            # E(t − j) = Σ_f Re(Y_f e^{iωf t} e^{−iωf j}) + Σ_r Y_r v_r(t − j)
+            there = 0.0
+            for f in range(F):
+                there += turned_re[f] * cos[step, f] + turned_im[f] * sin[step, f]
+            for r in range(R):
+                there += coordinate[r] * directions[c, r]
+            out[i, q] = abs(at_target - there)
+    return out
 
 
 @njit(cache=True, parallel=True)
