@@ -307,13 +307,43 @@ def table_levels(n: int) -> int:
     return int(np.log2(2 * n)) + 1
 
 
+def touched(shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    """A zeroed array whose pages this one thread has already written. Fresh memory first written by the
+    compiled kernels' two threads at once was measured 3 to 9 times slower to fault in (docs/bounds.md §7)."""
+    out = np.zeros(shape, dtype)
+    out.fill(0)
+    return out
+
+
+class Workspace:
+    """Memory that every cluster's tables reuse: fresh memory costs page faults, so each named buffer is
+    allocated and touched once, at the largest size asked for, and handed out again reshaped. It is not
+    cleared between uses: whoever asks for an array writes every entry of it."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = touched((size,))
+        return buffer[:size].reshape(shape)
+
+
+def row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]``
+    (into ``out`` if given), as ``prefix(rows[:, :, None] * weights[None], axis=1)`` without the temporaries."""
+    shape = (rows.shape[0], 2 * rows.shape[1] + 1, weights.shape[1])
+    out = touched(shape) if out is None else out
+    _row_prefix(rows, weights, out)
+    return out
+
+
 @njit(cache=True, parallel=True)
-def row_prefix(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]``,
-    as ``prefix(rows[:, :, None] * weights[None], axis=1)`` without the temporaries."""
+def _row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
     p, n = rows.shape
     W = weights.shape[1]
-    out = np.empty((p, 2 * n + 1, W))
     for r in prange(p):
         for w in range(W):
             out[r, 0, w] = 0.0
@@ -323,7 +353,6 @@ def row_prefix(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         for i in range(n):
             for w in range(W):
                 out[r, n + 1 + i, w] = out[r, n, w] + out[r, i + 1, w]
-    return out
 
 
 def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:

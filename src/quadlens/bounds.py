@@ -430,18 +430,20 @@ def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
     return arcs.prefix(parts.T[:, :, None] * weights[:, None, :])
 
 
-def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, found: np.ndarray) -> ClusterSums:
+def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
+                       workspace: arcs.Workspace) -> ClusterSums:
     """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
     weights = term.output_weights
     n, W = weights.shape
-    residual_prefix = [arcs.row_prefix(eps, weights) for eps in (term.eps_a, term.eps_b)]
+    residual_prefix = [arcs.row_prefix(eps, weights, workspace.array(f"residual {side}", (p, 2 * n + 1, W)))
+                       for side, eps in enumerate((term.eps_a, term.eps_b))]
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
-    band_prefix = np.empty((2, 2, p, 2 * n + 1))
-    tables = np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
+    band_prefix = workspace.array("band prefix", (2, 2, p, 2 * n + 1))
+    tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, 2 * n))
     share_max = np.empty((2, 2, p))
     for s in range(2):
         for side, share in enumerate(shares[s]):
@@ -449,7 +451,7 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, fo
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
     ops(p * n * (6 * W + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 3)
-    band = np.empty((p, p))
+    found, band = workspace.array("found", (W, p, p)), np.empty((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                               _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
                               iterations, True, found, band)
@@ -457,10 +459,11 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops, fo
     return ClusterSums(found, band)
 
 
-def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, found: np.ndarray) -> ClusterSums:
+def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> ClusterSums:
     """Exact sums of the ideal activations ĥ; every neuron's residual taken by relu's Lipschitz constant."""
     weights = term.output_weights
     n, W = weights.shape
+    found = workspace.array("found", (W, p, p))
     full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
     ops(n * 5 * W * 3 + 4 * p * n)
     unused = np.zeros((1, 1, W))
@@ -506,13 +509,12 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups)
     tracked = _Tracked.empty(p, dec)
     remainder, band = np.zeros((p, p)), np.zeros((p, p))
-    scratch = np.empty((max((term.output_weights.shape[1] for term in dec.clusters), default=0), p, p))
+    workspace = arcs.Workspace()
     for term in dec.clusters:
-        found = scratch[:term.output_weights.shape[1]]
         if sign_patterns:
-            sums = _sign_pattern_sums(term, p, band_iterations, ops, found)
+            sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
         else:
-            sums = _lipschitz_sums(term, p, ops, found)
+            sums = _lipschitz_sums(term, p, ops, workspace)
         _exact_differences(sums, term, tables, exact_differences, ops)
         tracked.add(term, sums.found[:-1])
         remainder += sums.found[-1]
@@ -594,7 +596,7 @@ class _Tracked:
 
     @classmethod
     def empty(cls, p: int, dec: Decomposition) -> "_Tracked":
-        return cls(np.zeros((len(dec.frequencies), p, p), complex), np.zeros((len(dec.directions), p, p)))
+        return cls(arcs.touched((len(dec.frequencies), p, p), complex), arcs.touched((len(dec.directions), p, p)))
 
     def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
         """Add a cluster's summed output weights ``[W, ...]`` (real and imaginary parts of the phasor
