@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import (MAX_ARCS, band_pieces, level_pieces, on_set_pieces, phase_buckets, prefix, range_max,
-                          range_max_table, row_prefix, shifted_arcs, table_levels)
+from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, level_pieces, on_set_pieces, phase_buckets, prefix,
+                          range_max, range_max_table, row_prefix, shifted_arcs, table_levels)
 
 
 def level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2) -> int:
@@ -110,3 +110,18 @@ def test_row_prefix_matches_numpy(seed, p, n, W):
     weights = rng.normal(size=(n, W))
     np.testing.assert_allclose(row_prefix(rows, weights), prefix(rows[:, :, None] * weights[None], axis=1),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_workspace_hands_out_the_same_memory_reshaped_and_grows_when_asked_for_more():
+    workspace = Workspace()
+    first = workspace.array("sums", (3, 4))
+    first[:] = 7.0
+    smaller = workspace.array("sums", (2, 5))
+    assert smaller.shape == (2, 5) and np.shares_memory(first, smaller)
+    assert not np.shares_memory(first, workspace.array("other", (3, 4))), "names share memory"
+    larger = workspace.array("sums", (5, 5))
+    assert larger.shape == (5, 5) and not np.shares_memory(first, larger)
+    rows, weights = np.arange(6.0).reshape(2, 3), np.ones((3, 2))
+    out = workspace.array("prefix", (2, 7, 2))
+    assert row_prefix(rows, weights, out) is out
+    np.testing.assert_array_equal(out, row_prefix(rows, weights))
