@@ -55,7 +55,7 @@ def phase_buckets(phase2: np.ndarray) -> np.ndarray:
 def _index(phase2: np.ndarray, buckets: np.ndarray, x: float) -> int:
     """np.searchsorted(phase2, x): the first index whose phase is ≥ x (grid points below x are skipped)."""
     cells = len(buckets) - 1
-    cell = min(max(int((x + np.pi) * cells / (4 * np.pi)) - 1, 0), cells)
+    cell = min(max(int((x + np.pi) * (cells * (0.25 / np.pi))) - 1, 0), cells)  # a cell at or before x's
     j = buckets[cell]
     while j < len(phase2) and phase2[j] < x:
         j += 1
@@ -136,7 +136,8 @@ def shifted_arcs(starts: np.ndarray, lengths: np.ndarray, count: int, shift: flo
     """The arcs moved by −shift as index ranges [i1, i2) of the doubled phase list; returns how many are non-empty."""
     written = 0
     for q in range(count):
-        lo = np.mod(starts[q] - shift + np.pi, 2 * np.pi) - np.pi
+        lo = starts[q] - shift + np.pi  # into [−π, π), by floor rather than np.mod's slower exact fmod
+        lo -= 2 * np.pi * np.floor(lo * (0.5 / np.pi)) + np.pi
         j1 = _index(phase2, buckets, lo)
         j2 = _index(phase2, buckets, lo + lengths[q])
         if j2 > j1:
