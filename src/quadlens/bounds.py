@@ -640,22 +640,22 @@ class _Tracked:
         p, J = self.phasors.shape[1], steps.shape[1]
         a, b = np.divmod(np.arange(p * p), p) if inputs is None else inputs
         rotation = _output_basis(dec, p)[:len(dec.frequencies)].T  # e^{iωfc}  [c, F]
-        out = _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(rotation.real),
-                                np.ascontiguousarray(rotation.imag), np.ascontiguousarray(dec.directions.T), steps,
-                                np.asarray(a), np.asarray(b))
+        out = arcs.touched((len(a), J))
+        _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(rotation.real),
+                          np.ascontiguousarray(rotation.imag), np.ascontiguousarray(dec.directions.T), steps,
+                          np.asarray(a), np.asarray(b), out)
         ops(len(a) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out.reshape(p, p, J) if inputs is None else out
 
 
 @njit(cache=True, parallel=True)
 def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray,
-                      directions: np.ndarray, steps: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|E(t) − E(t − j)| at each input (a, b), t = a+b, for its difference's steps j: ``[n, J]``.
+                      directions: np.ndarray, steps: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """|E(t) − E(t − j)| at each input (a, b), t = a+b, for its difference's steps j, into ``out`` ``[n, J]``.
 
     E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_r Y_r v_r(c), with e^{iωfc} = cos + i·sin ``[c, F]`` and v ``[c, R]``.
     """
     F, R, p, J = phasors.shape[0], coordinates.shape[0], cos.shape[0], steps.shape[1]
-    out = np.empty((len(a), J))
     for i in prange(len(a)):
         x, y = a[i], b[i]
         target, difference = (x + y) % p, (x - y) % p
@@ -679,7 +679,6 @@ def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndar
             for r in range(R):
                 there += coordinate[r] * directions[c, r]
             out[i, q] = abs(at_target - there)
-    return out
 
 
 @njit(cache=True, parallel=True)
