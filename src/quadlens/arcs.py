@@ -10,7 +10,9 @@ the input's shift only moves those arcs; each band needs only its own roots at �
 
 The roots are those of ``quadlens.lens.roots_in_unit_interval``; an angle's index is numpy's
 ``searchsorted`` (side='left'), found from a uniform grid of buckets and a short scan; empty arcs are
-skipped.
+skipped. The sums are real: output weights with each phasor's real and imaginary parts apart, against
+five real parts of r (κ + Q(θ)). Each row a runs in phases over all b, so that the reads from b's table
+rows, which lie far apart in memory, overlap; every cluster's tables reuse one ``Workspace``.
 """
 
 from __future__ import annotations
