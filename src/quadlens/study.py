@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
-from .certify import bound, load_compiled_kernel
+from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
@@ -218,8 +218,8 @@ def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     seeds = [m.metadata["seed"] for m in models]
-    if with_bounds:  # compile the arc kernel once, here, into numba's cache, rather than once per worker
-        load_compiled_kernel()
+    if with_bounds:  # compile the kernels once, here, into numba's cache, rather than once per worker
+        load_compiled_kernels()
     with process_pool(workers, threads) as pool:
         futures = [pool.submit(_analyse_in_worker, str(seed_path(models_dir, s)), str(caches[s]), with_bounds, threads)
                    for s in seeds]
