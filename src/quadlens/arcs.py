@@ -268,13 +268,13 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
         total = np.zeros((p, W))
         i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
         for b in range(p):
-            difference, u = a - b + p - 1, a + b
+            difference, a_plus_b = a - b + p - 1, a + b
             count[b] = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
-                                    omega_k * u / 2, phase2, buckets, i1[b], i2[b])
-            # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ, against ideal_prefix's five parts
-            A2, B2 = 2 * A_of[difference], 2 * B_of[difference]
-            _add_arcs(total[b], ideal_prefix, i1[b], i2[b], count[b], kappa, A2 * turn[u, 0], A2 * turn[u, 1],
-                      B2 * turn[u, 2], B2 * turn[u, 3])
+                                    omega_k * a_plus_b / 2, phase2, buckets, i1[b], i2[b])
+            # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ with u the shift, against ideal_prefix's five parts
+            A2, B2, cs = 2 * A_of[difference], 2 * B_of[difference], turn[a_plus_b]
+            _add_arcs(total[b], ideal_prefix, i1[b], i2[b], count[b], kappa, A2 * cs[0], A2 * cs[1], B2 * cs[2],
+                      B2 * cs[3])
             ops[a] += 120 + count[b] * W * 15
         if sign_patterns:
             for b in range(p):
