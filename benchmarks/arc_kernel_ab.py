@@ -1,0 +1,81 @@
+"""Two versions of the compiled arc kernel, timed interleaved on the same inputs (BENCHMARKS.md's kernel figures).
+
+    git show HEAD~1:src/quadlens/arcs.py > /tmp/arcs_old.py
+    python benchmarks/arc_kernel_ab.py /tmp/arcs_old.py src/quadlens/arcs.py --p 457 [--groups 4]
+
+Both files must take the same arguments (``arcs.arc_sums``'s signature). Inputs are the first cluster (or
+waveform group) of the synthetic pizza of ``bound_scaling.py``; each version runs ``--runs`` times, in
+turn with the other, so that this machine's drift hits both alike; the minimum after the first (compiling)
+run is reported, with the largest difference between their sums and their operation counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bound_scaling import synthetic
+from quadlens import arcs
+from quadlens.bounds import BAND_ITERATIONS, Ops, _ideal_prefix, decompose
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+
+
+def load(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernel_inputs(p: int, groups: int) -> tuple:
+    """arc_sums's arguments for the first cluster group, as ``bounds._sign_pattern_sums`` builds them."""
+    tables = synthetic(p)
+    term = decompose(tables, build_clusters(fit_neurons(tables), tables.b_in), Ops(), waveform_groups=groups).clusters[0]
+    weights = term.output_weights
+    n, W = weights.shape
+    residual = [arcs.row_prefix(eps, weights) for eps in (term.eps_a, term.eps_b)]
+    shares = [term.residual_shares(sign) for sign in (-1, 1)]
+    cost = [term.span + 2 * term.remainder_span, term.span]
+    band_prefix, share_tables = np.empty((2, 2, p, 2 * n + 1)), np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
+    share_max = np.empty((2, 2, p))
+    for s in range(2):
+        for side, share in enumerate(shares[s]):
+            band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
+            arcs.range_max_table(share, share_tables[s, side])
+            share_max[s, side] = share.max(1)
+    return (term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, _ideal_prefix(term, weights),
+            *residual, band_prefix, share_tables, share_max), (W, p, n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--p", type=int, default=457)
+    parser.add_argument("--groups", type=int, default=1, help="waveform groups per cluster (4: arcs_grouped's)")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    versions = {label: load(path, f"arcs_{label}") for label, path in (("old", args.old), ("new", args.new))}
+    inputs, (W, p, n) = kernel_inputs(args.p, args.groups)
+    for sign_patterns in (False, True):
+        seconds, results = {label: [] for label in versions}, {}
+        for _ in range(args.runs):
+            for label, module in versions.items():
+                found, band = np.zeros((W, p, p)), np.zeros((p, p))
+                start = time.perf_counter()
+                ops = module.arc_sums(*inputs, BAND_ITERATIONS, sign_patterns, found, band)
+                seconds[label].append(time.perf_counter() - start)
+                results[label] = (found, band, int(ops.sum()))
+        (f0, b0, o0), (f1, b1, o1) = results["old"], results["new"]
+        print(f"p={p} n={n} W={W} sign_patterns={sign_patterns}: old {min(seconds['old'][1:]):.4f} s, "
+              f"new {min(seconds['new'][1:]):.4f} s; max |Δ sums| {np.abs(f0 - f1).max():.1e}, "
+              f"max |Δ band| {np.abs(b0 - b1).max():.1e}; ops {o0} vs {o1}")
+
+
+if __name__ == "__main__":
+    main()
