@@ -3,16 +3,18 @@
     git show HEAD~1:src/quadlens/arcs.py > /tmp/arcs_old.py
     python benchmarks/arc_kernel_ab.py /tmp/arcs_old.py src/quadlens/arcs.py --p 457 [--groups 4]
 
-Both files must take the same arguments (``arcs.arc_sums``'s signature). Inputs are the first cluster (or
-waveform group) of the synthetic pizza of ``bound_scaling.py``; each version runs ``--runs`` times, in
-turn with the other, so that this machine's drift hits both alike; the minimum after the first (compiling)
-run is reported, with the largest difference between their sums and their operation counts.
+Both files must take the same arguments (``arcs.arc_sums``'s signature); each is compiled from a copy,
+outside numba's cache. Inputs are the first cluster (or waveform group) of the synthetic pizza of
+``bound_scaling.py``; each version runs ``--runs`` times, in turn with the other, so that this machine's
+drift hits both alike; the minimum after the first (compiling) run is reported, with the largest
+difference between their sums and their operation counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,13 +22,17 @@ import numpy as np
 
 from bound_scaling import synthetic
 from quadlens import arcs
-from quadlens.bounds import BAND_ITERATIONS, Ops, _ideal_prefix, decompose
+from quadlens.bounds import BAND_ITERATIONS, Ops, _ideal_prefix, _sign_pattern_tables, decompose
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
 
-def load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
+def load(path: str, name: str, folder: Path):
+    """The kernel module at ``path`` as module ``name``, compiled afresh: a copy without numba's on-disk cache,
+    so that neither version reads, or writes into, the installed package's cache."""
+    copy = folder / f"{name}.py"
+    copy.write_text(Path(path).read_text().replace("cache=True", "cache=False"))
+    spec = importlib.util.spec_from_file_location(name, copy)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,20 +42,8 @@ def kernel_inputs(p: int, groups: int) -> tuple:
     """arc_sums's arguments for the first cluster group, as ``bounds._sign_pattern_sums`` builds them."""
     tables = synthetic(p)
     term = decompose(tables, build_clusters(fit_neurons(tables), tables.b_in), Ops(), waveform_groups=groups).clusters[0]
-    weights = term.output_weights
-    n, W = weights.shape
-    residual = [arcs.row_prefix(eps, weights) for eps in (term.eps_a, term.eps_b)]
-    shares = [term.residual_shares(sign) for sign in (-1, 1)]
-    cost = [term.span + 2 * term.remainder_span, term.span]
-    band_prefix, share_tables = np.empty((2, 2, p, 2 * n + 1)), np.empty((2, 2, arcs.table_levels(n), p, 2 * n))
-    share_max = np.empty((2, 2, p))
-    for s in range(2):
-        for side, share in enumerate(shares[s]):
-            band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
-            arcs.range_max_table(share, share_tables[s, side])
-            share_max[s, side] = share.max(1)
-    return (term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, _ideal_prefix(term, weights),
-            *residual, band_prefix, share_tables, share_max), (W, p, n)
+    return ((term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, _ideal_prefix(term, term.output_weights),
+             *_sign_pattern_tables(term, p, arcs.Workspace())), (term.output_weights.shape[1], p, len(term.r)))
 
 
 def main() -> None:
@@ -60,7 +54,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=1, help="waveform groups per cluster (4: arcs_grouped's)")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    versions = {label: load(path, f"arcs_{label}") for label, path in (("old", args.old), ("new", args.new))}
+    folder = Path(tempfile.mkdtemp())
+    versions = {label: load(path, f"arcs_{label}", folder) for label, path in (("old", args.old), ("new", args.new))}
     inputs, (W, p, n) = kernel_inputs(args.p, args.groups)
     for sign_patterns in (False, True):
         seconds, results = {label: [] for label in versions}, {}

@@ -430,10 +430,9 @@ def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
     return arcs.prefix(parts.T[:, :, None] * weights[:, None, :])
 
 
-def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
-                       workspace: arcs.Workspace) -> ClusterSums:
-    """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
-    the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
+def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) -> tuple[np.ndarray, ...]:
+    """The arc kernel's tables for sign patterns: each side's residual prefix sums, the band prefix sums, the
+    sparse tables of the residual shares and their largest values (``arcs.arc_sums`` documents each)."""
     weights = term.output_weights
     n, W = weights.shape
     residual_prefix = [arcs.row_prefix(eps, weights, workspace.array(f"residual {side}", (p, 2 * n + 1, W)))
@@ -450,11 +449,20 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
             band_prefix[s, side] = arcs.prefix(share * term.r * cost[s], axis=1)
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
+    return (*residual_prefix, band_prefix, tables, share_max)
+
+
+def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
+                       workspace: arcs.Workspace) -> ClusterSums:
+    """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
+    the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
+    weights = term.output_weights
+    n, W = weights.shape
+    tables = _sign_pattern_tables(term, p, workspace)
     ops(p * n * (6 * W + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 3)
     found, band = workspace.array("found", (W, p, p)), np.empty((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
-                              _ideal_prefix(term, weights), *residual_prefix, band_prefix, tables, share_max,
-                              iterations, True, found, band)
+                              _ideal_prefix(term, weights), *tables, iterations, True, found, band)
     ops(performed.sum())
     return ClusterSums(found, band)
 
