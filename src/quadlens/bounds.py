@@ -637,8 +637,8 @@ class _Tracked:
         if exact:
             return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
-        return _peak_bound(self.phasors, self.coordinates, basis[:len(self.phasors)],
-                           basis[len(self.phasors):].real.copy(), _peaks(dec)[len(self.phasors):])
+        return _peak_bound(self.phasors, self.coordinates, basis[:len(self.phasors)], dec.directions,
+                           np.abs(dec.directions).max(1, initial=0.0))
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -718,11 +718,6 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
     for a in prange(phasor.shape[0]):
         for b in range(phasor.shape[1]):
             phasor[a, b] += complex(real[a, b], imaginary[a, b])
-
-
-def _peaks(dec: Decomposition) -> np.ndarray:
-    """max_c |basis_j(c)|: 1 for each tracked frequency, max |v_j| for each direction."""
-    return np.concatenate([np.ones(len(dec.frequencies)), np.abs(dec.directions).max(1, initial=0.0)])
 
 
 def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
