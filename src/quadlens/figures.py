@@ -139,20 +139,38 @@ def frontier(report: BoundReport, path: Path) -> Path:
 
 
 def bound_vs_truth(report: BoundReport, path: Path) -> Path:
-    """The true error and each tier's bound over (a+b, a−b), on one colour scale."""
-    panels = [("true error (brute force)", report.truth)] + [(f"{t.name} bound", t.bound) for t in report.tiers]
-    vmax = max(values.max() for _, values in panels)
+    """The true error and each tier's bound over (a+b, a−b), on one logarithmic colour scale (bounds span orders of
+    magnitude across tiers); each tier's title gives its B/truth and certified share, and its uncertified inputs
+    are outlined."""
+    from matplotlib.colors import LogNorm
+
+    panels = [("true error (brute force)", report.truth, None)]
+    for tier in report.tiers:
+        summary = report.tier_summary(tier)
+        panels.append((f"{tier.name}\nB/truth median {summary['tightness_median']:.2f}, max "
+                       f"{summary['tightness_max']:.2f}; {100 * summary['certified_fraction']:.1f} % certified",
+                       tier.bound, tier.certified))
+    vmax = max(float(values.max()) for _, values, _ in panels)
+    positive = report.truth[report.truth > 0]
+    vmin = min(float(np.quantile(positive, 0.01)) if positive.size else vmax, vmax) / 1.01
+    norm = LogNorm(vmin=max(vmin, 1e-6 * vmax, 1e-300), vmax=vmax)
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.3 * rows), layout="constrained",
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.5 * rows), layout="constrained",
                              squeeze=False)
-    for ax, (title, values) in zip(axes.ravel(), panels):
-        image = ax.imshow(_by_sum_and_difference(values), origin="lower", aspect="auto", vmin=0, vmax=vmax,
-                          cmap="magma")
-        ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
+    for ax, (title, values, certified) in zip(axes.ravel(), panels):
+        image = ax.imshow(np.maximum(_by_sum_and_difference(values), norm.vmin), origin="lower", aspect="auto",
+                          norm=norm, cmap="magma")
+        if certified is not None and not certified.all():
+            ax.contour(_by_sum_and_difference((~certified).astype(float)), levels=[0.5], colors="cyan",
+                       linewidths=0.6)
+        ax.set_title(title, fontsize=8.5)
+        ax.set(xlabel="a − b (mod p)", ylabel="a + b (mod p)")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes, shrink=0.9, label="max_c |err(c*) − err(c)|")
+    fig.colorbar(image, ax=axes, shrink=0.9, label="max_c |err(c*) − err(c)|, or B (log)")
+    fig.suptitle(f"bounds against the true error (p={report.p}, d_mlp={report.d_mlp}); cyan outlines: inputs not "
+                 f"certified", fontsize=10)
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
