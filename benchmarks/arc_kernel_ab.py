@@ -22,9 +22,11 @@ import numpy as np
 
 from bound_scaling import synthetic
 from quadlens import arcs
-from quadlens.bounds import BAND_ITERATIONS, Ops, _ideal_prefix, _sign_pattern_tables, decompose
+from quadlens.bounds import BAND_ITERATIONS, _ideal_prefix, _sign_pattern_tables
 from quadlens.clusters import build_clusters
+from quadlens.decomposition import decompose
 from quadlens.neurons import fit_neurons
+from quadlens.ops import Ops
 
 
 def load(path: str, name: str, folder: Path):

@@ -17,9 +17,12 @@ import argparse
 import numpy as np
 
 import quadlens
-from quadlens.bounds import Ops, brute_force, linear_error, nearest_competitors
+from quadlens.bounds import linear_error
+from quadlens.certify import brute_force
 from quadlens.clusters import build_clusters
+from quadlens.competitors import nearest_competitors
 from quadlens.neurons import fit_neurons
+from quadlens.ops import Ops
 
 GROUPED = dict(waveform_groups=4, exact_differences=16)
 ALL = -1  # the exact maximum over c on every input: O(p³), not linear

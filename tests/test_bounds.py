@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 
 from conftest import small_config
 from quadlens import Transformer, separable_tables
-from quadlens.bounds import (Competitors, Ops, brute_force, exact_margin, explanation_rows, linear_error,
-                             nearest_competitors, quadratic_error)
-from quadlens.certify import bound_tables
+from quadlens.bounds import linear_error, quadratic_error
+from quadlens.certify import bound_tables, brute_force
 from quadlens.clusters import build_clusters
+from quadlens.competitors import Competitors, exact_margin, explanation_rows, nearest_competitors
 from quadlens.ladder import targets
 from quadlens.neurons import fit_neurons
+from quadlens.ops import Ops
 from quadlens.synthetic import pizza_spec, pizza_tables
 from quadlens.tables import SeparableTables
 

@@ -1,11 +1,13 @@
 """Sound bounds on how far the model strays from its quadrature explanation (THEORY §7, docs/bounds.md).
 
 The explanation is L3, the integral: per cluster ``(W_k/2) C(κ_k, β_k, δ) cos(ωk(a+b−c) − ψ0_k)``, plus
-the exact direct path. For every input a bound B(a, b) ≥ max_c |err(a,b,a+b) − err(a,b,c)| is computed,
-with err = model − explanation; an input is certified when the explanation's margin exceeds B.
+the exact direct path. Each tier's error terms give, for every input, a bound B(a, b) ≥
+max_c |err(a,b,a+b) − err(a,b,c)| with err = model − explanation, and the error's exact tracked difference
+at any listed output, which the certificate (``quadlens.competitors``) checks against the explanation's margin.
 
 Tiers (costs counted in arithmetic operations as they are performed):
-  lipschitz     linear   the decomposition below, every residual taken by relu's Lipschitz constant
+  lipschitz     linear   the decomposition (``quadlens.decomposition``), every residual taken by relu's
+                         Lipschitz constant
   arcs          linear   the same, with sign patterns: the signed residual enters exactly over the ideal
                          on-set; only bands around the kink, as wide as the largest residual share inside
                          them, are bounded
@@ -14,400 +16,27 @@ Tiers (costs counted in arithmetic operations as they are performed):
                          maximum over c taken exactly on the 16·p inputs where B looks loosest
   quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
-  brute force   O(p³m)   the truth
+  brute force   O(p³m)   the truth (``quadlens.certify``)
 
-Decomposition (exact for any explanation parameters, so soundness never depends on the fit): neuron i of
-cluster k has ``pre_i = r_i (κ + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i]`` with Q = 2A cos θ + 2B cos 2θ,
-A = cos(δ/2), B = β cos δ (κ, β the cluster's, or its group's); its output row is
-``W_L[i, c] = μ_i + Σ_f Re(γ_i(f) e^{iωfc}) + Σ_j u_ij v_j(c) + ρ_i(c)`` over the cluster's tracked
-frequencies f (the key frequency and its largest residual ones) and principal directions v_j.
 The arc sums themselves run in ``quadlens.arcs`` (compiled).
-
-Certificate (every tier): for each input, the J outputs nearest to beating a+b under the explanation are
-checked one by one, the explanation's exact margin to each against the error's exact tracked difference there
-plus the rest; every other output against B. The result is a proven lower bound on the model's margin.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from numba import njit, prange
 
 from . import arcs
 from .arcs import SAFETY
-from .clusters import Cluster, lens_parameters
-from .ladder import integral_logits, margins, targets
-from .lens import cluster_amplitude
+from .clusters import Cluster
+from .decomposition import DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose
+from .ladder import difference_index, targets
+from .ops import Ops
 from .tables import SeparableTables
 
-TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
-DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
-COMPETITORS = 32  # outputs per input checked one by one: exact explanation margin against the error difference there
-
-
-class Ops:
-    """Counts arithmetic operations as they are performed (elementwise op = 1 per element, matmul = 2nkm)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, n: int | float) -> None:
-        self.count += int(n)
-
-
-@dataclass
-class Tier:
-    """One tier's per-input bound, explanation margin and proven model margin (``[p, p]``), its cost and time."""
-
-    name: str
-    cost: str
-    bound: np.ndarray
-    margin: np.ndarray  # the explanation's margin (or a lower bound on it)
-    proven_margin: np.ndarray  # a lower bound on the model's margin: the input is certified where it is positive
-    ops: int
-    seconds: float
-
-    @property
-    def certified(self) -> np.ndarray:
-        return self.proven_margin > 0
-
-
-# ---------------------------------------------------------------- the explanation and its margins
-
-def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
-    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters."""
-    lens = lens_parameters(cluster)
-    t = np.arange(p)
-    amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
-    omega_k = 2 * np.pi * cluster.frequency / p
-    return amplitude[_difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * t))[targets(p)], lens
-
-
-def explanation_margins_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
-    """The explanation's MLP logit difference (a+b) − c per a − b and j = a+b − c ≠ 0: ``[p, p − 1]``, O(p²K)."""
-    j = np.arange(1, p)
-    total = np.zeros((p, p - 1))
-    for cluster in clusters:
-        lens = lens_parameters(cluster)
-        omega_k = 2 * np.pi * cluster.frequency / p
-        amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
-        total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
-        ops(30 * p + 4 * p * (p - 1))
-    return total
-
-
-def _difference_index(p: int) -> np.ndarray:
-    t = np.arange(p)
-    return (t[:, None] - t[None, :]) % p
-
-
-@dataclass
-class Competitors:
-    """Per input, the J outputs c ≠ a+b closest to winning under the explanation, the explanation's exact margin
-    to each (direct path included; computed where asked, never stored for all p²·J), and a lower bound on its
-    margin to every other output."""
-
-    steps: np.ndarray  # [p, J]: per difference a − b, the listed j = a+b − c (never 0)
-    by_difference: np.ndarray  # [p, p − 1]: the explanation's MLP margin per a − b and j
-    D_a: np.ndarray
-    D_b: np.ndarray
-    others: np.ndarray  # [p, p]; inf when every output is listed
-
-    @property
-    def outputs(self) -> np.ndarray:
-        """The listed outputs c = a+b − j per input ``[p, p, J]``."""
-        p = len(self.steps)
-        return (targets(p)[..., None] - self.steps[_difference_index(p)]) % p
-
-    def margins(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """The explanation's exact margin to each listed output: ``[p, p, J]``, or ``[n, J]`` at the inputs (a, b)."""
-        if inputs is not None:
-            return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, *inputs)
-        p = len(self.steps)
-        a, b = np.divmod(np.arange(p * p), p)
-        return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, a, b).reshape(p, p, -1)
-
-    def lower_bound(self) -> np.ndarray:
-        """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
-        return np.minimum(_nearest_margin(self.by_difference, self.steps, self.D_a, self.D_b), self.others)
-
-    def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
-                            inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """A lower bound on the model's margin, given bounds on |err(a+b) − err(c)| at the listed outputs
-        (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``); with ``inputs`` (a, b),
-        on those inputs only (``differences`` ``[n, J]``)."""
-        where = slice(None) if inputs is None else inputs
-        return np.minimum((self.margins(inputs) - differences).min(-1, initial=np.inf),
-                          self.others[where] - bound[where])
-
-
-def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-                        competitors: int = COMPETITORS) -> Competitors:
-    """The J = ``competitors`` outputs per input with the smallest explanation MLP margin, in O(p²(K + J)).
-
-    The MLP part depends on (a − b, j = a+b − c) only, so the J are chosen per a − b and compared exactly,
-    direct path included. Every other output has at least the (J+1)-th smallest MLP margin plus the direct
-    path's worst case split in two, D_a[a, a+b] − max_c D_a[a, c] plus the same for D_b. Its ``lower_bound``
-    is the separable bound alone for ``competitors=0`` and the exact margin for ``competitors ≥ p − 1``.
-    """
-    p = tables.p
-    by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
-    J = min(competitors, p - 1)
-    rows = np.arange(p)
-    difference, target = _difference_index(p), targets(p)
-    if J == p - 1:
-        others = np.full((p, p), np.inf)
-        nearest = np.arange(1, p)[None].repeat(p, 0)
-    else:
-        direct = ((tables.D_a[rows[:, None], target] - tables.D_a.max(1)[:, None])
-                  + (tables.D_b[rows[None, :], target] - tables.D_b.max(1)[None, :]))
-        others = np.partition(by_difference, J, axis=1)[:, J][difference] + direct
-        nearest = np.argpartition(by_difference, J - 1, axis=1)[:, :J] + 1 if J else np.zeros((p, 0), int)
-        ops(7 * p * p)
-    ops(8 * p * p * J + p * p * np.log2(max(p, 2)))  # each listed margin, formed once for the lower bound
-    return Competitors(nearest, by_difference, tables.D_a, tables.D_b, others)
-
-
-@njit(cache=True, inline="always")
-def _margins_at(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray, a: int, b: int,
-                out: np.ndarray) -> None:
-    """The explanation's exact margin of a+b over each listed c = a+b − j at (a, b), direct path included."""
-    p = D_a.shape[0]
-    difference, target = a - b + (p if a < b else 0), a + b - (p if a + b >= p else 0)
-    correct, margins, steps = D_a[a, target] + D_b[b, target], by_difference[difference], nearest[difference]
-    for q in range(len(steps)):
-        c = target - steps[q]
-        c += p if c < 0 else 0
-        out[q] = margins[steps[q] - 1] + correct - D_a[a, c] - D_b[b, c]
-
-
-@njit(cache=True, parallel=True)
-def _competitor_margins(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray,
-                        a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The explanation's exact margin to each listed output at the inputs (a, b): ``[n, J]``."""
-    out = np.empty((len(a), nearest.shape[1]))
-    for i in prange(len(a)):
-        _margins_at(by_difference, nearest, D_a, D_b, a[i], b[i], out[i])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def _nearest_margin(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndarray, D_b: np.ndarray) -> np.ndarray:
-    """The smallest of the explanation's margins to the listed outputs per input ``[p, p]`` (inf if none)."""
-    p = D_a.shape[0]
-    out = np.empty((p, p))
-    for a in prange(p):
-        listed = np.empty(nearest.shape[1])
-        for b in range(p):
-            _margins_at(by_difference, nearest, D_a, D_b, a, b, listed)
-            out[a, b] = listed.min() if len(listed) else np.inf
-    return out
-
-
-def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
-    """L3 logits with the direct path for the inputs with a in ``rows``: ``[len(rows), p, p]``."""
-    return integral_logits(tables, clusters, harmonics=True, rows=rows)
-
-
-def _row_chunks(p: int, per_row: int, chunk_elements: int = 1 << 25):
-    step = max(1, chunk_elements // max(per_row, 1))
-    return [slice(lo, min(lo + step, p)) for lo in range(0, p, step)]
-
-
-def exact_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-                 chunk_elements: int = 1 << 25) -> np.ndarray:
-    """The explanation's margin with the exact direct path, O(p³K), in chunks of rows."""
-    p = tables.p
-    ops(p ** 3 * (6 * len(clusters) + 3))
-    return np.concatenate([margins(explanation_rows(tables, clusters, rows), rows)
-                           for rows in _row_chunks(p, p * p, chunk_elements)])
-
-
-# ---------------------------------------------------------------- ground truth
-
-def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                chunk_elements: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
-
-    Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available.
-    Returns (truth, model_margin, ops, seconds).
-    """
-    start = time.perf_counter()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    p, m = tables.p, tables.d_mlp
-    as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
-    F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
-    y = torch.as_tensor(targets(p), device=dev)
-    truth = torch.empty(p, p, dtype=torch.float64, device=dev)
-    model_margin = torch.empty_like(truth)
-    for rows in _row_chunks(p, p * max(m, p), chunk_elements):
-        hidden = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in)
-        mlp = hidden @ W_L
-        direct = as_t(tables.D_a[rows][:, None, :] + tables.D_b[None, :, :])
-        err = mlp + direct - as_t(explanation_rows(tables, clusters, rows))
-        target = y[rows, :, None]
-        truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
-        logits = mlp + direct
-        correct = logits.gather(-1, target)
-        model_margin[rows] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
-    ops = 2 * p * p * m * p + 4 * p * p * m + 6 * p ** 3
-    return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, time.perf_counter() - start
-
-
-# ---------------------------------------------------------------- the shared decomposition
-
-def _dft_coefficients(rows: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
-    """γ(f) with row(c) = mean + Σ_f Re(γ(f) e^{iωfc}) + rest: ``[n, F]`` complex."""
-    p = rows.shape[1]
-    c = np.arange(p)
-    return 2 / p * rows @ np.exp(-2j * np.pi * np.outer(c, frequencies) / p)
-
-
-def _reconstruct(coefficients: np.ndarray, frequencies: np.ndarray, p: int) -> np.ndarray:
-    c = np.arange(p)
-    return np.real(coefficients @ np.exp(2j * np.pi * np.outer(frequencies, c) / p))
-
-
-def principal_directions(rows: np.ndarray, count: int, iterations: int = 4) -> np.ndarray:
-    """Orthonormal directions ``[count, p]`` spanning most of the rows' energy, by subspace iteration: O(n·p·count).
-
-    Any orthonormal directions keep the bounds sound; good ones leave less for the untracked remainder.
-    """
-    count = min(count, *rows.shape)
-    if count == 0:
-        return np.zeros((0, rows.shape[1]))
-    basis = np.random.default_rng(0).standard_normal((rows.shape[1], count + 4))
-    for _ in range(iterations):
-        basis = np.linalg.qr(rows.T @ (rows @ basis))[0]
-    return (np.linalg.svd(rows @ basis, full_matrices=False)[2][:count] @ basis.T)
-
-
-@dataclass
-class ClusterTerms:
-    """A cluster's neurons in phase order, with everything the bounds read about them."""
-
-    cluster: Cluster
-    frequency: int
-    phase: np.ndarray  # φ_i sorted, in [−π, π)
-    r: np.ndarray
-    kappa: float
-    beta: float
-    eps_a: np.ndarray  # [p, n]
-    eps_b: np.ndarray  # [p, n]
-    tracked: np.ndarray  # this cluster's tracked output frequencies (key first)
-    gamma: np.ndarray  # [n, T] complex output coefficients at those frequencies
-    coordinates: np.ndarray  # [n, R] output rows along the cluster's principal directions
-    direction_columns: slice  # those directions' rows in Decomposition.directions
-    remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies and directions
-    span: np.ndarray  # [n] ptp of the whole output row: the most one unit of |h − ĥ| moves a logit difference
-    neurons: np.ndarray  # model neuron indices, in phase order
-    columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
-
-    @property
-    def output_weights(self) -> np.ndarray:
-        """Per neuron ``[n, W]``, real: the tracked phasor coefficients' real parts, then their imaginary parts,
-        direction coordinates, remainder span (``_Tracked.add`` reads sums of them in this order)."""
-        return np.concatenate([self.gamma.real, self.gamma.imag, self.coordinates, self.remainder_span[:, None]],
-                              axis=1)
-
-    def residual_shares(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
-        """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
-        return np.maximum(sign * self.eps_a, 0) / self.r, np.maximum(sign * self.eps_b, 0) / self.r
-
-
-@dataclass
-class Decomposition:
-    clusters: list[ClusterTerms]
-    frequencies: np.ndarray  # every tracked frequency (the union over clusters)
-    directions: np.ndarray  # [R_total, p] every cluster's principal output directions
-    target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
-    loose: np.ndarray  # neurons outside every cluster
-    loose_span: np.ndarray
-
-
-def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
-    """Neuron indices (phase order kept) split into ``groups`` of about equal size by their own offset κ_i."""
-    edges = np.quantile(own_kappa, np.linspace(0, 1, groups + 1)[1:-1]) if groups > 1 else []
-    label = np.searchsorted(edges, own_kappa, side="left")
-    return [np.where(label == g)[0] for g in range(groups) if (label == g).any()]
-
-
-def _input_residuals(tables: SeparableTables, idx: np.ndarray, k: int, r: np.ndarray, phi: np.ndarray,
-                     kappa: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ε_a, ε_b ``[p, n]`` with pre_i = r_i (κ_i + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i] exactly (docs §1)."""
-    p = tables.p
-    u = 2 * np.pi * k / p * np.arange(p)
-    cos_theta = np.outer(np.cos(u), np.cos(phi)) - np.outer(np.sin(u), np.sin(phi))  # θ = u + φ
-    waveform = r * (cos_theta + beta * (2 * cos_theta * cos_theta - 1))
-    F_a, F_b = tables.F_a[:, idx], tables.F_b[:, idx]
-    mean_a, mean_b = F_a.mean(0), F_b.mean(0)
-    eps_a = F_a - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
-    return eps_a, F_b - mean_b - waveform
-
-
-def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: int):
-    """A cluster's centred output rows as tracked frequencies (key k first, then the largest residual ones),
-    principal directions of what those leave, and the remainder: (tracked, γ, basis, coordinates, ρ)."""
-    p = W_L_rows.shape[1]
-    rows = W_L_rows - W_L_rows.mean(1, keepdims=True)
-    key = np.array([k])
-    residual_energy = np.abs(np.fft.rfft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
-                                         axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
-    extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
-    tracked = np.array([k] + extra)
-    gamma = _dft_coefficients(rows, tracked)
-    remainder = rows - _reconstruct(gamma, tracked, p)
-    basis = principal_directions(remainder, directions)
-    coordinates = remainder @ basis.T
-    return tracked, gamma, basis, coordinates, remainder - coordinates @ basis
-
-
-def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
-              directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
-    """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
-    p = tables.p
-    terms, frequencies, targets, all_directions = [], set(), {}, []
-    clustered = np.zeros(tables.d_mlp, bool)
-    for cluster in clusters:
-        keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
-        order = np.argsort(np.mod(cluster.phi[keep] + np.pi, 2 * np.pi))
-        idx = cluster.neurons[keep][order]
-        r, phi = cluster.r[keep][order], np.mod(cluster.phi[keep][order] + np.pi, 2 * np.pi) - np.pi
-        clustered[idx] = True
-        k = cluster.frequency
-        phasor, lens = explanation_phasors(cluster, p)
-        targets[k] = targets.get(k, 0) + phasor
-        own_kappa = cluster.offset_ratio[keep][order]
-        own_beta = (cluster.harmonic_ratio * np.cos(cluster.harmonic_lock))[keep][order]
-        groups = _waveform_groups(own_kappa, waveform_groups)
-        kappa, beta = np.empty(len(idx)), np.empty(len(idx))
-        for group in groups:  # one shared waveform per group: its neurons' median offset and harmonic
-            kappa[group] = np.median(own_kappa[group]) if waveform_groups > 1 else lens["kappa"]
-            beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
-        eps_a, eps_b = _input_residuals(tables, idx, k, r, phi, kappa, beta)
-        tracked, gamma, basis, coordinates, remainder = _output_split(tables.W_L[idx], k, tracked_extra, directions)
-        start = sum(len(d) for d in all_directions)
-        all_directions.append(basis)
-        ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
-        frequencies.update(tracked.tolist())
-        for group in groups:
-            terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]],
-                                      eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
-                                      slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
-                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
-    loose = np.where(~clustered)[0]
-    loose_span = np.ptp(tables.W_L[loose], axis=1)
-    ops(3 * p * len(loose))
-    freq_list = np.array(sorted(frequencies), dtype=int)
-    for term in terms:
-        term.columns = np.searchsorted(freq_list, term.tracked)
-    stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, targets, loose, loose_span)
 
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
@@ -492,7 +121,7 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     if count <= 0:
         return
     a = np.arange(p)
-    band_by_difference = np.bincount(_difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
+    band_by_difference = np.bincount(difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
     from_a, from_b = tables.F_a[:, term.neurons] + tables.b_in[term.neurons], tables.F_b[:, term.neurons]
     for d in np.argsort(-band_by_difference)[:count]:
         b = (a - d) % p

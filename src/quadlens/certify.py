@@ -1,4 +1,5 @@
-"""``quadlens bound``: every tier's bound against brute force, certified fractions, tightness, cost."""
+"""``quadlens bound``: brute force (the truth), then every tier's bound and certificate against it: certified
+fractions, tightness, cost."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__
-from .bounds import (COMPETITORS, ErrorTerms, Ops, Tier, brute_force, exact_margin, linear_error, nearest_competitors,
-                     quadratic_error)
+from .bounds import ErrorTerms, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
+from .competitors import COMPETITORS, exact_margin, explanation_rows, nearest_competitors, row_chunks
 from .files import atomic_write_bytes, json_ready
+from .ladder import targets
 from .model import Transformer
 from .neurons import fit_neurons
+from .ops import Ops
 from .tables import SeparableTables, separable_tables
 
 SCHEMA = "quadlens.bound"
@@ -30,6 +34,52 @@ CERTIFICATE = (f"an input is certified when a lower bound on the model's margin 
                f"margin M less the bound B, or, where that is not positive but can become so, the explanation's "
                f"exact margin to each of the {COMPETITORS} outputs nearest to winning less the error's exact tracked "
                f"difference there and the rest, every other output against B")
+
+
+@dataclass
+class Tier:
+    """One tier's per-input bound, explanation margin and proven model margin (``[p, p]``), its cost and time."""
+
+    name: str
+    cost: str
+    bound: np.ndarray
+    margin: np.ndarray  # the explanation's margin (or a lower bound on it)
+    proven_margin: np.ndarray  # a lower bound on the model's margin: the input is certified where it is positive
+    ops: int
+    seconds: float
+
+    @property
+    def certified(self) -> np.ndarray:
+        return self.proven_margin > 0
+
+
+def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
+                chunk_elements: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
+
+    Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available.
+    Returns (truth, model_margin, ops, seconds).
+    """
+    start = time.perf_counter()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    p, m = tables.p, tables.d_mlp
+    as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
+    F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
+    y = torch.as_tensor(targets(p), device=dev)
+    truth = torch.empty(p, p, dtype=torch.float64, device=dev)
+    model_margin = torch.empty_like(truth)
+    for rows in row_chunks(p, p * max(m, p), chunk_elements):
+        hidden = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in)
+        mlp = hidden @ W_L
+        direct = as_t(tables.D_a[rows][:, None, :] + tables.D_b[None, :, :])
+        err = mlp + direct - as_t(explanation_rows(tables, clusters, rows))
+        target = y[rows, :, None]
+        truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
+        logits = mlp + direct
+        correct = logits.gather(-1, target)
+        model_margin[rows] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
+    ops = 2 * p * p * m * p + 4 * p * p * m + 6 * p ** 3
+    return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, time.perf_counter() - start
 
 
 @dataclass

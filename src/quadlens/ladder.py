@@ -44,8 +44,15 @@ class Level:
 
 
 def targets(p: int) -> np.ndarray:
+    """The correct output (a + b) mod p per input ``[p, p]``."""
     t = np.arange(p)
     return (t[:, None] + t[None, :]) % p
+
+
+def difference_index(p: int) -> np.ndarray:
+    """(a − b) mod p per input ``[p, p]``: what a pizza's explanation depends on besides a + b."""
+    t = np.arange(p)
+    return (t[:, None] - t[None, :]) % p
 
 
 def margins(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:

@@ -1,0 +1,181 @@
+"""The exact decomposition every bound tier starts from (docs/bounds.md §1).
+
+Neuron i of cluster k has ``pre_i = r_i (κ + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i]`` with Q = 2A cos θ + 2B cos 2θ,
+A = cos(δ/2), B = β cos δ (κ, β the cluster's, or its waveform group's); its output row is
+``W_L[i, c] = μ_i + Σ_f Re(γ_i(f) e^{iωfc}) + Σ_j u_ij v_j(c) + ρ_i(c)`` over the cluster's tracked
+frequencies f (the key frequency and its largest residual ones) and principal directions v_j. The split is
+exact for any explanation parameters, so soundness never depends on the fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clusters import Cluster, lens_parameters
+from .ladder import difference_index, targets
+from .lens import cluster_amplitude
+from .ops import Ops
+from .tables import SeparableTables
+
+TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
+DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
+
+
+def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
+    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters."""
+    lens = lens_parameters(cluster)
+    t = np.arange(p)
+    amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
+    omega_k = 2 * np.pi * cluster.frequency / p
+    return amplitude[difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * t))[targets(p)], lens
+
+
+def _dft_coefficients(rows: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
+    """γ(f) with row(c) = mean + Σ_f Re(γ(f) e^{iωfc}) + rest: ``[n, F]`` complex."""
+    p = rows.shape[1]
+    c = np.arange(p)
+    return 2 / p * rows @ np.exp(-2j * np.pi * np.outer(c, frequencies) / p)
+
+
+def _reconstruct(coefficients: np.ndarray, frequencies: np.ndarray, p: int) -> np.ndarray:
+    c = np.arange(p)
+    return np.real(coefficients @ np.exp(2j * np.pi * np.outer(frequencies, c) / p))
+
+
+def principal_directions(rows: np.ndarray, count: int, iterations: int = 4) -> np.ndarray:
+    """Orthonormal directions ``[count, p]`` spanning most of the rows' energy, by subspace iteration: O(n·p·count).
+
+    Any orthonormal directions keep the bounds sound; good ones leave less for the untracked remainder.
+    """
+    count = min(count, *rows.shape)
+    if count == 0:
+        return np.zeros((0, rows.shape[1]))
+    basis = np.random.default_rng(0).standard_normal((rows.shape[1], count + 4))
+    for _ in range(iterations):
+        basis = np.linalg.qr(rows.T @ (rows @ basis))[0]
+    return (np.linalg.svd(rows @ basis, full_matrices=False)[2][:count] @ basis.T)
+
+
+@dataclass
+class ClusterTerms:
+    """A cluster's neurons in phase order, with everything the bounds read about them."""
+
+    cluster: Cluster
+    frequency: int
+    phase: np.ndarray  # φ_i sorted, in [−π, π)
+    r: np.ndarray
+    kappa: float
+    beta: float
+    eps_a: np.ndarray  # [p, n]
+    eps_b: np.ndarray  # [p, n]
+    tracked: np.ndarray  # this cluster's tracked output frequencies (key first)
+    gamma: np.ndarray  # [n, T] complex output coefficients at those frequencies
+    coordinates: np.ndarray  # [n, R] output rows along the cluster's principal directions
+    direction_columns: slice  # those directions' rows in Decomposition.directions
+    remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies and directions
+    span: np.ndarray  # [n] ptp of the whole output row: the most one unit of |h − ĥ| moves a logit difference
+    neurons: np.ndarray  # model neuron indices, in phase order
+    columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
+
+    @property
+    def output_weights(self) -> np.ndarray:
+        """Per neuron ``[n, W]``, real: the tracked phasor coefficients' real parts, then their imaginary parts,
+        direction coordinates, remainder span (``_Tracked.add`` reads sums of them in this order)."""
+        return np.concatenate([self.gamma.real, self.gamma.imag, self.coordinates, self.remainder_span[:, None]],
+                              axis=1)
+
+    def residual_shares(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
+        """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
+        return np.maximum(sign * self.eps_a, 0) / self.r, np.maximum(sign * self.eps_b, 0) / self.r
+
+
+@dataclass
+class Decomposition:
+    clusters: list[ClusterTerms]
+    frequencies: np.ndarray  # every tracked frequency (the union over clusters)
+    directions: np.ndarray  # [R_total, p] every cluster's principal output directions
+    target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
+    loose: np.ndarray  # neurons outside every cluster
+    loose_span: np.ndarray
+
+
+def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Neuron indices (phase order kept) split into ``groups`` of about equal size by their own offset κ_i."""
+    edges = np.quantile(own_kappa, np.linspace(0, 1, groups + 1)[1:-1]) if groups > 1 else []
+    label = np.searchsorted(edges, own_kappa, side="left")
+    return [np.where(label == g)[0] for g in range(groups) if (label == g).any()]
+
+
+def _input_residuals(tables: SeparableTables, idx: np.ndarray, k: int, r: np.ndarray, phi: np.ndarray,
+                     kappa: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ε_a, ε_b ``[p, n]`` with pre_i = r_i (κ_i + Q(θ_i; δ)) + ε_a[a, i] + ε_b[b, i] exactly (docs §1)."""
+    p = tables.p
+    u = 2 * np.pi * k / p * np.arange(p)
+    cos_theta = np.outer(np.cos(u), np.cos(phi)) - np.outer(np.sin(u), np.sin(phi))  # θ = u + φ
+    waveform = r * (cos_theta + beta * (2 * cos_theta * cos_theta - 1))
+    F_a, F_b = tables.F_a[:, idx], tables.F_b[:, idx]
+    mean_a, mean_b = F_a.mean(0), F_b.mean(0)
+    eps_a = F_a - mean_a - waveform + (mean_a + mean_b + tables.b_in[idx] - r * kappa)
+    return eps_a, F_b - mean_b - waveform
+
+
+def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: int):
+    """A cluster's centred output rows as tracked frequencies (key k first, then the largest residual ones),
+    principal directions of what those leave, and the remainder: (tracked, γ, basis, coordinates, ρ)."""
+    p = W_L_rows.shape[1]
+    rows = W_L_rows - W_L_rows.mean(1, keepdims=True)
+    key = np.array([k])
+    residual_energy = np.abs(np.fft.rfft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
+                                         axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
+    extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
+    tracked = np.array([k] + extra)
+    gamma = _dft_coefficients(rows, tracked)
+    remainder = rows - _reconstruct(gamma, tracked, p)
+    basis = principal_directions(remainder, directions)
+    coordinates = remainder @ basis.T
+    return tracked, gamma, basis, coordinates, remainder - coordinates @ basis
+
+
+def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
+              directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
+    """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
+    p = tables.p
+    terms, frequencies, targets, all_directions = [], set(), {}, []
+    clustered = np.zeros(tables.d_mlp, bool)
+    for cluster in clusters:
+        keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
+        order = np.argsort(np.mod(cluster.phi[keep] + np.pi, 2 * np.pi))
+        idx = cluster.neurons[keep][order]
+        r, phi = cluster.r[keep][order], np.mod(cluster.phi[keep][order] + np.pi, 2 * np.pi) - np.pi
+        clustered[idx] = True
+        k = cluster.frequency
+        phasor, lens = explanation_phasors(cluster, p)
+        targets[k] = targets.get(k, 0) + phasor
+        own_kappa = cluster.offset_ratio[keep][order]
+        own_beta = (cluster.harmonic_ratio * np.cos(cluster.harmonic_lock))[keep][order]
+        groups = _waveform_groups(own_kappa, waveform_groups)
+        kappa, beta = np.empty(len(idx)), np.empty(len(idx))
+        for group in groups:  # one shared waveform per group: its neurons' median offset and harmonic
+            kappa[group] = np.median(own_kappa[group]) if waveform_groups > 1 else lens["kappa"]
+            beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
+        eps_a, eps_b = _input_residuals(tables, idx, k, r, phi, kappa, beta)
+        tracked, gamma, basis, coordinates, remainder = _output_split(tables.W_L[idx], k, tracked_extra, directions)
+        start = sum(len(d) for d in all_directions)
+        all_directions.append(basis)
+        ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
+        frequencies.update(tracked.tolist())
+        for group in groups:
+            terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]],
+                                      eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
+                                      slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
+                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
+    loose = np.where(~clustered)[0]
+    loose_span = np.ptp(tables.W_L[loose], axis=1)
+    ops(3 * p * len(loose))
+    freq_list = np.array(sorted(frequencies), dtype=int)
+    for term in terms:
+        term.columns = np.searchsorted(freq_list, term.tracked)
+    stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
+    return Decomposition(terms, freq_list, stacked, targets, loose, loose_span)
