@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from conftest import small_config
 from quadlens import Transformer, separable_tables
 from quadlens.bounds import linear_error, quadratic_error
-from quadlens.certify import bound_tables, brute_force
+from quadlens.certify import bound_tables, brute_force, explanation_rows
 from quadlens.clusters import build_clusters
-from quadlens.competitors import Competitors, exact_margin, explanation_rows, nearest_competitors
-from quadlens.ladder import targets
+from quadlens.competitors import Competitors, exact_margin, nearest_competitors
+from quadlens.ladder import margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
 from quadlens.synthetic import pizza_spec, pizza_tables
@@ -74,6 +74,7 @@ def explanation_competitors(tables: SeparableTables, clusters) -> list[Competito
     target = targets(p)
     margin_to = np.take_along_axis(logits, target[..., None], -1) - logits  # [p, p, c]
     exact = exact_margin(tables, clusters, Ops())
+    np.testing.assert_allclose(exact, margins(logits), rtol=1e-9, atol=1e-9)
     out = []
     for J in (0, 1, 3, 16, p - 1):
         competitors = nearest_competitors(tables, clusters, Ops(), J)
@@ -200,13 +201,10 @@ def test_bound_files(tmp_path, bundled):
 def test_chunked_evaluation_matches_whole(bundled):
     tables = separable_tables(bundled)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    whole = exact_margin(tables, clusters, Ops())
-    np.testing.assert_array_equal(exact_margin(tables, clusters, Ops(), chunk_elements=59 * 59 * 7), whole)
     truth, margin, _, _ = brute_force(tables, clusters, "cpu")
     truth_c, margin_c, _, _ = brute_force(tables, clusters, "cpu", chunk_elements=59 * 512 * 5)
     np.testing.assert_allclose(truth_c, truth, rtol=0, atol=1e-10)
     np.testing.assert_allclose(margin_c, margin, rtol=0, atol=1e-10)
-    from quadlens.ladder import margins
     np.testing.assert_allclose(margin, margins(tables.logits()), rtol=0, atol=1e-10)
     B = quadratic_error(tables, clusters).bound(Ops())
     np.testing.assert_allclose(quadratic_error(tables, clusters, chunk_elements=59 * 512 * 3).bound(Ops()), B,

@@ -375,15 +375,23 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
     tracked = _Tracked.empty(p, dec)
     remainder, loose = np.zeros((p, p)), np.zeros((p, p))
-    rows_per_chunk = max(1, chunk_elements // (p * tables.d_mlp))
+    # neurons reordered so that each cluster group's, and then the loose ones, are one slice of the activations
+    groups = [term.neurons for term in dec.clusters] + [dec.loose]
+    order = np.concatenate(groups).astype(np.int64)
+    edges = np.cumsum([0] + [len(group) for group in groups])
+    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
+    rows_per_chunk = max(1, chunk_elements // (p * max(len(order), 1)))
+    buffer = np.empty((min(rows_per_chunk, p), p, len(order)))
     for lo in range(0, p, rows_per_chunk):
-        rows = slice(lo, lo + rows_per_chunk)
-        hidden = np.maximum(tables.F_a[rows, None, :] + tables.F_b[None, :, :] + tables.b_in, 0)
-        for term in dec.clusters:
-            sums = np.moveaxis(hidden[..., term.neurons] @ term.output_weights, -1, 0)
+        rows = slice(lo, min(lo + rows_per_chunk, p))
+        count = rows.stop - rows.start
+        hidden = np.add(from_a[rows, None, :], from_b[None, :, :], out=buffer[:count])
+        hidden = np.maximum(hidden, 0, out=hidden).reshape(count * p, len(order))
+        for term, start, stop in zip(dec.clusters, edges[:-2], edges[1:-1]):
+            sums = (term.output_weights.T @ hidden[:, start:stop].T).reshape(-1, count, p)
             tracked.add(term, sums[:-1], rows)
             remainder[rows] += sums[-1]
-        loose[rows] = hidden[..., dec.loose] @ dec.loose_span
+        loose[rows] = (hidden[:, edges[-2]:] @ dec.loose_span).reshape(count, p)
     ops(3 * p * p * tables.d_mlp)
     for term in dec.clusters:
         ops(p * p * len(term.r) * 2 * term.output_weights.shape[1])

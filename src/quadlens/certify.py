@@ -15,9 +15,9 @@ import torch
 from . import __version__
 from .bounds import ErrorTerms, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
-from .competitors import COMPETITORS, exact_margin, explanation_rows, nearest_competitors, row_chunks
+from .competitors import COMPETITORS, exact_margin, nearest_competitors
 from .files import atomic_write_bytes, json_ready
-from .ladder import targets
+from .ladder import integral_logits, targets
 from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
@@ -53,6 +53,16 @@ class Tier:
         return self.proven_margin > 0
 
 
+def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
+    """L3 logits with the direct path for the inputs with a in ``rows``: ``[len(rows), p, p]``."""
+    return integral_logits(tables, clusters, harmonics=True, rows=rows)
+
+
+def _row_chunks(p: int, per_row: int, chunk_elements: int) -> list[slice]:
+    step = max(1, chunk_elements // max(per_row, 1))
+    return [slice(lo, min(lo + step, p)) for lo in range(0, p, step)]
+
+
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                 chunk_elements: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, int, float]:
     """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
@@ -68,7 +78,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     y = torch.as_tensor(targets(p), device=dev)
     truth = torch.empty(p, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
-    for rows in row_chunks(p, p * max(m, p), chunk_elements):
+    for rows in _row_chunks(p, p * max(m, p), chunk_elements):
         hidden = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in)
         mlp = hidden @ W_L
         direct = as_t(tables.D_a[rows][:, None, :] + tables.D_b[None, :, :])
