@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .bounds import ErrorTerms, linear_error, quadratic_error
@@ -197,10 +198,13 @@ def check_tiers(tiers: Sequence[str]) -> list[str]:
 
 
 def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
-    """One tier by name (docs/bounds.md has each one's argument)."""
+    """One tier by name (docs/bounds.md has each one's argument), with numpy's BLAS on one thread: its threads
+    spin for a while after each call and take the cores from the compiled kernels that follow, and the tiers'
+    matrix products are small (docs/bounds.md §8, Speed)."""
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
-    return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
-                 **tier_options)
+    with threadpool_limits(1, user_api="blas"):
+        return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
+                     **tier_options)
 
 
 @cache
