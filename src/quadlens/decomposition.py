@@ -23,20 +23,14 @@ TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the
 DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
 
 
-def explanation_phasors(cluster: Cluster, p: int) -> tuple[np.ndarray, dict]:
-    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters."""
+def explanation_phasors(cluster: Cluster, difference: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters,
+    given each input's (a − b) mod p and (a + b) mod p (``ladder.difference_index`` and ``ladder.targets``)."""
     lens = lens_parameters(cluster)
-    t = np.arange(p)
+    p = len(difference)
     amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
-    omega_k = 2 * np.pi * cluster.frequency / p
-    return amplitude[difference_index(p)] * np.exp(1j * (lens["psi0"] - omega_k * t))[targets(p)], lens
-
-
-def _dft_coefficients(rows: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
-    """γ(f) with row(c) = mean + Σ_f Re(γ(f) e^{iωfc}) + rest: ``[n, F]`` complex."""
-    p = rows.shape[1]
-    c = np.arange(p)
-    return 2 / p * rows @ np.exp(-2j * np.pi * np.outer(c, frequencies) / p)
+    rotation = np.exp(1j * (lens["psi0"] - 2 * np.pi * cluster.frequency / p * np.arange(p)))
+    return amplitude[difference] * rotation[target], lens
 
 
 def _reconstruct(coefficients: np.ndarray, frequencies: np.ndarray, p: int) -> np.ndarray:
@@ -126,12 +120,11 @@ def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: 
     principal directions of what those leave, and the remainder: (tracked, γ, basis, coordinates, ρ)."""
     p = W_L_rows.shape[1]
     rows = W_L_rows - W_L_rows.mean(1, keepdims=True)
-    key = np.array([k])
-    residual_energy = np.abs(np.fft.rfft(rows - _reconstruct(_dft_coefficients(rows, key), key, p),
-                                         axis=1)[:, 1:(p - 1) // 2 + 1]) ** 2
-    extra = [int(f) + 1 for f in np.argsort(-residual_energy.sum(0)) if int(f) + 1 != k][:tracked_extra]
+    spectrum = np.fft.rfft(rows, axis=1)  # γ(f) = (2/p)·spectrum[:, f], with row(c) = Σ_f Re(γ(f) e^{iωfc})
+    energy = (np.abs(spectrum[:, 1:(p - 1) // 2 + 1]) ** 2).sum(0)  # per frequency 1 … (p − 1)/2
+    extra = [int(f) + 1 for f in np.argsort(-energy) if int(f) + 1 != k][:tracked_extra]
     tracked = np.array([k] + extra)
-    gamma = _dft_coefficients(rows, tracked)
+    gamma = 2 / p * spectrum[:, tracked]
     remainder = rows - _reconstruct(gamma, tracked, p)
     basis = principal_directions(remainder, directions)
     coordinates = remainder @ basis.T
@@ -142,8 +135,9 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
               directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
-    terms, frequencies, targets, all_directions = [], set(), {}, []
+    terms, frequencies, target_phasors, all_directions = [], set(), {}, []
     clustered = np.zeros(tables.d_mlp, bool)
+    difference, target = difference_index(p), targets(p)
     for cluster in clusters:
         keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
         order = np.argsort(np.mod(cluster.phi[keep] + np.pi, 2 * np.pi))
@@ -151,8 +145,8 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         r, phi = cluster.r[keep][order], np.mod(cluster.phi[keep][order] + np.pi, 2 * np.pi) - np.pi
         clustered[idx] = True
         k = cluster.frequency
-        phasor, lens = explanation_phasors(cluster, p)
-        targets[k] = targets.get(k, 0) + phasor
+        phasor, lens = explanation_phasors(cluster, difference, target)
+        target_phasors[k] = target_phasors.get(k, 0) + phasor
         own_kappa = cluster.offset_ratio[keep][order]
         own_beta = (cluster.harmonic_ratio * np.cos(cluster.harmonic_lock))[keep][order]
         groups = _waveform_groups(own_kappa, waveform_groups)
@@ -178,4 +172,4 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, targets, loose, loose_span)
+    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span)
