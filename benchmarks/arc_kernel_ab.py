@@ -59,20 +59,17 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     versions = {label: load(path, f"arcs_{label}", folder) for label, path in (("old", args.old), ("new", args.new))}
     inputs, (W, p, n) = kernel_inputs(args.p, args.groups)
-    for sign_patterns in (False, True):
-        seconds, results = {label: [] for label in versions}, {}
-        for _ in range(args.runs):
-            for label, module in versions.items():
-                found, band = np.zeros((W, p, p)), np.zeros((p, p))
-                start = time.perf_counter()
-                ops = module.arc_sums(*inputs, BAND_ITERATIONS, sign_patterns, found, band)
-                seconds[label].append(time.perf_counter() - start)
-                results[label] = (found, band, int(ops.sum()))
-        (f0, b0, o0), (f1, b1, o1) = results["old"], results["new"]
-        print(f"p={p} n={n} W={W} sign_patterns={sign_patterns}: old {min(seconds['old'][1:]):.4f} s, "
-              f"new {min(seconds['new'][1:]):.4f} s; max |Δ sums| {np.abs(f0 - f1).max():.1e}, "
-              f"max |Δ band| {np.abs(b0 - b1).max():.1e}; ops {o0} vs {o1}")
-
+    seconds, results = {label: [] for label in versions}, {}
+    for _ in range(args.runs):
+        for label, module in versions.items():
+            found, band = np.zeros((W, p, p)), np.zeros((p, p))
+            start = time.perf_counter()
+            ops = module.arc_sums(*inputs, BAND_ITERATIONS, found, band)
+            seconds[label].append(time.perf_counter() - start)
+            results[label] = (found, band, int(ops.sum()))
+    (f0, b0, o0), (f1, b1, o1) = results["old"], results["new"]
+    print(f"p={p} n={n} W={W}: old {min(seconds['old'][1:]):.4f} s, new {min(seconds['new'][1:]):.4f} s; "
+          f"max |Δ sums| {np.abs(f0 - f1).max():.1e}, max |Δ band| {np.abs(b0 - b1).max():.1e}; ops {o0} vs {o1}")
 
 if __name__ == "__main__":
     main()

@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, level_pieces, on_set_pieces, phase_buckets, prefix,
-                          range_max, range_max_table, row_prefix, shifted_arcs, table_levels)
+from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, ideal_sums, level_pieces, on_set_pieces, phase_buckets,
+                          prefix, range_max, range_max_table, row_prefix, shifted_arcs, table_levels)
 
 
 def level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2) -> int:
@@ -85,6 +85,26 @@ def test_bands_from_the_on_sets_roots_match_their_level_sets(seed, p, k, kappa, 
             assert count == expected
             np.testing.assert_array_equal(i1[:count], j1[:count])
             np.testing.assert_array_equal(i2[:count], j2[:count])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.integers(2, 23), n=st.integers(1, 30), k=st.integers(1, 11),
+       kappa=st.floats(-1.5, 1.5), beta=st.floats(-0.5, 0.5))
+def test_ideal_sums_match_direct_sums_over_the_on_set(seed, p, n, k, kappa, beta):
+    """The Lipschitz tier's kernel, which computes b ≥ a and copies the rest across the diagonal, against the
+    sum over every neuron with x > 0 of r (κ + Q(θ)) times its output weights, input by input."""
+    rng = np.random.default_rng(seed)
+    phase, r, weights = np.sort(rng.uniform(-np.pi, np.pi, n)), rng.uniform(0.5, 2, n), rng.normal(size=(n, 3))
+    parts = r * np.stack([np.ones(n), np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)])
+    found = np.full((3, p, p), np.nan)
+    ideal_sums(phase, kappa, beta, 2 * np.pi * k / p, prefix(parts.T[:, :, None] * weights[:, None, :]), found)
+    for a in range(p):
+        for b in range(p):
+            delta, theta = 2 * np.pi * k * (a - b) / p, np.pi * k * (a + b) / p + phase
+            x = kappa + 2 * np.cos(delta / 2) * np.cos(theta) + 2 * beta * np.cos(delta) * np.cos(2 * theta)
+            if np.abs(x).min() < 1e-9:  # rounding decides a neuron on the kink itself
+                continue
+            np.testing.assert_allclose(found[:, a, b], (r * x * (x > 0)) @ weights, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=200, deadline=None)

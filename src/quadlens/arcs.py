@@ -240,53 +240,97 @@ def _row_bands(a: int, kappa: float, omega_k: float, A_of: np.ndarray, B_of: np.
             ops[a] += count[b] * 4
 
 
-@njit(cache=True, parallel=True)
-def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
-             residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
-             share_tables: np.ndarray, share_max: np.ndarray, iterations: int, sign_patterns: bool,
-             found: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Fill ``found[W, a, b]`` and ``band[a, b]`` for one cluster; returns the operations performed per row a.
-
-    ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
-    residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v (sign patterns only);
-    band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
-    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
-    Without sign patterns only the ideal sums over {x > 0} are formed.
-    """
-    W, p = found.shape[0], found.shape[1]
+@njit(cache=True)
+def _shift_tables(phase: np.ndarray, kappa: float, beta: float, omega_k: float, p: int):
+    """What every input's arcs are built from: the doubled phase list and its buckets, the per-difference tables
+    of ``on_set_pieces``, and per a + b the shift u's cos u, −sin u, cos 2u, −sin 2u."""
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
-    buckets = phase_buckets(phase2)
-    ops = np.zeros(p, np.int64)
-    A_of, B_of, on_starts, on_lengths, on_counts, zero_roots, zero_angles = on_set_pieces(kappa, beta, omega_k, p)
-    turn = np.empty((2 * p - 1, 4))  # cos u, −sin u, cos 2u, −sin 2u of the shift u per a + b
+    turn = np.empty((2 * p - 1, 4))
     for a_plus_b in range(2 * p - 1):
         shift = omega_k * a_plus_b / 2
         turn[a_plus_b] = np.cos(shift), -np.sin(shift), np.cos(2 * shift), -np.sin(2 * shift)
+    return (phase2, phase_buckets(phase2), turn) + on_set_pieces(kappa, beta, omega_k, p)
+
+
+@njit(cache=True, inline="always")
+def _ideal_at(a: int, b: int, kappa: float, omega_k: float, shift_tables, ideal_prefix: np.ndarray,
+              total: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
+    """Input (a, b)'s on-set arcs into i1, i2 and its ideal activations' sums into ``total``; returns the arcs."""
+    phase2, buckets, turn, A_of, B_of, on_starts, on_lengths, on_counts, _, _ = shift_tables
+    p = (len(turn) + 1) // 2
+    difference, a_plus_b = a - b + p - 1, a + b
+    count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
+                         omega_k * a_plus_b / 2, phase2, buckets, i1, i2)
+    # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ with u the shift, against ideal_prefix's five parts
+    A2, B2, cs = 2 * A_of[difference], 2 * B_of[difference], turn[a_plus_b]
+    _add_arcs(total, ideal_prefix, i1, i2, count, kappa, A2 * cs[0], A2 * cs[1], B2 * cs[2], B2 * cs[3])
+    return count
+
+
+@njit(cache=True, parallel=True)
+def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
+             residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
+             share_tables: np.ndarray, share_max: np.ndarray, iterations: int, found: np.ndarray,
+             band: np.ndarray) -> np.ndarray:
+    """Fill ``found[W, a, b]`` and ``band[a, b]`` for one cluster with sign patterns; returns the operations
+    performed per row a.
+
+    ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
+    residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v;
+    band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
+    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
+    """
+    W, p = found.shape[0], found.shape[1]
+    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    phase2, buckets, _, A_of, B_of, _, _, _, zero_roots, zero_angles = tables
+    ops = np.zeros(p, np.int64)
     for a in prange(p):
         # each phase runs over the whole row b = 0..p−1, so that the b-side table reads, whose rows are far apart
         # in memory, are issued many at a time instead of one input's at a time
         total = np.zeros((p, W))
         i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
         for b in range(p):
-            difference, a_plus_b = a - b + p - 1, a + b
-            count[b] = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
-                                    omega_k * a_plus_b / 2, phase2, buckets, i1[b], i2[b])
-            # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ with u the shift, against ideal_prefix's five parts
-            A2, B2, cs = 2 * A_of[difference], 2 * B_of[difference], turn[a_plus_b]
-            _add_arcs(total[b], ideal_prefix, i1[b], i2[b], count[b], kappa, A2 * cs[0], A2 * cs[1], B2 * cs[2],
-                      B2 * cs[3])
+            count[b] = _ideal_at(a, b, kappa, omega_k, tables, ideal_prefix, total[b], i1[b], i2[b])
             ops[a] += 120 + count[b] * W * 15
-        if sign_patterns:
-            for b in range(p):
-                _add_residual(total[b], residual_prefix_a[a], i1[b], i2[b], count[b])
-            for b in range(p):
-                _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
-                ops[a] += count[b] * W * 4
-            _row_bands(a, kappa, omega_k, A_of, B_of, zero_roots, zero_angles, phase2, buckets, band_prefix,
-                       share_tables, share_max, iterations, band[a], ops)
+        for b in range(p):
+            _add_residual(total[b], residual_prefix_a[a], i1[b], i2[b], count[b])
+        for b in range(p):
+            _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
+            ops[a] += count[b] * W * 4
+        _row_bands(a, kappa, omega_k, A_of, B_of, zero_roots, zero_angles, phase2, buckets, band_prefix,
+                   share_tables, share_max, iterations, band[a], ops)
         for w in range(W):
             for b in range(p):
                 found[w, a, b] = total[b, w]
+    return ops
+
+
+@njit(cache=True, parallel=True)
+def ideal_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
+               found: np.ndarray) -> np.ndarray:
+    """Fill ``found[W, a, b]`` with the ideal activations' sums over the on-set {x > 0} alone (the Lipschitz
+    tier); returns the operations performed per row a. They depend on a and b symmetrically (through
+    cos(δ/2), cos δ and a + b), so only b ≥ a is computed and the rest copied across the diagonal."""
+    W, p = found.shape[0], found.shape[1]
+    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    ops = np.zeros(p, np.int64)
+    for i in prange(p):
+        a = i // 2 if i % 2 == 0 else p - 1 - i // 2  # long and short rows in turn, so the threads share evenly
+        total = np.zeros((p - a, W))
+        i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
+        for b in range(a, p):
+            count = _ideal_at(a, b, kappa, omega_k, tables, ideal_prefix, total[b - a], i1, i2)
+            ops[a] += 120 + count * W * 15
+        for w in range(W):
+            for b in range(a, p):
+                found[w, a, b] = total[b - a, w]
+    tile = 32
+    for w in prange(W):  # the lower triangle from the upper, tile by tile
+        for a0 in range(0, p, tile):
+            for b0 in range(a0, p, tile):
+                for a in range(a0, min(a0 + tile, p)):
+                    for b in range(max(b0, a + 1), min(b0 + tile, p)):
+                        found[w, b, a] = found[w, a, b]
     return ops
 
 

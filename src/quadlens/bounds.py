@@ -91,7 +91,7 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
     ops(p * n * (6 * W + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 3)
     found, band = workspace.array("found", (W, p, p)), np.empty((p, p))
     performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
-                              _ideal_prefix(term, weights), *tables, iterations, True, found, band)
+                              _ideal_prefix(term, weights), *tables, iterations, found, band)
     ops(performed.sum())
     return ClusterSums(found, band)
 
@@ -103,10 +103,8 @@ def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Worksp
     found = workspace.array("found", (W, p, p))
     full_band = [np.abs(eps) @ term.span for eps in (term.eps_a, term.eps_b)]
     ops(n * 5 * W * 3 + 4 * p * n)
-    unused = np.zeros((1, 1, W))
-    performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
-                              _ideal_prefix(term, weights), unused, unused, np.zeros((2, 2, 1, 1)),
-                              np.zeros((2, 2, 1, 1, 1)), np.zeros((2, 2, 1)), 0, False, found, np.zeros((p, p)))
+    performed = arcs.ideal_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
+                                _ideal_prefix(term, weights), found)
     ops(performed.sum() + p * p)
     return ClusterSums(found, full_band[0][:, None] + full_band[1][None, :])
 
