@@ -115,11 +115,15 @@ def test_range_max_matches_direct_maximum(seed, n):
     table = np.full((table_levels(n), 3, 2 * n), 1e300)  # a read of anything unwritten would win every maximum
     range_max_table(values, table)
     doubled = np.concatenate([values, values], axis=1)
+    narrow = np.full((table_levels(n), 3, 2 * n), np.float32(1e30), np.float32)
+    range_max_table(values, narrow)  # float32, each value rounded up: maxima are upper bounds, barely above
     for _ in range(40):
         row = int(rng.integers(3))
         j1 = int(rng.integers(0, 2 * n))
         j2 = int(rng.integers(j1 + 1, 2 * n + 1)) if rng.random() < 0.7 else min(j1 + int(rng.integers(1, 20)), 2 * n)
         assert range_max(table, row, j1, j2) == doubled[row, j1:j2].max()
+        rounded = float(range_max(narrow, row, j1, j2))
+        assert doubled[row, j1:j2].max() <= rounded <= doubled[row, j1:j2].max() * (1 + 2.0 ** -23)
 
 
 @settings(max_examples=30, deadline=None)

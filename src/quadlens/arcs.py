@@ -341,7 +341,9 @@ def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
     p, n = values.shape
     for row in prange(p):
         for j in range(2 * n):
-            out[0, row, j] = values[row, j % n]
+            value = values[row, j % n]
+            stored = out.dtype.type(value)  # a narrower table rounds up, so that its maxima stay upper bounds
+            out[0, row, j] = stored if np.float64(stored) >= value else np.nextafter(stored, out.dtype.type(np.inf))
         for level in range(1, out.shape[0]):
             half = 1 << (level - 1)
             for j in range(2 * n - half):
@@ -370,11 +372,11 @@ class Workspace:
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
 
-    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def array(self, name: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
         size = int(np.prod(shape))
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size:
-            buffer = self._buffers[name] = touched((size,))
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = self._buffers[name] = touched((size,), dtype)
         return buffer[:size].reshape(shape)
 
 

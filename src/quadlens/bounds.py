@@ -71,7 +71,7 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
     band_prefix = workspace.array("band prefix", (2, 2, p, 2 * n + 1))
-    tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, 2 * n))
+    tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, 2 * n), np.float32)
     share_max = np.empty((2, 2, p))
     for s in range(2):
         for side, share in enumerate(shares[s]):
