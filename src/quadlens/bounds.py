@@ -400,12 +400,15 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
 
 def max_over_c(values: np.ndarray, target: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
     """max_c |E(t) − E(c)| exactly per input, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, n]`` and each
-    input's correct output t (``target`` ``[n]``): ``[n]``, in O(n·p·J)."""
+    input's correct output t (``target`` ``[n]``): ``[n]``, in O(n·p·J). Real arithmetic: Re(v·b) = Re v Re b −
+    Im v Im b, one real product with twice the inner length instead of a complex one (half the operations)."""
     n, p = values.shape[1], basis.shape[1]
+    real_basis = np.concatenate([basis.real, -basis.imag])  # [2J, c]
     out = np.empty(n)
     for lo in range(0, n, chunk):
-        e = np.real(values[:, lo:lo + chunk].T @ basis)  # [inputs, c]
+        block = values[:, lo:lo + chunk]
+        e = np.concatenate([block.real, block.imag]).T @ real_basis  # [inputs, c]
         at_target = e[np.arange(len(e)), target[lo:lo + chunk]]
         out[lo:lo + chunk] = np.abs(at_target[:, None] - e).max(1)
-    ops(n * p * (8 * len(basis) + 3))
+    ops(n * p * (4 * len(basis) + 3))
     return out
