@@ -238,7 +238,8 @@ def test_refining_takes_the_exact_maximum_on_the_loosest_inputs(bundled):
     refined = error.refine(bound, steps, 3 * 59, Ops())
     changed = refined != bound
     assert 0.9 * 3 * 59 <= changed.sum() <= 3 * 59
-    np.testing.assert_array_equal(refined[changed], exact[changed])
+    # a subset's exact maxima come from a matrix product of another shape: equal up to its rounding
+    np.testing.assert_allclose(refined[changed], exact[changed], rtol=1e-12)
     sampled = error.tracked.differences(error.dec, steps, Ops()).max(-1)
     looseness = bound / sampled
     assert looseness[changed].min() >= looseness[~changed].max()  # the loosest by the sampled lower bound
