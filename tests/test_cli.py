@@ -32,7 +32,7 @@ def test_info_on_a_broken_file_names_it(tmp_path):
     path.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["info", str(path)])
     assert result.exit_code == 2
-    assert "broken.safetensors" in result.output
+    assert str(path) in result.output  # whole, not broken at the terminal's width
 
 
 def test_train_command_writes_checkpoints_and_resumes(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import torch
 import typer
@@ -23,6 +23,13 @@ from .train import TrainConfig, train as train_models
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 console = Console()
+
+
+def _fail(message: str) -> NoReturn:
+    """Print an error that names the problem and exit with status 2. Printed as one logical line, never
+    broken at the terminal's width, so that file paths and keys in it stay whole for copying and grepping."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
 
 MODEL_ARG = typer.Argument(None, help="Checkpoint (.safetensors); default: the bundled pizza model.")
 
@@ -56,8 +63,7 @@ def _load(model: Optional[Path]) -> Transformer:
     try:
         return load_model(model)
     except CheckpointError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
 
 
 def accuracy(model: Transformer) -> float:
@@ -134,8 +140,7 @@ def train(
         models = train_models(model_cfg, train_cfg, parse_seeds(seeds), out_dir=out, device=device,
                               batch_size=batch_size)
     except (ValueError, TypeError, CheckpointError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
     table = Table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {len(models)} model(s) in {out}")
     for m in models:
         metrics = m.metadata["metrics"]
@@ -207,13 +212,11 @@ def bound(model: Optional[Path] = MODEL_ARG,
     try:
         chosen = check_tiers(TIERS if tiers is None else [name.strip() for name in tiers.split(",") if name.strip()])
     except ValueError as error:
-        console.print(f"[red]error:[/red] --tiers: {escape(str(error))}")
-        raise typer.Exit(2) from None
+        _fail(f"--tiers: {error}")
     loaded = _load(model)
     if loaded.cfg.attention_kind != "constant" or loaded.cfg.act_fn != "relu":
-        console.print(f"[red]error:[/red] bounds need constant attention and relu; this model has "
-                      f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
-        raise typer.Exit(2)
+        _fail(f"bounds need constant attention and relu; this model has "
+              f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
     with console.status("bounding ...") as status:
         report = bound_model(loaded, device, chosen, on_stage=lambda name: status.update(f"bounding: {name} ..."))
         report.save(out)
@@ -257,8 +260,7 @@ def reproduce(
         summary = run_study(parse_seeds(seeds), out, model_cfg, train_cfg, device=device,
                             batch_size=batch_size, with_bounds=bounds, workers=workers)
     except (ValueError, TypeError, CheckpointError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
     table = Table("figure", "mean", "median", "min", "max", title=f"{summary['n_models']} models: {summary['verdicts']}")
     for key, value in summary.items():
         if isinstance(value, dict) and "mean" in value:
@@ -293,8 +295,7 @@ def sweep(
         summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
                             bounds, threads_per_task)
     except (ValueError, TypeError, CheckpointError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
     table = Table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
     for name, s in summary.items():
         table.add_row(name, str(s["n_models"]), str(s["verdicts"]), f"{s['share_pizza']:.2f}")
@@ -311,8 +312,7 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
 
     if target is not None and target.is_dir():
         if not (target / "summary.json").exists():
-            console.print(f"[red]error:[/red] {target}: no summary.json; is this a 'quadlens reproduce' folder?")
-            raise typer.Exit(2)
+            _fail(f"{target}: no summary.json; is this a 'quadlens reproduce' folder?")
         page = study_report(target)
     else:
         from .certify import bound as bound_model
@@ -343,8 +343,7 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
     try:
         model = import_model(src, format, config)
     except ImportFormatError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
     path = out / f"{name or src.stem}.safetensors"
     save_model(path, model.cfg, {k: v.detach() for k, v in model.params().items()},
                source={"path": str(src), "format": format, "config": str(config) if config else None})
@@ -362,13 +361,11 @@ def export(model: Optional[Path] = MODEL_ARG,
     from .importers import to_transformer_lens
 
     if format != "transformer-lens":
-        console.print(f"[red]error:[/red] export format must be 'transformer-lens', got {format!r}")
-        raise typer.Exit(2)
+        _fail(f"export format must be 'transformer-lens', got {format!r}")
     try:
         state, tl_config = to_transformer_lens(_load(model))
     except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(str(e))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(out))
     atomic_write_json(out.with_suffix(".json"), tl_config)
