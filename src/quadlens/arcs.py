@@ -197,12 +197,11 @@ def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2:
 
 
 @njit(cache=True)
-def _row_bands(a: int, kappa: float, omega_k: float, A_of: np.ndarray, B_of: np.ndarray, zero_roots: np.ndarray,
-               zero_angles: np.ndarray, phase2: np.ndarray, buckets: np.ndarray, band_prefix: np.ndarray,
-               share_tables: np.ndarray, share_max: np.ndarray, iterations: int, band: np.ndarray,
-               ops: np.ndarray) -> None:
+def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: np.ndarray, share_tables: np.ndarray,
+               share_max: np.ndarray, iterations: int, band: np.ndarray, ops: np.ndarray) -> None:
     """The band term of every input (a, b) of row a into ``band[b]``: per sign, the band {0 < x ≤ τ} (or
     {−τ < x ≤ 0}), τ narrowed up to ``iterations`` times to the largest residual share inside it."""
+    phase2, buckets, _, A_of, B_of, _, _, _, zero_roots, zero_angles = shift_tables
     p = len(band)
     i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
     tau, active = np.empty(p), np.empty(p, np.bool_)
@@ -278,11 +277,11 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
     residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v;
     band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
-    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r; share_max ``[2, 2, p]``.
+    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r (``range_max_table``);
+    share_max ``[2, 2, p]``.
     """
     W, p = found.shape[0], found.shape[1]
     tables = _shift_tables(phase, kappa, beta, omega_k, p)
-    phase2, buckets, _, A_of, B_of, _, _, _, zero_roots, zero_angles = tables
     ops = np.zeros(p, np.int64)
     for a in prange(p):
         # each phase runs over the whole row b = 0..p−1, so that the b-side table reads, whose rows are far apart
@@ -297,8 +296,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
         for b in range(p):
             _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
             ops[a] += count[b] * W * 4
-        _row_bands(a, kappa, omega_k, A_of, B_of, zero_roots, zero_angles, phase2, buckets, band_prefix,
-                   share_tables, share_max, iterations, band[a], ops)
+        _row_bands(a, kappa, omega_k, tables, band_prefix, share_tables, share_max, iterations, band[a], ops)
         for w in range(W):
             for b in range(p):
                 found[w, a, b] = total[b, w]

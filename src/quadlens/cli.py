@@ -31,6 +31,7 @@ def _fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
+
 MODEL_ARG = typer.Argument(None, help="Checkpoint (.safetensors); default: the bundled pizza model.")
 
 
