@@ -16,28 +16,30 @@ from quadlens.train import SeedBatch
 pytest.importorskip("triton")
 
 CHECK = textwrap.dedent("""
+    import os
     import torch
     from quadlens.model import ModelConfig, cross_entropy64, forward, init_params, stack_params, token_tables
     from quadlens.fused import fused_loss
     from quadlens.task import ModularAddition
     from quadlens.train import SeedBatch, TrainConfig
 
+    device = torch.device(os.environ["CHECK_DEVICE"])
     torch.manual_seed(0)
     for p, d_mlp, n_seeds, scale in [(7, 16, 2, 3.0), (11, 40, 3, 1.0), (17, 64, 2, 3.0)]:
         cfg = ModelConfig(p=p, d_model=16, n_heads=2, d_head=8, d_mlp=d_mlp)
         params = stack_params([init_params(cfg, s) for s in range(n_seeds)])
-        params = {k: (v * scale).requires_grad_(True) for k, v in params.items()}
+        params = {k: (v * scale).to(device).requires_grad_(True) for k, v in params.items()}
         with torch.no_grad():  # biases that put some neurons off for some inputs
             params["b_in"].normal_()
             params["b_out"].normal_()
         task = ModularAddition(p)
-        train_index = torch.stack([task.split(s, 0.8)[0] for s in range(n_seeds)])
-        reference = cross_entropy64(forward(params, cfg, task.a[train_index], task.b[train_index]),
-                                    task.targets[train_index])
-        weight = torch.zeros(n_seeds, p * p).scatter_(1, train_index, 1.0 / train_index.shape[1])
+        a, b, targets = (t.to(device) for t in (task.a, task.b, task.targets))
+        train_index = torch.stack([task.split(s, 0.8)[0] for s in range(n_seeds)]).to(device)
+        reference = cross_entropy64(forward(params, cfg, a[train_index], b[train_index]), targets[train_index])
+        weight = torch.zeros(n_seeds, p * p, device=device).scatter_(1, train_index, 1.0 / train_index.shape[1])
         loss = fused_loss(token_tables(params, cfg), weight.view(n_seeds, p, p))
         torch.testing.assert_close(loss, reference, rtol=1e-6, atol=0)
-        scale_per_seed = torch.arange(1.0, n_seeds + 1, dtype=torch.float64)  # a non-uniform upstream gradient
+        scale_per_seed = torch.arange(1.0, n_seeds + 1, dtype=torch.float64, device=device)  # a non-uniform upstream gradient
         names = [k for k in params if k not in ("W_Q", "W_K")]  # unused by constant attention
         want = torch.autograd.grad((reference * scale_per_seed).sum(), [params[k] for k in names])
         got = torch.autograd.grad((loss * scale_per_seed).sum(), [params[k] for k in names])
@@ -46,11 +48,11 @@ CHECK = textwrap.dedent("""
 
     cfg = ModelConfig(p=11, d_model=16, n_heads=2, d_head=8, d_mlp=24)
     train_cfg = TrainConfig(epochs=20)
-    batches = [SeedBatch(cfg, train_cfg, [3, 4], torch.device("cpu"), use_fused=f) for f in (True, False)]
+    batches = [SeedBatch(cfg, train_cfg, [3, 4], device, use_fused=f) for f in (True, False)]
     for batch in batches:
         for _ in range(20):
             batch.step()
-    alone = SeedBatch(cfg, train_cfg, [4], torch.device("cpu"), use_fused=True)
+    alone = SeedBatch(cfg, train_cfg, [4], device, use_fused=True)
     for _ in range(20):
         alone.step()
     for name, t in batches[0].params.items():
@@ -60,12 +62,22 @@ CHECK = textwrap.dedent("""
 """)
 
 
+def run_check(device: str, **env: str) -> None:
+    env = {**os.environ, "CHECK_DEVICE": device, **env}
+    result = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "fused ok" in result.stdout, result.stderr[-3000:]
+
+
 def test_fused_loss_and_gradients_match_autograd_and_train_the_same():
     """Loss and gradients against autograd (three sizes, p not a power of two, uneven d_mlp); 20 steps of
     two seeds trained together through the fused loss against autograd, and against one of them alone."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    result = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "fused ok" in result.stdout, result.stderr[-3000:]
+    run_check("cpu", TRITON_INTERPRET="1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fused_kernels_on_the_gpu_match_autograd():
+    """The same checks with the compiled kernels on a real GPU (the test above runs them interpreted)."""
+    run_check("cuda")
 
 
 def test_fused_loss_is_refused_where_it_cannot_run():
