@@ -123,7 +123,8 @@ def study_report(run_dir: Path) -> str:
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [json.loads(p.read_text()) for p in sorted((run_dir / "results").glob("seed_*.json"))]
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
-               "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_quadratic_exact_c_certified_fraction"]
+               "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
+               "bound_quadratic_exact_c_certified_fraction"]
     stats = [[k, v["mean"], v["median"], v["min"], v["max"]] for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
     parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
              f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
