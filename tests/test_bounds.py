@@ -13,7 +13,7 @@ from quadlens import Transformer, separable_tables
 from quadlens.bounds import linear_error, quadratic_error
 from quadlens.certify import bound_tables, brute_force, explanation_rows
 from quadlens.clusters import build_clusters
-from quadlens.competitors import Competitors, exact_margin, nearest_competitors
+from quadlens.competitors import Competitors, nearest_competitors
 from quadlens.ladder import margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
@@ -73,7 +73,7 @@ def explanation_competitors(tables: SeparableTables, clusters) -> list[Competito
     logits = explanation_rows(tables, clusters, slice(None))
     target = targets(p)
     margin_to = np.take_along_axis(logits, target[..., None], -1) - logits  # [p, p, c]
-    exact = exact_margin(tables, clusters, Ops())
+    exact = nearest_competitors(tables, clusters, Ops()).exact_margin(Ops())
     np.testing.assert_allclose(exact, margins(logits), rtol=1e-9, atol=1e-9)
     out = []
     for J in (0, 1, 3, 16, p - 1):

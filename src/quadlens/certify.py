@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from . import __version__
 from .bounds import ErrorTerms, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
-from .competitors import COMPETITORS, exact_margin, nearest_competitors
+from .competitors import COMPETITORS, nearest_competitors
 from .files import atomic_write_bytes, json_ready
 from .ladder import integral_logits, targets
 from .model import Transformer
@@ -163,7 +163,7 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     competitors = nearest_competitors(tables, clusters, ops)
     error: ErrorTerms = error_fn(ops)
     bound = error.refine(error.bound(ops, exact_over_c), competitors.steps, exact_maxima * tables.p, ops)
-    margin = exact_margin(tables, clusters, ops) if exact else competitors.lower_bound()
+    margin = competitors.exact_margin(ops) if exact else competitors.lower_bound()
     proven = margin - bound
     # checking the competitors can only change the verdict where M ≤ B and every unlisted output is beaten
     undecided = np.nonzero((proven <= 0) & (competitors.others - bound > 0))

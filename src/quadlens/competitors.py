@@ -3,7 +3,8 @@
 For each input, the J outputs nearest to beating a+b under the explanation are listed, with the explanation's
 exact margin to each (direct path included) and a lower bound on its margin to every other output; every tier
 then checks the listed outputs one by one against the error's exact tracked difference there plus the rest.
-``exact_margin`` is the explanation's margin itself, every output listed (O(p³)), for the quadratic tiers.
+``Competitors.exact_margin`` is the explanation's margin itself, every output compared (O(p³)), for the
+quadratic tiers.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class Competitors:
     def lower_bound(self) -> np.ndarray:
         """A lower bound on the explanation's margin over all outputs ``[p, p]``."""
         return np.minimum(_nearest_margin(self.by_difference, self.steps, self.D_a, self.D_b), self.others)
+
+    def exact_margin(self, ops: Ops) -> np.ndarray:
+        """The explanation's margin with the exact direct path ``[p, p]``: every output compared, O(p³)."""
+        p = len(self.steps)
+        ops(8 * p * p * (p - 1))
+        return _nearest_margin(self.by_difference, np.arange(1, p)[None].repeat(p, 0), self.D_a, self.D_b)
 
     def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -136,9 +143,3 @@ def _nearest_margin(by_difference: np.ndarray, nearest: np.ndarray, D_a: np.ndar
             _margins_at(by_difference, nearest, D_a, D_b, a, b, listed)
             out[a, b] = listed.min() if len(listed) else np.inf
     return out
-
-
-def exact_margin(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
-    """The explanation's margin with the exact direct path ``[p, p]``: every output listed as a competitor,
-    O(p²K + p³)."""
-    return nearest_competitors(tables, clusters, ops, competitors=tables.p - 1).lower_bound()
