@@ -243,12 +243,13 @@ class _Tracked:
             self.coordinates[column, rows] += sums[2 * T + t]
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Every tracked value, in the order of ``_output_basis``: ``[F + R, p²]``, or ``[F + R, n]`` at the given
-        inputs (a, b)."""
+        """Every tracked value as a real number, in the order of ``_output_basis`` (Re Y_f, Im Y_f, then the
+        direction coordinates): ``[2F + R, p²]``, or ``[2F + R, n]`` at the given inputs (a, b)."""
         if inputs is None:
-            every = np.concatenate([self.phasors, self.coordinates.astype(complex)])
-            return every.reshape(len(every), self.phasors.shape[1] ** 2)
-        return np.concatenate([self.phasors[:, inputs[0], inputs[1]], self.coordinates[:, inputs[0], inputs[1]]])
+            p = self.phasors.shape[1]
+            return np.concatenate([self.phasors.real, self.phasors.imag, self.coordinates]).reshape(-1, p * p)
+        picked = self.phasors[:, inputs[0], inputs[1]]
+        return np.concatenate([picked.real, picked.imag, self.coordinates[:, inputs[0], inputs[1]]])
 
     def subtract_explanation(self, dec: Decomposition) -> None:
         for k, phasor in dec.target_phasors.items():
@@ -260,11 +261,10 @@ class _Tracked:
         |E(a+b)| + Σ_f |Y_f| + Σ_j |Y_j| max|v_j| in O(p²(F + R)), or the maximum itself in O(p³(F + R)).
         """
         p = self.phasors.shape[1]
-        basis = _output_basis(dec, p)  # [F + R, c] complex
         if exact:
-            return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
+            return max_over_c(self.stacked(), targets(p).ravel(), _output_basis(dec, p), ops).reshape(p, p)
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
-        return _peak_bound(self.phasors, self.coordinates, basis[:len(self.phasors)], dec.directions,
+        return _peak_bound(self.phasors, self.coordinates, _rotation(dec, p), dec.directions,
                            np.abs(dec.directions).max(1, initial=0.0))
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
@@ -274,7 +274,7 @@ class _Tracked:
         products per difference."""
         p, J = self.phasors.shape[1], steps.shape[1]
         a, b = np.divmod(np.arange(p * p), p) if inputs is None else inputs
-        rotation = _output_basis(dec, p)[:len(dec.frequencies)].T  # e^{iωfc}  [c, F]
+        rotation = _rotation(dec, p).T  # [c, F]
         out = arcs.touched((len(a), J))
         _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(rotation.real),
                           np.ascontiguousarray(rotation.imag), np.ascontiguousarray(dec.directions.T), steps,
@@ -347,10 +347,16 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
             phasor[a, b] += complex(real[a, b], imaginary[a, b])
 
 
+def _rotation(dec: Decomposition, p: int) -> np.ndarray:
+    """e^{iωfc} for the tracked frequencies ``[F, p]``."""
+    return np.exp(2j * np.pi * np.outer(dec.frequencies, np.arange(p)) / p)
+
+
 def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
-    """e^{iωfc} for the tracked frequencies, then the real principal directions: ``[F + R, p]`` complex."""
-    c = np.arange(p)
-    return np.concatenate([np.exp(2j * np.pi * np.outer(dec.frequencies, c) / p), dec.directions.astype(complex)])
+    """E(c) as a real linear form in ``_Tracked.stacked``'s values, since Re(Y e^{iθ}) = Re Y cos θ − Im Y sin θ:
+    cos ωfc, −sin ωfc, then the principal directions, ``[2F + R, p]``."""
+    rotation = _rotation(dec, p)
+    return np.concatenate([rotation.real, -rotation.imag, dec.directions])
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -399,16 +405,13 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
 
 
 def max_over_c(values: np.ndarray, target: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
-    """max_c |E(t) − E(c)| exactly per input, E(c) = Re(Σ_j values_j basis_j(c)), for ``values`` ``[J, n]`` and each
-    input's correct output t (``target`` ``[n]``): ``[n]``, in O(n·p·J). Real arithmetic: Re(v·b) = Re v Re b −
-    Im v Im b, one real product with twice the inner length instead of a complex one (half the operations)."""
+    """max_c |E(t) − E(c)| exactly per input, E(c) = Σ_m values_m basis_m(c), for real ``values`` ``[M, n]`` and
+    ``basis`` ``[M, c]`` and each input's correct output t (``target`` ``[n]``): ``[n]``, in O(n·p·M)."""
     n, p = values.shape[1], basis.shape[1]
-    real_basis = np.concatenate([basis.real, -basis.imag])  # [2J, c]
     out = np.empty(n)
     for lo in range(0, n, chunk):
-        block = values[:, lo:lo + chunk]
-        e = np.concatenate([block.real, block.imag]).T @ real_basis  # [inputs, c]
+        e = values[:, lo:lo + chunk].T @ basis  # [inputs, c]
         at_target = e[np.arange(len(e)), target[lo:lo + chunk]]
         out[lo:lo + chunk] = np.abs(at_target[:, None] - e).max(1)
-    ops(n * p * (4 * len(basis) + 3))
+    ops(n * p * (2 * len(basis) + 3))
     return out
