@@ -5,7 +5,9 @@
 
 Models have the pizza structure: synthetic from THEORY's formulas (4 clusters, stratified phases,
 second harmonic β = 0.1 at lock π, offset κ = 0.2) plus Gaussian noise (2 % of the amplitudes) in
-F_a, F_b and W_L, with d_mlp = 4p. The bundled trained model (p = 59, d_mlp = 512) is measured too.
+F_a, F_b and W_L, with d_mlp = 4p. Trained models are measured too: the bundled one (p = 59, d_mlp = 512)
+and those in benchmarks/models/ (p = 113, d_mlp = 512, trained on a CPU; p = 227, d_mlp = 908, trained on
+a GPU), or the checkpoints given with --trained.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +26,9 @@ from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 from quadlens.synthetic import pizza_spec, pizza_tables
+
+
+MODELS = Path(__file__).parent / "models"
 
 
 def synthetic(p: int, noise: float = 0.02):
@@ -92,9 +98,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ps", type=int, nargs="*", default=[59, 113, 227, 457, 911])
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--trained", nargs="*", type=Path, default=sorted(MODELS.glob("*.safetensors")),
+                        help="trained checkpoints to measure besides the bundled model")
     args = parser.parse_args()
     measure("warm-up (compiled kernels loaded, not reported)", synthetic(31))
     rows = [measure("bundled", quadlens.separable_tables(quadlens.load_model()))]
+    rows += [measure(path.stem, quadlens.separable_tables(quadlens.load_model(path))) for path in args.trained]
     scaling = [measure("synthetic", synthetic(p)) for p in args.ps]
     fitted = exponents(scaling) if len(scaling) > 1 else {}
     print("fitted exponents (time ∝ p^e, d_mlp = 4p):", json.dumps(fitted, indent=1))
