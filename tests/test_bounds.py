@@ -1,6 +1,7 @@
 """Bounds are sound: B(a, b) ≥ the brute-force error on every input, for every tier, on every model tried."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import small_config
-from quadlens import Transformer, separable_tables
+from quadlens import Transformer, load_model, separable_tables
 from quadlens.bounds import linear_error, quadratic_error
 from quadlens.certify import bound_tables, brute_force, explanation_rows
 from quadlens.clusters import build_clusters
@@ -158,6 +159,16 @@ def test_sound_for_a_misfitted_explanation(seed, scale):
 
 def test_sound_on_the_bundled_model(bundled):
     tables = separable_tables(bundled)
+    assert_sound(tables, clusters_of(tables))
+
+
+TRAINED = sorted((Path(__file__).parents[1] / "benchmarks" / "models").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("path", TRAINED, ids=[path.stem for path in TRAINED])
+def test_sound_on_larger_trained_models(path):
+    """The benchmark's trained models (p = 113 and 227): every tier, every input, against brute force."""
+    tables = separable_tables(load_model(path))
     assert_sound(tables, clusters_of(tables))
 
 
