@@ -39,7 +39,8 @@ CHECK = textwrap.dedent("""
         weight = torch.zeros(n_seeds, p * p, device=device).scatter_(1, train_index, 1.0 / train_index.shape[1])
         loss = fused_loss(token_tables(params, cfg), weight.view(n_seeds, p, p))
         torch.testing.assert_close(loss, reference, rtol=1e-6, atol=0)
-        scale_per_seed = torch.arange(1.0, n_seeds + 1, dtype=torch.float64, device=device)  # a non-uniform upstream gradient
+        # a non-uniform upstream gradient
+        scale_per_seed = torch.arange(1.0, n_seeds + 1, dtype=torch.float64, device=device)
         names = [k for k in params if k not in ("W_Q", "W_K")]  # unused by constant attention
         want = torch.autograd.grad((reference * scale_per_seed).sum(), [params[k] for k in names])
         got = torch.autograd.grad((loss * scale_per_seed).sum(), [params[k] for k in names])
