@@ -71,5 +71,6 @@ def main() -> None:
     print(f"p={p} n={n} W={W}: old {min(seconds['old'][1:]):.4f} s, new {min(seconds['new'][1:]):.4f} s; "
           f"max |Δ sums| {np.abs(f0 - f1).max():.1e}, max |Δ band| {np.abs(b0 - b1).max():.1e}; ops {o0} vs {o1}")
 
+
 if __name__ == "__main__":
     main()

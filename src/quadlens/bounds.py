@@ -31,7 +31,7 @@ from numba import njit, prange
 from . import arcs
 from .arcs import SAFETY
 from .clusters import Cluster
-from .decomposition import DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose
+from .decomposition import DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose, rotation
 from .ladder import difference_index, targets
 from .ops import Ops
 from .tables import SeparableTables
@@ -118,13 +118,13 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     p = tables.p
     if count <= 0:
         return
-    a = np.arange(p)
+    a, weights = np.arange(p), term.output_weights
     band_by_difference = np.bincount(difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
     from_a, from_b = tables.F_a[:, term.neurons] + tables.b_in[term.neurons], tables.F_b[:, term.neurons]
     for d in np.argsort(-band_by_difference)[:count]:
         b = (a - d) % p
         hidden = np.maximum(from_a + from_b[b], 0)
-        sums.found[:, a, b] = (hidden @ term.output_weights).T
+        sums.found[:, a, b] = (hidden @ weights).T
         sums.band[a, b] = 0.0
         ops(p * len(term.r) * (3 + 2 * len(sums.found)))
     ops(p * p)
@@ -264,7 +264,7 @@ class _Tracked:
         if exact:
             return max_over_c(self.stacked(), targets(p).ravel(), _output_basis(dec, p), ops).reshape(p, p)
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
-        return _peak_bound(self.phasors, self.coordinates, _rotation(dec, p), dec.directions,
+        return _peak_bound(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
                            np.abs(dec.directions).max(1, initial=0.0))
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
@@ -274,10 +274,10 @@ class _Tracked:
         products per difference."""
         p, J = self.phasors.shape[1], steps.shape[1]
         a, b = np.divmod(np.arange(p * p), p) if inputs is None else inputs
-        rotation = _rotation(dec, p).T  # [c, F]
+        turn = rotation(dec.frequencies, p).T  # [c, F]
         out = arcs.touched((len(a), J))
-        _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(rotation.real),
-                          np.ascontiguousarray(rotation.imag), np.ascontiguousarray(dec.directions.T), steps,
+        _step_differences(self.phasors, self.coordinates, np.ascontiguousarray(turn.real),
+                          np.ascontiguousarray(turn.imag), np.ascontiguousarray(dec.directions.T), steps,
                           np.asarray(a), np.asarray(b), out)
         ops(len(a) * (J * (4 * len(dec.frequencies) + 2 * len(dec.directions) + 1) + 6 * len(dec.frequencies)))
         return out.reshape(p, p, J) if inputs is None else out
@@ -347,16 +347,11 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
             phasor[a, b] += complex(real[a, b], imaginary[a, b])
 
 
-def _rotation(dec: Decomposition, p: int) -> np.ndarray:
-    """e^{iωfc} for the tracked frequencies ``[F, p]``."""
-    return np.exp(2j * np.pi * np.outer(dec.frequencies, np.arange(p)) / p)
-
-
 def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
     """E(c) as a real linear form in ``_Tracked.stacked``'s values, since Re(Y e^{iθ}) = Re Y cos θ − Im Y sin θ:
     cos ωfc, −sin ωfc, then the principal directions, ``[2F + R, p]``."""
-    rotation = _rotation(dec, p)
-    return np.concatenate([rotation.real, -rotation.imag, dec.directions])
+    turn = rotation(dec.frequencies, p)
+    return np.concatenate([turn.real, -turn.imag, dec.directions])
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:

@@ -33,9 +33,13 @@ def explanation_phasors(cluster: Cluster, difference: np.ndarray, target: np.nda
     return amplitude[difference] * rotation[target], lens
 
 
+def rotation(frequencies: np.ndarray, p: int) -> np.ndarray:
+    """e^{iωfc} for the given frequencies f and every output c ``[F, p]`` (ω = 2π/p)."""
+    return np.exp(2j * np.pi * np.outer(frequencies, np.arange(p)) / p)
+
+
 def _reconstruct(coefficients: np.ndarray, frequencies: np.ndarray, p: int) -> np.ndarray:
-    c = np.arange(p)
-    return np.real(coefficients @ np.exp(2j * np.pi * np.outer(frequencies, c) / p))
+    return np.real(coefficients @ rotation(frequencies, p))
 
 
 def principal_directions(rows: np.ndarray, count: int, iterations: int = 4) -> np.ndarray:
