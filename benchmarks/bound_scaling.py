@@ -3,11 +3,13 @@
     python benchmarks/bound_scaling.py                          # p in 59 113 227 457 911
     python benchmarks/bound_scaling.py --ps 59 113 --json out.json
 
-Models have the pizza structure: synthetic from THEORY's formulas (4 clusters, stratified phases,
-second harmonic β = 0.1 at lock π, offset κ = 0.2) plus Gaussian noise (2 % of the amplitudes) in
-F_a, F_b and W_L, with d_mlp = 4p. Trained models are measured too: the bundled one (p = 59, d_mlp = 512)
-and those in benchmarks/models/ (p = 113, d_mlp = 512, trained on a CPU; p = 227, d_mlp = 908, trained on
-a GPU), or the checkpoints given with --trained.
+Models have the pizza structure: synthetic from THEORY's formulas (4 clusters at key frequencies chosen to
+separate the answers, ``quadlens.synthetic.separating_frequencies``; stratified phases, second harmonic
+β = 0.1 at lock π, offset κ = 0.2) plus independent Gaussian noise in every entry, 2 % of the median
+amplitude in F_a and F_b and 0.5 % in W_L (5e-5 of a W_L row's energy; the trained models below leave
+7e-6 to 1e-4 outside their 7 largest frequencies), with d_mlp = 4p. Trained models are measured too: the
+bundled one (p = 59, d_mlp = 512) and those in benchmarks/models/ (p = 113, d_mlp = 512, trained on a
+CPU; p = 227, d_mlp = 908, trained on a GPU), or the checkpoints given with --trained.
 """
 
 from __future__ import annotations
@@ -25,16 +27,15 @@ import quadlens
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
-from quadlens.synthetic import pizza_spec, pizza_tables
+from quadlens.synthetic import pizza_spec, pizza_tables, separating_frequencies
 
 
 MODELS = Path(__file__).parent / "models"
 
 
-def synthetic(p: int, noise: float = 0.02):
-    frequencies = tuple(int(k) for k in np.linspace(1, (p - 1) // 2, 6)[1:5].round())
-    spec = pizza_spec(p, frequencies, neurons_per_cluster=p, seed=p)
-    return pizza_tables(spec, noise=noise, seed=p)
+def synthetic(p: int, noise: float = 0.02, output_noise: float = 0.005):
+    spec = pizza_spec(p, separating_frequencies(p, seed=p), neurons_per_cluster=p, seed=p)
+    return pizza_tables(spec, noise=noise, seed=p, output_noise=output_noise)
 
 
 def measure(name: str, tables) -> dict:
@@ -87,6 +88,14 @@ def markdown(rows: list[dict], fitted: dict) -> str:
         lines.append(f"| {row['p']} | {row['d_mlp']} | {bf['seconds']:.2f} ({bf['ops']:.2g}) | " + " | ".join(
             f"{t['seconds']:.2f} ({t['ops_ratio_vs_brute_force']:.0f}×, {t['speedup_vs_brute_force']:.1f}×)"
             for t in row["tiers"]) + " |")
+    lines += ["", "| p | accuracy | min model margin | max error | " + " | ".join(
+        f"{n} certified (B/truth median, max)" for n in names) + " |", "|---" * (4 + len(names)) + "|"]
+    for row in (r for r in rows if r["model"] == "synthetic"):
+        bf = row["brute_force"]
+        lines.append(f"| {row['p']} | {100 * bf['accuracy']:.1f} % | {bf['min_model_margin']:.2f} | "
+                     f"{bf['max_error']:.2f} | " + " | ".join(
+                         f"{100 * t['certified_fraction']:.1f} % ({t['tightness_median']:.2f}, {t['tightness_max']:.1f})"
+                         for t in row["tiers"]) + " |")
     if fitted:
         lines += ["", "| | " + " | ".join(fitted) + " |", "|---" * (1 + len(fitted)) + "|"]
         lines += [f"| {key} | " + " | ".join(f"p^{fitted[n][key]:.2f}" for n in fitted) + " |"

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadlens.lens import INTEGRAL_CONSTANT, cluster_lens_logits, waveform_integral, waveform_integral_numeric
+from quadlens.synthetic import ideal_worst_margin, pizza_spec, pizza_tables, separating_frequencies
 
 
 def test_integral_identity():
@@ -54,3 +55,23 @@ def test_activation_integral():
     assert np.abs(activation_integral("gelu", kappa, beta, delta, scale=1e4) - waveform_integral(kappa, beta, delta)).max() < 1e-4
     assert abs(lobe_integral("relu") - INTEGRAL_CONSTANT) == 0
     assert abs(lobe_integral("gelu", 1e4) - INTEGRAL_CONSTANT) < 1e-4
+
+
+def test_ideal_worst_margin_is_the_lens_margin():
+    p, frequencies, kappa, beta = 23, (2, 5, 9), 0.2, 0.1
+    logits = sum(cluster_lens_logits(p, k, 2.0, 0.0, kappa, -beta) for k in frequencies)
+    right = logits[np.arange(p)[:, None], np.arange(p)[None, :], (np.arange(p)[:, None] + np.arange(p)) % p]
+    worst = (right[..., None] - logits).reshape(p * p, p)
+    worst[worst == 0] = np.inf  # the right answer itself (no wrong output ties it here)
+    assert abs(ideal_worst_margin(p, frequencies, kappa, beta) - worst.min()) < 1e-12
+
+
+def test_separating_frequencies_make_a_pizza_that_adds():
+    p = 61
+    spaced = tuple(int(k) for k in np.linspace(1, (p - 1) // 2, 6)[1:5].round())  # (7, 13, 18, 24)
+    chosen = separating_frequencies(p, tries=16, seed=1)
+    assert len(set(chosen)) == 4 and all(1 <= k <= (p - 1) // 2 for k in chosen)
+    assert ideal_worst_margin(p, chosen) > max(ideal_worst_margin(p, spaced), 0.1)
+    logits = pizza_tables(pizza_spec(p, chosen, neurons_per_cluster=60, seed=1), noise=0.02, seed=1).logits()
+    answers = logits.argmax(-1)
+    assert (answers == (np.arange(p)[:, None] + np.arange(p)) % p).all()
