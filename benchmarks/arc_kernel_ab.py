@@ -22,7 +22,7 @@ import numpy as np
 
 from bound_scaling import synthetic
 from quadlens import arcs
-from quadlens.bounds import BAND_ITERATIONS, _ideal_prefix, _sign_pattern_tables
+from quadlens.bounds import BAND_ITERATIONS, sign_pattern_arguments
 from quadlens.clusters import build_clusters
 from quadlens.decomposition import decompose
 from quadlens.neurons import fit_neurons
@@ -41,11 +41,10 @@ def load(path: str, name: str, folder: Path):
 
 
 def kernel_inputs(p: int, groups: int) -> tuple:
-    """arc_sums's arguments for the first cluster group, as ``bounds._sign_pattern_sums`` builds them."""
+    """arc_sums's arguments for the first cluster group, and (W, p, n)."""
     tables = synthetic(p)
     term = decompose(tables, build_clusters(fit_neurons(tables), tables.b_in), Ops(), waveform_groups=groups).clusters[0]
-    return ((term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, _ideal_prefix(term, term.output_weights),
-             *_sign_pattern_tables(term, p, arcs.Workspace())), (term.output_weights.shape[1], p, len(term.r)))
+    return sign_pattern_arguments(term, p, arcs.Workspace()), (term.output_weights.shape[1], p, len(term.r))
 
 
 def main() -> None:

@@ -85,15 +85,19 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
                        workspace: arcs.Workspace) -> ClusterSums:
     """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
-    weights = term.output_weights
-    n, W = weights.shape
-    tables = _sign_pattern_tables(term, p, workspace)
+    n, W = term.output_weights.shape
     ops(p * n * (6 * W + 24 + 8 * np.log2(max(2 * n, 2))) + n * 5 * W * 3)
     found, band = workspace.array("found", (W, p, p)), np.empty((p, p))
-    performed = arcs.arc_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
-                              _ideal_prefix(term, weights), *tables, iterations, found, band)
+    performed = arcs.arc_sums(*sign_pattern_arguments(term, p, workspace), iterations, found, band)
     ops(performed.sum())
     return ClusterSums(found, band)
+
+
+def sign_pattern_arguments(term: ClusterTerms, p: int, workspace: arcs.Workspace) -> tuple:
+    """``arcs.arc_sums``'s arguments for one cluster group, up to the band iterations and the outputs: its
+    phases, waveform and frequency, the ideal prefix sums and the sign-pattern tables."""
+    return (term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, _ideal_prefix(term, term.output_weights),
+            *_sign_pattern_tables(term, p, workspace))
 
 
 def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> ClusterSums:

@@ -70,7 +70,7 @@ class Competitors:
         """The explanation's margin with the exact direct path ``[p, p]``: every output compared, O(p³)."""
         p = len(self.steps)
         ops(8 * p * p * (p - 1))
-        return _nearest_margin(self.by_difference, np.arange(1, p)[None].repeat(p, 0), self.D_a, self.D_b)
+        return _nearest_margin(self.by_difference, _every_step(p), self.D_a, self.D_b)
 
     def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -98,7 +98,7 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
     difference, target = difference_index(p), targets(p)
     if J == p - 1:
         others = np.full((p, p), np.inf)
-        nearest = np.arange(1, p)[None].repeat(p, 0)
+        nearest = _every_step(p)
     else:
         direct = ((tables.D_a[rows[:, None], target] - tables.D_a.max(1)[:, None])
                   + (tables.D_b[rows[None, :], target] - tables.D_b.max(1)[None, :]))
@@ -107,6 +107,11 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
         ops(7 * p * p)
     ops(8 * p * p * J + p * p * np.log2(max(p, 2)))  # each listed margin, formed once for the lower bound
     return Competitors(nearest, by_difference, tables.D_a, tables.D_b, others)
+
+
+def _every_step(p: int) -> np.ndarray:
+    """Every j = 1 … p − 1 listed for every difference a − b ``[p, p − 1]``: all outputs compared."""
+    return np.arange(1, p)[None].repeat(p, 0)
 
 
 @njit(cache=True, inline="always")
