@@ -227,7 +227,7 @@ def bound(model: Optional[Path] = MODEL_ARG,
     table = Table(*(Column(name, no_wrap=True) for name in ("tier", "ops", "s", "certified", "B/truth", "max",
                                                            "viol.")),
                   box=box.SIMPLE_HEAD, pad_edge=False, title=f"bounds against the L3 explanation (p={report.p}, d_mlp={report.d_mlp})",
-                  caption="B/truth: median and max over inputs; viol.: inputs where B < truth; costs: bound.json")
+                  caption="B/truth: median and max over inputs; viol.: inputs where B < truth")
     for tier in summary["tiers"]:
         table.add_row(tier["name"], f"{tier['ops']:.2g}", f"{tier['seconds']:.2f}",
                       f"{100 * tier['certified_fraction']:.1f}%", f"{tier['tightness_median']:.2f}",
