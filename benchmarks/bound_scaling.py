@@ -92,10 +92,10 @@ def markdown(rows: list[dict], fitted: dict) -> str:
         f"{n} certified (B/truth median, max)" for n in names) + " |", "|---" * (4 + len(names)) + "|"]
     for row in (r for r in rows if r["model"] == "synthetic"):
         bf = row["brute_force"]
+        proofs = [f"{100 * t['certified_fraction']:.1f} % ({t['tightness_median']:.2f}, {t['tightness_max']:.1f})"
+                  for t in row["tiers"]]
         lines.append(f"| {row['p']} | {100 * bf['accuracy']:.1f} % | {bf['min_model_margin']:.2f} | "
-                     f"{bf['max_error']:.2f} | " + " | ".join(
-                         f"{100 * t['certified_fraction']:.1f} % ({t['tightness_median']:.2f}, {t['tightness_max']:.1f})"
-                         for t in row["tiers"]) + " |")
+                     f"{bf['max_error']:.2f} | " + " | ".join(proofs) + " |")
     if fitted:
         lines += ["", "| | " + " | ".join(fitted) + " |", "|---" * (1 + len(fitted)) + "|"]
         lines += [f"| {key} | " + " | ".join(f"p^{fitted[n][key]:.2f}" for n in fitted) + " |"

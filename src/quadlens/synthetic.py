@@ -98,9 +98,9 @@ def pizza_tables(spec: PizzaSpec, noise: float = 0.0, seed: int = 0,
     F = spec.r * (np.cos(theta) - spec.beta * np.cos(2 * theta))
     W_L = (spec.s * np.cos(omega * spec.frequency[None, :] * np.arange(p)[:, None] + 2 * spec.phi)).T
     m = len(spec.phi)
-    scale = noise * np.median(spec.r)
+    scale, output_scale = noise * np.median(spec.r), output_noise * np.median(spec.s)
     return SeparableTables(F_a=F + scale * rng.normal(size=(p, m)), F_b=F + scale * rng.normal(size=(p, m)),
-                           b_in=spec.kappa * spec.r, W_L=W_L + output_noise * np.median(spec.s) * rng.normal(size=(m, p)),
+                           b_in=spec.kappa * spec.r, W_L=W_L + output_scale * rng.normal(size=(m, p)),
                            D_a=np.zeros((p, p)), D_b=np.zeros((p, p)))
 
 
