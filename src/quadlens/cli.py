@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -193,7 +194,8 @@ def print_explanation(explanation) -> None:
                    title="error ladder (each level replaces the MLP)")
     for level in explanation.ladder + explanation.ablation:
         harmonics = {None: "-", False: "k", True: "k, 2k"}[level.harmonics]
-        ladder.add_row(level.level, harmonics, f"{level.max_logit_diff_error:.3f}", f"{level.step_error:.3f}",
+        step = "-" if math.isnan(level.step_error) else f"{level.step_error:.3f}"  # no level before it
+        ladder.add_row(level.level, harmonics, f"{level.max_logit_diff_error:.3f}", step,
                        f"{level.min_margin:.3f}", f"{level.accuracy:.4f}")
     console.print(ladder)
 
