@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fourier import resultant, wrap
+from .lens import cluster_amplitude
 from .neurons import CLUSTERED, NeuronFits
 
 
@@ -77,6 +78,12 @@ def lens_parameters(cluster: Cluster, harmonics: bool = True) -> dict[str, float
     shape = cluster.shared_waveform()
     return {"kappa": shape["kappa"], "beta": shape["beta"] * np.cos(shape["lock"]) if harmonics else 0.0,
             "psi0": shape["psi0"], "scale": shape["scale"]}
+
+
+def l3_amplitude(cluster: Cluster, p: int) -> tuple[np.ndarray, dict[str, float]]:
+    """The cluster's L3 amplitude (W_k/2) C(κ, β', δ) per (a − b) mod p ``[p]`` (relu), and its lens parameters."""
+    lens = lens_parameters(cluster)
+    return cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"]), lens
 
 
 def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .clusters import Cluster, lens_parameters
+from .clusters import Cluster, l3_amplitude
 from .ladder import difference_index, targets
-from .lens import cluster_amplitude
 from .ops import Ops
 from .tables import SeparableTables
 
@@ -28,9 +27,8 @@ def explanation_margins_by_difference(clusters: list[Cluster], p: int, ops: Ops)
     j = np.arange(1, p)
     total = np.zeros((p, p - 1))
     for cluster in clusters:
-        lens = lens_parameters(cluster)
+        amplitude, lens = l3_amplitude(cluster, p)
         omega_k = 2 * np.pi * cluster.frequency / p
-        amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
         total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
         ops(30 * p + 4 * p * (p - 1))
     return total

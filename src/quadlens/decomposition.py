@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clusters import Cluster, lens_parameters
+from .clusters import Cluster, l3_amplitude
 from .ladder import difference_index, targets
-from .lens import cluster_amplitude
 from .ops import Ops
 from .tables import SeparableTables
 
@@ -26,11 +25,10 @@ DIRECTIONS = 4  # principal output directions tracked per cluster, of what its t
 def explanation_phasors(cluster: Cluster, difference: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, dict]:
     """The explanation's key-frequency phasor per input ``[p, p]`` (complex) and the cluster's lens parameters,
     given each input's (a − b) mod p and (a + b) mod p (``ladder.difference_index`` and ``ladder.targets``)."""
-    lens = lens_parameters(cluster)
     p = len(difference)
-    amplitude = cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"])
-    rotation = np.exp(1j * (lens["psi0"] - 2 * np.pi * cluster.frequency / p * np.arange(p)))
-    return amplitude[difference] * rotation[target], lens
+    amplitude, lens = l3_amplitude(cluster, p)
+    turn = np.exp(1j * (lens["psi0"] - 2 * np.pi * cluster.frequency / p * np.arange(p)))
+    return amplitude[difference] * turn[target], lens
 
 
 def rotation(frequencies: np.ndarray, p: int) -> np.ndarray:
