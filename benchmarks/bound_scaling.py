@@ -2,6 +2,7 @@
 
     python benchmarks/bound_scaling.py                          # p in 59 113 227 457 911
     python benchmarks/bound_scaling.py --ps 59 113 --json out.json
+    python benchmarks/bound_scaling.py --device cuda            # brute force on the GPU, the tiers on the CPU
 
 Models have the pizza structure: synthetic from THEORY's formulas (4 clusters at key frequencies chosen to
 separate the answers, ``quadlens.synthetic.separating_frequencies``; stratified phases, second harmonic
@@ -38,11 +39,11 @@ def synthetic(p: int, noise: float = 0.02, output_noise: float = 0.005):
     return pizza_tables(spec, noise=noise, seed=p, output_noise=output_noise)
 
 
-def measure(name: str, tables) -> dict:
+def measure(name: str, tables, device: str = "cpu") -> dict:
     start = time.perf_counter()
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     fit_seconds = time.perf_counter() - start
-    report = bound_tables(tables, clusters, device="cpu")
+    report = bound_tables(tables, clusters, device=device)
     summary = report.to_dict()
     row = {"model": name, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
            "fit_seconds": fit_seconds, "brute_force": summary["brute_force"], "tiers": summary["tiers"]}
@@ -107,20 +108,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ps", type=int, nargs="*", default=[59, 113, 227, 457, 911])
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--device", default="cpu", help="where brute force runs (the tiers always run on the CPU)")
     parser.add_argument("--trained", nargs="*", type=Path, default=sorted(MODELS.glob("*.safetensors")),
                         help="trained checkpoints to measure besides the bundled model")
     args = parser.parse_args()
-    measure("warm-up (compiled kernels loaded, not reported)", synthetic(31))
-    rows = [measure("bundled", quadlens.separable_tables(quadlens.load_model()))]
-    rows += [measure(path.stem, quadlens.separable_tables(quadlens.load_model(path))) for path in args.trained]
-    scaling = [measure("synthetic", synthetic(p)) for p in args.ps]
+    measure("warm-up (compiled kernels loaded, not reported)", synthetic(31), args.device)
+    rows = [measure("bundled", quadlens.separable_tables(quadlens.load_model()), args.device)]
+    rows += [measure(path.stem, quadlens.separable_tables(quadlens.load_model(path)), args.device)
+             for path in args.trained]
+    scaling = [measure("synthetic", synthetic(p), args.device) for p in args.ps]
     fitted = exponents(scaling) if len(scaling) > 1 else {}
     print("fitted exponents (time ∝ p^e, d_mlp = 4p):", json.dumps(fitted, indent=1))
     print(markdown(rows + scaling, fitted))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                                   "threads": torch.get_num_threads()},
+                                   "threads": torch.get_num_threads(), "brute_force_device": args.device,
+                                   "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
                        "rows": rows + scaling, "exponents": fitted}, f, indent=2)
 
 

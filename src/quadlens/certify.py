@@ -18,7 +18,8 @@ from .bounds import ErrorTerms, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
 from .competitors import COMPETITORS, nearest_competitors
 from .files import atomic_write_bytes, json_ready
-from .ladder import integral_logits, targets
+from .ladder import integral_logits, integral_table, targets
+from .lens import by_difference_and_step
 from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
@@ -76,20 +77,23 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     p, m = tables.p, tables.d_mlp
     as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
     F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
+    D_a, D_b = as_t(tables.D_a), as_t(tables.D_b)
+    explanation = as_t(integral_table(tables, clusters, harmonics=True))  # the MLP part; the direct paths cancel
+    t = torch.arange(p, device=dev)
     y = torch.as_tensor(targets(p), device=dev)
     truth = torch.empty(p, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
     for rows in _row_chunks(p, p * max(m, p), chunk_elements):
-        hidden = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in)
-        mlp = hidden @ W_L
-        direct = as_t(tables.D_a[rows][:, None, :] + tables.D_b[None, :, :])
-        err = mlp + direct - as_t(explanation_rows(tables, clusters, rows))
+        mlp = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in) @ W_L
+        err = mlp - by_difference_and_step(explanation, t[rows, None, None], t[None, :, None], t[None, None, :])
         target = y[rows, :, None]
         truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
-        logits = mlp + direct
+        logits = mlp + D_a[rows, None, :] + D_b[None, :, :]
         correct = logits.gather(-1, target)
         model_margin[rows] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
-    ops = 2 * p * p * m * p + 4 * p * p * m + 6 * p ** 3
+    # the hidden layer and its readout; per output: the explanation's index (3), its subtraction, the difference
+    # to the correct output, its size and maximum, the direct path (2) and the margin's difference and minimum
+    ops = 2 * p * p * m * p + 4 * p * p * m + 11 * p ** 3
     return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, time.perf_counter() - start
 
 

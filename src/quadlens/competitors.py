@@ -14,24 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .clusters import Cluster, l3_amplitude
-from .ladder import difference_index, targets
+from .clusters import Cluster
+from .ladder import difference_index, integral_table, targets
 from .ops import Ops
 from .tables import SeparableTables
 
 COMPETITORS = 32  # outputs per input checked one by one: exact explanation margin against the error difference there
 
 
-def explanation_margins_by_difference(clusters: list[Cluster], p: int, ops: Ops) -> np.ndarray:
+def explanation_margins_by_difference(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
     """The explanation's MLP logit difference (a+b) − c per a − b and j = a+b − c ≠ 0: ``[p, p − 1]``, O(p²K)."""
-    j = np.arange(1, p)
-    total = np.zeros((p, p - 1))
-    for cluster in clusters:
-        amplitude, lens = l3_amplitude(cluster, p)
-        omega_k = 2 * np.pi * cluster.frequency / p
-        total += amplitude[:, None] * (np.cos(lens["psi0"]) - np.cos(omega_k * j - lens["psi0"]))[None, :]
-        ops(30 * p + 4 * p * (p - 1))
-    return total
+    logits = integral_table(tables, clusters, harmonics=True)  # [a − b, j]
+    ops(len(clusters) * (30 * tables.p + 4 * tables.p ** 2) + tables.p ** 2)
+    return logits[:, :1] - logits[:, 1:]
 
 
 @dataclass
@@ -90,7 +85,7 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
     is the separable bound alone for ``competitors=0`` and the exact margin for ``competitors ≥ p − 1``.
     """
     p = tables.p
-    by_difference = explanation_margins_by_difference(clusters, p, ops)  # [δ, j − 1]
+    by_difference = explanation_margins_by_difference(tables, clusters, ops)  # [δ, j − 1]
     J = min(competitors, p - 1)
     rows = np.arange(p)
     difference, target = difference_index(p), targets(p)

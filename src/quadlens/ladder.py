@@ -21,7 +21,7 @@ import numpy as np
 
 from .clusters import Cluster, lens_parameters
 from .fourier import cosine
-from .lens import cluster_lens_logits
+from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, NeuronFits
 from .tables import SeparableTables
 
@@ -112,13 +112,23 @@ def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics:
 
     ``rows`` restricts the result to the inputs with a in that slice: ``[len(rows), p, p]``.
     """
-    logits = tables.D_a[rows][:, None, :] + tables.D_b[None, :, :]
+    t = np.arange(tables.p)
+    mlp = by_difference_and_step(integral_table(tables, clusters, harmonics, with_offsets),
+                                 t[rows][:, None, None], t[None, :, None], t[None, None, :])
+    return tables.D_a[rows][:, None, :] + tables.D_b[None, :, :] + mlp
+
+
+def integral_table(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                   with_offsets: bool = True) -> np.ndarray:
+    """The MLP part of ``integral_logits`` by (a − b, a + b − c) mod p, on which alone it depends: ``[p, p]``
+    (``lens.by_difference_and_step`` reads it out)."""
+    table = np.zeros((tables.p, tables.p))
     for cluster in clusters:
         lens = lens_parameters(cluster, harmonics)
-        logits = logits + cluster_lens_logits(tables.p, cluster.frequency, cluster.total_weight, lens["psi0"],
-                                              kappa=lens["kappa"] if with_offsets else 0.0, beta=lens["beta"],
-                                              rows=rows, act_fn=tables.act_fn, scale=lens["scale"])
-    return logits
+        table += cluster_lens_table(tables.p, cluster.frequency, cluster.total_weight, lens["psi0"],
+                                    kappa=lens["kappa"] if with_offsets else 0.0, beta=lens["beta"],
+                                    act_fn=tables.act_fn, scale=lens["scale"])
+    return table
 
 
 def error_ladder(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Level]:

@@ -100,11 +100,24 @@ def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float
                         scale: float = 1.0) -> np.ndarray:
     """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c), or for a in ``rows`` only:
     (W_k/2) C_act(κ, β, δ) cos(Δ − ψ0)."""
+    table = cluster_lens_table(p, frequency, total_weight, psi0, kappa, beta, act_fn, scale)
     t = np.arange(p)
-    a = t[rows][:, None, None]
-    omega_k = 2 * np.pi * frequency / p
-    amplitude = cluster_amplitude(p, frequency, total_weight, kappa, beta, act_fn, scale)[(a - t[None, :, None]) % p]
-    return amplitude * np.cos(omega_k * (a + t[None, :, None] - t[None, None, :]) - psi0)
+    return by_difference_and_step(table, t[rows][:, None, None], t[None, :, None], t[None, None, :])
+
+
+def cluster_lens_table(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
+                       beta: float = 0.0, act_fn: str = "relu", scale: float = 1.0) -> np.ndarray:
+    """The same logits by (a − b, a + b − c) mod p, on which alone they depend: ``[p, p]``, O(p²) where the
+    logits are p³."""
+    amplitude = cluster_amplitude(p, frequency, total_weight, kappa, beta, act_fn, scale)
+    return amplitude[:, None] * np.cos(2 * np.pi * frequency * np.arange(p) / p - psi0)[None, :]
+
+
+def by_difference_and_step(table, a, b, c):
+    """``table[(a − b) mod p, (a + b − c) mod p]`` broadcast over the index arrays a, b, c: a table by difference
+    and step read out per input and output (numpy arrays, or torch tensors on any device)."""
+    p = table.shape[0]
+    return table[(a - b) % p, (a + b - c) % p]
 
 
 def cluster_amplitude(p: int, frequency: int, total_weight: float, kappa: float = 0.0, beta: float = 0.0,
