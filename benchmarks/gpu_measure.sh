@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU figure of BENCHMARKS.md and docs/study.md, on a machine with a CUDA GPU, PyTorch and Triton
 # (run from the repository root; results under $OUT, default out/gpu):
-#   bash benchmarks/gpu_measure.sh [all|speed|study]
+#   bash benchmarks/gpu_measure.sh [all|speed|study|bounds]
 #   speed: train_speed.py in fp32 and in TF32: fused loss checked against autograd, ms/step of naive, single,
 #          batched (fused and autograd), then 151 seeds x 10 000 epochs, wall time and final test accuracy;
-#   study: `quadlens reproduce --seeds 0-150` in TF32, then explain + bound in one process per core.
+#   study: `quadlens reproduce --seeds 0-150` in TF32, then explain + bound in one process per core;
+#   bounds: bound_scaling.py with brute force on the GPU and the tiers on the host's cores, then brute force
+#          on the host's CPU at p = 457 and 911 (not part of all).
 # If the fused loss fails its check, the study still runs, through autograd (QUADLENS_NO_FUSED=1).
 set -uo pipefail
 WHAT=${1:-all}
@@ -19,6 +21,23 @@ speed() {  # precision, time limit
   timeout "$2" $PY benchmarks/train_speed.py --devices cuda --batch 151 --full-run --precision "$1" \
     --json "$OUT/train_speed_$1.json" 2>&1 | tee -a "$OUT/train_speed.log"
 }
+if [ "$WHAT" = bounds ]; then
+  export PYTHONPATH=$PYTHONPATH:$PWD/benchmarks
+  timeout 420 $PY benchmarks/bound_scaling.py --device cuda --json "$OUT/bound_scaling_cuda.json" 2>&1 \
+    | tee "$OUT/bound_scaling_cuda.log"
+  timeout 120 $PY - <<'EOF' 2>&1 | tee -a "$OUT/bound_scaling_cuda.log"
+from bound_scaling import synthetic
+from quadlens.certify import brute_force
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+for p in (457, 911):
+    tables = synthetic(p)
+    seconds = brute_force(tables, build_clusters(fit_neurons(tables), tables.b_in), "cpu")[3]
+    print(f"brute force on the host CPU, synthetic p={p}: {seconds:.2f} s", flush=True)
+EOF
+  ls -la "$OUT"
+  exit
+fi
 if [ "$WHAT" != study ]; then
   if speed highest 200; then
     speed high 150
