@@ -13,7 +13,7 @@ from conftest import small_config
 from quadlens import Transformer, load_model, separable_tables
 from quadlens.bounds import linear_error, quadratic_error
 from quadlens.certify import bound_tables, brute_force, explanation_rows
-from quadlens.clusters import build_clusters
+from quadlens.clusters import build_clusters, l3_amplitude
 from quadlens.competitors import Competitors, nearest_competitors
 from quadlens.ladder import margins, targets
 from quadlens.neurons import fit_neurons
@@ -220,6 +220,24 @@ def test_chunked_evaluation_matches_whole(bundled):
     B = quadratic_error(tables, clusters).bound(Ops())
     np.testing.assert_allclose(quadratic_error(tables, clusters, chunk_elements=59 * 512 * 3).bound(Ops()), B,
                                rtol=1e-12)
+
+
+def test_brute_force_matches_the_explanation_from_its_cosines():
+    """The truth, with the explanation's logits read from its table, against L3 written out with p³ cosines per
+    cluster (second harmonic and offsets on, four clusters)."""
+    p = 23
+    tables = pizza_tables(pizza_spec(p, (2, 5, 7, 11), neurons_per_cluster=12, kappa=0.2, beta=0.1), noise=0.05, seed=3)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
+    explanation = tables.D_a[a, c] + tables.D_b[b, c]
+    for cluster in clusters:
+        amplitude, lens = l3_amplitude(cluster, p)
+        explanation += amplitude[(a - b) % p] * np.cos(2 * np.pi * cluster.frequency * (a + b - c) / p - lens["psi0"])
+    np.testing.assert_allclose(explanation_rows(tables, clusters, slice(None)), explanation, rtol=0, atol=1e-12)
+    err = tables.logits() - explanation
+    expected = np.abs(np.take_along_axis(err, targets(p)[..., None], -1) - err).max(-1)
+    truth, _, _, _ = brute_force(tables, clusters, "cpu")
+    np.testing.assert_allclose(truth, expected, rtol=0, atol=1e-11)
 
 
 def test_differences_on_some_inputs_match_the_full_evaluation(bundled):
