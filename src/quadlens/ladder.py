@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -49,10 +50,14 @@ def targets(p: int) -> np.ndarray:
     return (t[:, None] + t[None, :]) % p
 
 
+@cache
 def difference_index(p: int) -> np.ndarray:
-    """(a − b) mod p per input ``[p, p]``: what a pizza's explanation depends on besides a + b."""
+    """(a − b) mod p per input ``[p, p]``: what a pizza's explanation depends on besides a + b (read-only, made
+    once per p: every cluster group of a bound asks for it)."""
     t = np.arange(p)
-    return (t[:, None] - t[None, :]) % p
+    index = (t[:, None] - t[None, :]) % p
+    index.setflags(write=False)
+    return index
 
 
 def margins(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
