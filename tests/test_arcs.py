@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, ideal_sums, level_pieces, on_set_pieces, phase_buckets,
-                          prefix, range_max, range_max_table, row_prefix, shifted_arcs, table_levels)
+                          prefix, range_max, range_max_table, row_prefix, shifted_arcs, square_prefix, square_sums,
+                          table_levels)
 
 
 def level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2) -> int:
@@ -105,6 +106,22 @@ def test_ideal_sums_match_direct_sums_over_the_on_set(seed, p, n, k, kappa, beta
             if np.abs(x).min() < 1e-9:  # rounding decides a neuron on the kink itself
                 continue
             np.testing.assert_allclose(found[:, a, b], (r * x * (x > 0)) @ weights, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), p=st.integers(2, 23), n=st.integers(1, 30), k=st.integers(1, 11),
+       kappa=st.floats(-1.5, 1.5), beta=st.floats(-0.5, 0.5))
+def test_square_sums_match_the_ideal_activations_squared_norm(seed, p, n, k, kappa, beta):
+    """Σ over the on-set of r² x², from the 9-part expansion of x², against direct evaluation (no neuron is
+    skipped: one on its kink contributes r² x² ≈ 0 either way)."""
+    rng = np.random.default_rng(seed)
+    phase, r = np.sort(rng.uniform(-np.pi, np.pi, n)), rng.uniform(0.5, 2, n)
+    out = np.full((p, p), np.nan)
+    square_sums(phase, kappa, beta, 2 * np.pi * k / p, square_prefix(phase, r), out)
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    delta, theta = 2 * np.pi * k * (a - b) / p, (np.pi * k * (a + b) / p)[..., None] + phase
+    x = kappa + 2 * np.cos(delta / 2)[..., None] * np.cos(theta) + 2 * beta * np.cos(delta)[..., None] * np.cos(2 * theta)
+    np.testing.assert_allclose(out, (r ** 2 * np.maximum(x, 0) ** 2).sum(-1), rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=200, deadline=None)

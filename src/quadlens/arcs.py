@@ -332,6 +332,54 @@ def ideal_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ide
     return ops
 
 
+SQUARE_PARTS = 9  # r², then r² cos mφ and r² sin mφ for m = 1 … 4
+
+
+def square_prefix(phase: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Prefix sums over the doubled phase list of r² (1, cos φ, sin φ, …, cos 4φ, sin 4φ): ``[2n+1, 9]``,
+    what ``square_sums`` reads."""
+    parts = [np.ones_like(phase)] + [f(m * phase) for m in range(1, 5) for f in (np.cos, np.sin)]
+    return prefix(r[:, None] ** 2 * np.stack(parts, axis=1))
+
+
+@njit(cache=True, parallel=True)
+def square_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, squares: np.ndarray,
+                out: np.ndarray) -> np.ndarray:
+    """Fill ``out[a, b]`` with Σ over the on-set {x > 0} of ĥ_i² = r_i² x_i², the ideal activations' squared norm
+    (docs/bounds.md §1, the remainder by Cauchy–Schwarz), from ``squares`` (``square_prefix``); returns the
+    operations performed per row a.
+
+    x² = P0 + P1 cos θ + P2 cos 2θ + P3 cos 3θ + P4 cos 4θ with P0 = κ² + 2A² + 2B², P1 = 4A(κ + B),
+    P2 = 2A² + 4κB, P3 = 4AB, P4 = 2B², and cos mθ = cos mu cos mφ − sin mu sin mφ for θ = u + φ.
+    """
+    p = out.shape[0]
+    phase2, buckets, turn, A_of, B_of, on_starts, on_lengths, on_counts, _, _ = _shift_tables(phase, kappa, beta,
+                                                                                               omega_k, p)
+    ops = np.zeros(p, np.int64)
+    for a in prange(p):
+        i1, i2, c = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64), np.empty(SQUARE_PARTS)
+        for b in range(p):
+            difference = a - b + p - 1
+            count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
+                                 omega_k * (a + b) / 2, phase2, buckets, i1, i2)
+            A, B = A_of[difference], B_of[difference]
+            cos1, sin1, cos2, sin2 = turn[a + b, 0], -turn[a + b, 1], turn[a + b, 2], -turn[a + b, 3]
+            harmonics = (4 * A * (kappa + B), 2 * A * A + 4 * kappa * B, 4 * A * B, 2 * B * B)
+            cosines = (cos1, cos2, cos2 * cos1 - sin2 * sin1, 2 * cos2 * cos2 - 1)
+            sines = (sin1, sin2, sin2 * cos1 + cos2 * sin1, 2 * sin2 * cos2)
+            c[0] = kappa * kappa + 2 * A * A + 2 * B * B
+            for m in range(4):
+                c[1 + 2 * m], c[2 + 2 * m] = harmonics[m] * cosines[m], -harmonics[m] * sines[m]
+            total = 0.0
+            for q in range(count):
+                upper, lower = squares[i2[q]], squares[i1[q]]
+                for part in range(SQUARE_PARTS):
+                    total += c[part] * (upper[part] - lower[part])
+            out[a, b] = total
+            ops[a] += 60 + count * SQUARE_PARTS * 3
+    return ops
+
+
 @njit(cache=True, parallel=True)
 def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
     """Fill ``out`` ``[table_levels(n), p, 2n]`` with the sparse table over the doubled neuron list of ``values``

@@ -147,11 +147,12 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups)
     tracked = _Tracked.empty(p, dec)
-    remainder, band = np.zeros((p, p)), np.zeros((p, p))
+    remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
     workspace = arcs.Workspace()
     for term in dec.clusters:
         if sign_patterns:
             sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
+            norm_squares += _activation_norm(term, p, ops, workspace) ** 2
         else:
             sums = _lipschitz_sums(term, p, ops, workspace)
         _exact_differences(sums, term, tables, exact_differences, ops)
@@ -159,8 +160,31 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         remainder += sums.found[-1]
         band += sums.band
     tracked.subtract_explanation(dec)
+    if sign_patterns:
+        remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, dec, ops))
     ops(p * p * 2)
     return ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
+
+
+def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> np.ndarray:
+    """A bound on ‖h‖₂ over the group's neurons per input ``[p, p]``, for h = relu(r x + η) and for the
+    signed h' = (r x + η)·1[x > 0] alike: the ideal activations' norm over the on-set (exact arc sums of r² x²)
+    plus ‖ε_a[a]‖₂ + ‖ε_b[b]‖₂ (docs/bounds.md §1, the remainder by Cauchy–Schwarz)."""
+    n = len(term.r)
+    squares = workspace.array("squares", (p, p))
+    performed = arcs.square_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
+                                 arcs.square_prefix(term.phase, term.r), squares)
+    residual_a, residual_b = np.linalg.norm(term.eps_a, axis=1), np.linalg.norm(term.eps_b, axis=1)
+    ops(performed.sum() + n * 9 * 4 + 4 * p * n + 4 * p * p)
+    return np.sqrt(np.maximum(squares, 0.0)) + residual_a[:, None] + residual_b[None, :]
+
+
+def _remainder_by_norms(norm_squares: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
+    """|Σ_i h_i (ρ_i(a+b) − ρ_i(c))| ≤ ‖h‖₂ (‖ρ(a+b)‖₂ + max_c ‖ρ(c)‖₂) for every c, by Cauchy–Schwarz over
+    the clustered neurons, given a bound on ‖h‖₂² per input ``[p, p]`` (docs/bounds.md §1)."""
+    p = len(dec.remainder_norms)
+    ops(4 * p * p)
+    return np.sqrt(norm_squares) * (dec.remainder_norms[targets(p)] + dec.remainder_norms.max(initial=0.0))
 
 
 @dataclass
@@ -377,7 +401,7 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
     tracked = _Tracked.empty(p, dec)
-    remainder, loose = np.zeros((p, p)), np.zeros((p, p))
+    remainder, loose, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
     # neurons reordered so that each cluster group's, and then the loose ones, are one slice of the activations
     groups = [term.neurons for term in dec.clusters] + [dec.loose]
     order = np.concatenate(groups).astype(np.int64)
@@ -395,10 +419,13 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
             tracked.add(term, sums[:-1], rows)
             remainder[rows] += sums[-1]
         loose[rows] = (hidden[:, edges[-2]:] @ dec.loose_span).reshape(count, p)
-    ops(3 * p * p * tables.d_mlp)
+        clustered = hidden[:, :edges[-2]]
+        norm_squares[rows] = np.einsum("ij,ij->i", clustered, clustered).reshape(count, p)
+    ops(3 * p * p * tables.d_mlp + 2 * p * p * edges[-2])
     for term in dec.clusters:
         ops(p * p * len(term.r) * 2 * term.output_weights.shape[1])
     tracked.subtract_explanation(dec)
+    remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, dec, ops))
     ops(2 * p * p * len(dec.loose) + p * p * 4)
     return ErrorTerms(dec, tracked, remainder + loose)
 

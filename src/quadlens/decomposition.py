@@ -95,6 +95,7 @@ class Decomposition:
     target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
     loose: np.ndarray  # neurons outside every cluster
     loose_span: np.ndarray
+    remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every clustered neuron i
 
 
 def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -138,6 +139,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
     p = tables.p
     terms, frequencies, target_phasors, all_directions = [], set(), {}, []
+    remainder_squares = np.zeros(p)
     clustered = np.zeros(tables.d_mlp, bool)
     difference, target = difference_index(p), targets(p)
     for cluster in clusters:
@@ -158,6 +160,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
             beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
         eps_a, eps_b = _input_residuals(tables, idx, k, r, phi, kappa, beta)
         tracked, gamma, basis, coordinates, remainder = _output_split(tables.W_L[idx], k, tracked_extra, directions)
+        remainder_squares += (remainder ** 2).sum(0)
         start = sum(len(d) for d in all_directions)
         all_directions.append(basis)
         ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
@@ -169,9 +172,9 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
                                       np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
     loose = np.where(~clustered)[0]
     loose_span = np.ptp(tables.W_L[loose], axis=1)
-    ops(3 * p * len(loose))
+    ops(3 * p * len(loose) + 2 * p * clustered.sum() + p)
     freq_list = np.array(sorted(frequencies), dtype=int)
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span)
+    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares))
