@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import small_config
 from quadlens import Transformer, load_model, separable_tables
+from quadlens import bounds
 from quadlens.bounds import linear_error, quadratic_error
 from quadlens.certify import bound_tables, brute_force, explanation_rows
 from quadlens.clusters import build_clusters, l3_amplitude
@@ -124,6 +125,36 @@ def test_sound_on_tiny_clusters(seed, m, p, output_noise, tracked_extra, directi
     rng = np.random.default_rng(seed)
     tables = dataclasses.replace(tables, W_L=tables.W_L + output_noise * rng.normal(size=tables.W_L.shape))
     assert_sound(tables, clusters_of(tables), tracked_extra, directions)
+
+
+def white_noise_pizza(seed: int, p: int, neurons: int, output_noise: float) -> SeparableTables:
+    """Many neurons whose W_L rows carry white noise: the regime where the remainder's Cauchy–Schwarz bound is
+    the smaller one (docs/bounds.md §1)."""
+    spec = pizza_spec(p, (1, 3, 5), neurons_per_cluster=neurons, seed=seed)
+    tables = pizza_tables(spec, noise=0.05, seed=seed)
+    rng = np.random.default_rng(seed)
+    scale = output_noise * np.abs(tables.W_L).mean()
+    return dataclasses.replace(tables, W_L=tables.W_L + scale * rng.normal(size=tables.W_L.shape))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([17, 23, 31]), neurons=st.integers(20, 80),
+       output_noise=st.floats(0.0, 1.0))
+def test_sound_when_the_remainder_is_white_noise(seed, p, neurons, output_noise):
+    tables = white_noise_pizza(seed, p, neurons, output_noise)
+    assert_sound(tables, clusters_of(tables))
+
+
+def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):
+    """With white noise in W_L the Cauchy–Schwarz bound replaces Σ h ptp(ρ) on most inputs, in the linear and the
+    quadratic tiers alike; it never loosens a bound."""
+    tables = white_noise_pizza(0, 31, 80, 0.3)
+    clusters = clusters_of(tables)
+    with_both = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
+    monkeypatch.setattr(bounds, "_remainder_by_norms", lambda norm_squares, dec, ops: np.full_like(norm_squares, np.inf))
+    ptp_only = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
+    for both, ptp in zip(with_both, ptp_only):
+        assert (both <= ptp).all() and (both < ptp).mean() > 0.5
 
 
 @SETTINGS
