@@ -18,6 +18,9 @@ Tiers (costs counted in arithmetic operations as they are performed):
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
   brute force   O(p³m)   the truth (``quadlens.certify``)
 
+Every tier but ``lipschitz`` bounds the output remainder's part of the error two ways, neuron by neuron and by
+Cauchy–Schwarz over the neurons, and keeps the smaller per input (docs/bounds.md §1).
+
 The arc sums themselves run in ``quadlens.arcs`` (compiled).
 """
 
