@@ -27,7 +27,8 @@ from .tables import SeparableTables, separable_tables
 
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
-EXACT_DIFFERENCES = 16  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots)
+EXACT_DIFFERENCES = (16, 32)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
+# within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 SCHEMA_VERSION = 3  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
@@ -178,12 +179,19 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
 
-# name: (cost, the error's terms, their options, the tier's options); cheapest first
+def exact_differences(p: int) -> int:
+    """How many differences a − b per cluster group ``arcs_grouped`` evaluates exactly: p // 4, at least 16 (so that
+    at p = 59 most differences are still bounded) and at most 32 (so that the tier stays linear)."""
+    low, high = EXACT_DIFFERENCES
+    return min(max(p // 4, low), high)
+
+
+# name: (cost, the error's terms, their options (a callable is given p), the tier's options); cheapest first
 _TIER_SPECS = {
     "lipschitz": ("O(p·d_mlp)", linear_error, {"sign_patterns": False}, {}),
     "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
     "arcs_grouped": ("O(p·d_mlp)", linear_error,
-                     {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": EXACT_DIFFERENCES},
+                     {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences},
                      {"exact_maxima": EXACT_MAXIMA}),
     "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
     "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),
@@ -206,6 +214,7 @@ def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Ti
     spin for a while after each call and take the cores from the compiled kernels that follow, and the tiers'
     matrix products are small (docs/bounds.md §8, Speed)."""
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
+    options = {key: value(tables.p) if callable(value) else value for key, value in options.items()}
     with threadpool_limits(1, user_api="blas"):
         return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
                      **tier_options)
