@@ -327,3 +327,9 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
     with pytest.raises(ValueError, match="'lipshitz'.*arcs_grouped"):
         bound(bundled, device="cpu", tiers=["lipshitz"], on_stage=stages.append)
     assert len(stages) == 4  # refused before any work
+
+
+def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences():
+    from quadlens.certify import exact_differences
+
+    assert [exact_differences(p) for p in (5, 59, 113, 128, 911, 10_007)] == [16, 16, 28, 32, 32, 32]
