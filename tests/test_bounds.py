@@ -13,10 +13,10 @@ from conftest import small_config
 from quadlens import Transformer, load_model, separable_tables
 from quadlens import bounds
 from quadlens.bounds import linear_error, quadratic_error
-from quadlens.certify import bound_tables, brute_force, explanation_rows
+from quadlens.certify import bound_tables, brute_force
 from quadlens.clusters import build_clusters, l3_amplitude
 from quadlens.competitors import Competitors, nearest_competitors
-from quadlens.ladder import margins, targets
+from quadlens.ladder import integral_logits, margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
 from quadlens.synthetic import pizza_spec, pizza_tables
@@ -63,7 +63,7 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
 def error_differences(tables: SeparableTables, clusters) -> np.ndarray:
     """|err(a, b, a+b) − err(a, b, c)| for every input and output ``[p, p, p]``, by brute force."""
     p = tables.p
-    err = tables.logits() - explanation_rows(tables, clusters, slice(None))
+    err = tables.logits() - integral_logits(tables, clusters, harmonics=True)
     target = targets(p)
     return np.abs(np.take_along_axis(err, target[..., None], -1) - err)
 
@@ -72,7 +72,7 @@ def explanation_competitors(tables: SeparableTables, clusters) -> list[Competito
     """Competitor sets for J = 0, 1, 3, 16 and p − 1, each checked: exact margins at the listed outputs, and
     lower bounds on the explanation's margin."""
     p = tables.p
-    logits = explanation_rows(tables, clusters, slice(None))
+    logits = integral_logits(tables, clusters, harmonics=True)
     target = targets(p)
     margin_to = np.take_along_axis(logits, target[..., None], -1) - logits  # [p, p, c]
     exact = nearest_competitors(tables, clusters, Ops()).exact_margin(Ops())
@@ -264,7 +264,7 @@ def test_brute_force_matches_the_explanation_from_its_cosines():
     for cluster in clusters:
         amplitude, lens = l3_amplitude(cluster, p)
         explanation += amplitude[(a - b) % p] * np.cos(2 * np.pi * cluster.frequency * (a + b - c) / p - lens["psi0"])
-    np.testing.assert_allclose(explanation_rows(tables, clusters, slice(None)), explanation, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(integral_logits(tables, clusters, harmonics=True), explanation, rtol=0, atol=1e-12)
     err = tables.logits() - explanation
     expected = np.abs(np.take_along_axis(err, targets(p)[..., None], -1) - err).max(-1)
     truth, _, _, _ = brute_force(tables, clusters, "cpu")

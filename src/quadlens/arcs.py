@@ -252,14 +252,21 @@ def _shift_tables(phase: np.ndarray, kappa: float, beta: float, omega_k: float, 
 
 
 @njit(cache=True, inline="always")
+def _on_set_arcs(a: int, b: int, omega_k: float, shift_tables, i1: np.ndarray, i2: np.ndarray) -> int:
+    """Input (a, b)'s on-set {x > 0} as index ranges [i1, i2) of the doubled phase list; returns how many."""
+    phase2, buckets, turn, _, _, on_starts, on_lengths, on_counts, _, _ = shift_tables
+    difference = a - b + (len(turn) - 1) // 2
+    return shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
+                        omega_k * (a + b) / 2, phase2, buckets, i1, i2)
+
+
+@njit(cache=True, inline="always")
 def _ideal_at(a: int, b: int, kappa: float, omega_k: float, shift_tables, ideal_prefix: np.ndarray,
               total: np.ndarray, i1: np.ndarray, i2: np.ndarray) -> int:
     """Input (a, b)'s on-set arcs into i1, i2 and its ideal activations' sums into ``total``; returns the arcs."""
-    phase2, buckets, turn, A_of, B_of, on_starts, on_lengths, on_counts, _, _ = shift_tables
-    p = (len(turn) + 1) // 2
-    difference, a_plus_b = a - b + p - 1, a + b
-    count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
-                         omega_k * a_plus_b / 2, phase2, buckets, i1, i2)
+    _, _, turn, A_of, B_of, _, _, _, _, _ = shift_tables
+    difference, a_plus_b = a - b + (len(turn) - 1) // 2, a + b
+    count = _on_set_arcs(a, b, omega_k, shift_tables, i1, i2)
     # r (κ + 2A cos θ + 2B cos 2θ), θ = u + φ with u the shift, against ideal_prefix's five parts
     A2, B2, cs = 2 * A_of[difference], 2 * B_of[difference], turn[a_plus_b]
     _add_arcs(total, ideal_prefix, i1, i2, count, kappa, A2 * cs[0], A2 * cs[1], B2 * cs[2], B2 * cs[3])
@@ -353,16 +360,14 @@ def square_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, sq
     P2 = 2A² + 4κB, P3 = 4AB, P4 = 2B², and cos mθ = cos mu cos mφ − sin mu sin mφ for θ = u + φ.
     """
     p = out.shape[0]
-    phase2, buckets, turn, A_of, B_of, on_starts, on_lengths, on_counts, _, _ = _shift_tables(phase, kappa, beta,
-                                                                                               omega_k, p)
+    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    _, _, turn, A_of, B_of, _, _, _, _, _ = tables
     ops = np.zeros(p, np.int64)
     for a in prange(p):
         i1, i2, c = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64), np.empty(SQUARE_PARTS)
         for b in range(p):
-            difference = a - b + p - 1
-            count = shifted_arcs(on_starts[difference], on_lengths[difference], on_counts[difference],
-                                 omega_k * (a + b) / 2, phase2, buckets, i1, i2)
-            A, B = A_of[difference], B_of[difference]
+            count = _on_set_arcs(a, b, omega_k, tables, i1, i2)
+            A, B = A_of[a - b + p - 1], B_of[a - b + p - 1]
             cos1, sin1, cos2, sin2 = turn[a + b, 0], -turn[a + b, 1], turn[a + b, 2], -turn[a + b, 3]
             harmonics = (4 * A * (kappa + B), 2 * A * A + 4 * kappa * B, 4 * A * B, 2 * B * B)
             cosines = (cos1, cos2, cos2 * cos1 - sin2 * sin1, 2 * cos2 * cos2 - 1)

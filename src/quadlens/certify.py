@@ -18,7 +18,7 @@ from .bounds import ErrorTerms, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
 from .competitors import COMPETITORS, nearest_competitors
 from .files import atomic_write_bytes, json_ready
-from .ladder import integral_logits, integral_table, targets
+from .ladder import integral_table, targets
 from .lens import by_difference_and_step
 from .model import Transformer
 from .neurons import fit_neurons
@@ -56,11 +56,6 @@ class Tier:
         return self.proven_margin > 0
 
 
-def explanation_rows(tables: SeparableTables, clusters: list[Cluster], rows: slice) -> np.ndarray:
-    """L3 logits with the direct path for the inputs with a in ``rows``: ``[len(rows), p, p]``."""
-    return integral_logits(tables, clusters, harmonics=True, rows=rows)
-
-
 def _row_chunks(p: int, per_row: int, chunk_elements: int) -> list[slice]:
     step = max(1, chunk_elements // max(per_row, 1))
     return [slice(lo, min(lo + step, p)) for lo in range(0, p, step)]
@@ -86,7 +81,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     model_margin = torch.empty_like(truth)
     for rows in _row_chunks(p, p * max(m, p), chunk_elements):
         mlp = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in) @ W_L
-        err = mlp - by_difference_and_step(explanation, t[rows, None, None], t[None, :, None], t[None, None, :])
+        err = mlp - by_difference_and_step(explanation, t, rows)
         target = y[rows, :, None]
         truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
         logits = mlp + D_a[rows, None, :] + D_b[None, :, :]

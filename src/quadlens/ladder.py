@@ -117,9 +117,7 @@ def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics:
 
     ``rows`` restricts the result to the inputs with a in that slice: ``[len(rows), p, p]``.
     """
-    t = np.arange(tables.p)
-    mlp = by_difference_and_step(integral_table(tables, clusters, harmonics, with_offsets),
-                                 t[rows][:, None, None], t[None, :, None], t[None, None, :])
+    mlp = by_difference_and_step(integral_table(tables, clusters, harmonics, with_offsets), np.arange(tables.p), rows)
     return tables.D_a[rows][:, None, :] + tables.D_b[None, :, :] + mlp
 
 

@@ -100,9 +100,8 @@ def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float
                         scale: float = 1.0) -> np.ndarray:
     """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c), or for a in ``rows`` only:
     (W_k/2) C_act(κ, β, δ) cos(Δ − ψ0)."""
-    table = cluster_lens_table(p, frequency, total_weight, psi0, kappa, beta, act_fn, scale)
-    t = np.arange(p)
-    return by_difference_and_step(table, t[rows][:, None, None], t[None, :, None], t[None, None, :])
+    return by_difference_and_step(cluster_lens_table(p, frequency, total_weight, psi0, kappa, beta, act_fn, scale),
+                                  np.arange(p), rows)
 
 
 def cluster_lens_table(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
@@ -113,10 +112,11 @@ def cluster_lens_table(p: int, frequency: int, total_weight: float, psi0: float,
     return amplitude[:, None] * np.cos(2 * np.pi * frequency * np.arange(p) / p - psi0)[None, :]
 
 
-def by_difference_and_step(table, a, b, c):
-    """``table[(a − b) mod p, (a + b − c) mod p]`` broadcast over the index arrays a, b, c: a table by difference
-    and step read out per input and output (numpy arrays, or torch tensors on any device)."""
+def by_difference_and_step(table, t, rows: slice = slice(None)):
+    """Logits ``[len(rows), p, p]`` (a, b, c) for a in ``rows``, read from a table by (a − b, a + b − c) mod p:
+    ``table[(a − b) mod p, (a + b − c) mod p]``. ``t`` is 0 … p − 1 (numpy, or torch on the device wanted)."""
     p = table.shape[0]
+    a, b, c = t[rows, None, None], t[None, :, None], t[None, None, :]
     return table[(a - b) % p, (a + b - c) % p]
 
 
