@@ -43,6 +43,18 @@ def test_level_arcs_cover_exactly_the_level_set(seed, n, kappa, A, B, lower, wid
     np.testing.assert_array_equal(covered[clear], inside[clear])
 
 
+def test_arcs_that_meet_at_zero_or_pi_are_one_arc():
+    """A level set through θ = 0 or θ = π is one arc, not two that meet there: half the prefix-sum lookups."""
+    starts, lengths = np.empty(MAX_ARCS), np.empty(MAX_ARCS)
+    assert level_pieces(0.2, 1.0, 0.0, 0.0, np.inf, np.empty(12), starts, lengths) == 1  # x > 0 around θ = 0
+    np.testing.assert_allclose([starts[0], lengths[0]], [-np.arccos(-0.1), 2 * np.arccos(-0.1)])
+    assert level_pieces(0.2, 1.0, 0.0, -np.inf, 0.0, np.empty(12), starts, lengths) == 1  # x ≤ 0 around θ = π
+    np.testing.assert_allclose([starts[0], lengths[0]], [np.arccos(-0.1), 2 * (np.pi - np.arccos(-0.1))])
+    assert level_pieces(3.0, 1.0, 0.0, 0.0, np.inf, np.empty(12), starts, lengths) == 1  # the whole circle
+    np.testing.assert_allclose([starts[0], lengths[0]], [-np.pi, 2 * np.pi])
+    assert level_pieces(0.0, 1.0, 0.0, 0.5, 1.0, np.empty(12), starts, lengths) == 2  # a band: two arcs
+
+
 @settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(2, 40), k=st.integers(1, 19), kappa=st.floats(-1.5, 1.5),
        beta=st.floats(-0.5, 0.5))

@@ -2,7 +2,8 @@
 
 A cluster's neurons are sorted by phase φ. For an input (a, b), the neurons whose normalised ideal
 pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ/2), B = β cos δ) lies in a
-level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ; sums over
+level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ (the two arcs
+of a piece that reaches X = ±1 meet there and are joined into one); sums over
 them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(1)
 expected work, so the whole pass is linear in the parameter count. What depends on a − b alone (A, B,
 the on-set {x > 0} and the roots of x = 0, which the bands share) is computed once per difference, and
@@ -89,9 +90,16 @@ def _pieces(kappa: float, A: float, B: float, lower: float, upper: float, cuts: 
         if np.isnan(angles[s]):
             angles[s] = np.arccos(x_lo)
         alpha, beta = angles[s + 1], angles[s]
-        starts[count], starts[count + 1] = alpha, -beta
-        lengths[count], lengths[count + 1] = beta - alpha, beta - alpha
-        count += 2
+        if x_hi == 1.0:  # the two arcs meet at θ = 0 (the whole circle if x_lo = −1 too): one arc, half the lookups
+            starts[count], lengths[count] = -beta, 2 * beta
+            count += 1
+        elif x_lo == -1.0:  # they meet at θ = π
+            starts[count], lengths[count] = alpha, 2 * (np.pi - alpha)
+            count += 1
+        else:
+            starts[count], starts[count + 1] = alpha, -beta
+            lengths[count], lengths[count + 1] = beta - alpha, beta - alpha
+            count += 2
     return count
 
 
