@@ -3,7 +3,8 @@
     python benchmarks/bound_ablation.py                        # the bundled model
     python benchmarks/bound_ablation.py runs/x/seed_0003.safetensors
 
-Each row is one variant of ``linear_error`` and of how many inputs get the exact maximum over c
+Each row is one variant of ``linear_error`` (waveform groups, exact differences, exact inputs, ...) and of how
+many inputs get the exact maximum over c
 (``ErrorTerms.refine``, ranked with the 32 competitors' steps); columns give counted operations (bound
 alone), B/truth over inputs, and the certified fraction: the explanation's margin (32 competitors)
 against B, and the competitor certificate with 8, 16 and 32 outputs checked one by one (docs/bounds.md
@@ -18,7 +19,7 @@ import numpy as np
 
 import quadlens
 from quadlens.bounds import linear_error
-from quadlens.certify import EXACT_MAXIMA, brute_force, exact_differences
+from quadlens.certify import EXACT_INPUTS, EXACT_MAXIMA, brute_force, exact_differences
 from quadlens.clusters import build_clusters
 from quadlens.competitors import nearest_competitors
 from quadlens.neurons import fit_neurons
@@ -60,8 +61,13 @@ def main() -> None:
     competitors = {J: nearest_competitors(tables, clusters, Ops(), J) for J in (8, 16, 32)}
     margin = competitors[32].lower_bound()
     D = exact_differences(tables.p)
-    variants = VARIANTS | {f"4 groups + {D} differences (p // 4 within 16…32), exact maximum over c on 16·p inputs "
-                           f"(**`arcs_grouped`**)": (dict(GROUPED, exact_differences=D), EXACT_MAXIMA)}
+    tier = dict(GROUPED, exact_differences=D)
+    variants = VARIANTS | {
+        f"4 groups + {D} differences (p // 4 within 16…32), exact maximum over c on 16·p inputs": (tier, EXACT_MAXIMA),
+        "the same + exact hidden activations on 4·p inputs": (dict(tier, exact_inputs=4), EXACT_MAXIMA),
+        f"the same + exact hidden activations on {EXACT_INPUTS}·p inputs (**`arcs_grouped`**)":
+            (dict(tier, exact_inputs=EXACT_INPUTS), EXACT_MAXIMA),
+        "the same + exact hidden activations on 32·p inputs": (dict(tier, exact_inputs=32), EXACT_MAXIMA)}
     print("| variant | ops | B/truth median | max | certified: M > B | certificate, 8 outputs | 16 | 32 |")
     print("|---|---|---|---|---|---|---|---|")
     for name, (options, exact_maxima) in variants.items():

@@ -44,6 +44,7 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
             ("arcs, exact differences", linear_error(tables, clusters, exact_differences=2, band_iterations=4, **fit),
              "bounded"),
             ("arcs, grouped", linear_error(tables, clusters, waveform_groups=3, exact_differences=1, **fit), "refined"),
+            ("arcs, exact inputs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1, **fit), "bounded"),
             ("arcs, exact over c", linear_error(tables, clusters, **fit), "exact"),
             ("quadratic", quadratic_error(tables, clusters, **fit), "bounded"),
             ("quadratic_exact_c", quadratic_error(tables, clusters, **fit), "exact")):
@@ -145,13 +146,29 @@ def test_sound_when_the_remainder_is_white_noise(seed, p, neurons, output_noise)
     assert_sound(tables, clusters_of(tables))
 
 
+def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms():
+    """With every input exact, the linear tier's terms are the quadratic tier's (waveform groups and all), so its
+    exact inputs are the quadratic tier's argument; with a few, only those few inputs change."""
+    tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.2, seed=0)
+    clusters = clusters_of(tables)
+    quadratic = quadratic_error(tables, clusters)
+    everywhere = linear_error(tables, clusters, waveform_groups=3, exact_inputs=23)
+    np.testing.assert_allclose(everywhere.rest, quadratic.rest, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(everywhere.bound(Ops()), quadratic.bound(Ops()), rtol=1e-12, atol=1e-12)
+    plain, few = (linear_error(tables, clusters, waveform_groups=3, exact_inputs=count) for count in (0, 2))
+    changed = few.rest != plain.rest
+    assert changed.sum() == 2 * 23
+    np.testing.assert_allclose(few.rest[changed], quadratic.rest[changed], rtol=1e-12, atol=1e-12)
+    assert (few.rest[changed] < plain.rest[changed]).all()
+
+
 def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):
     """With white noise in W_L the Cauchy–Schwarz bound replaces Σ h ptp(ρ) on most inputs, in the linear and the
     quadratic tiers alike; it never loosens a bound."""
     tables = white_noise_pizza(0, 31, 80, 0.3)
     clusters = clusters_of(tables)
     with_both = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
-    monkeypatch.setattr(bounds, "_remainder_by_norms", lambda norm_squares, dec, ops: np.full_like(norm_squares, np.inf))
+    monkeypatch.setattr(bounds, "_remainder_by_norms", lambda norm_squares, target, dec, ops: np.full_like(norm_squares, np.inf))
     ptp_only = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
     for both, ptp in zip(with_both, ptp_only):
         assert (both <= ptp).all() and (both < ptp).mean() > 0.5

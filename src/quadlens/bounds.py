@@ -12,7 +12,8 @@ Tiers (costs counted in arithmetic operations as they are performed):
                          on-set; only bands around the kink, as wide as the largest residual share inside
                          them, are bounded
   arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, each
-                         group's worst differences a − b (its blind spots) evaluated exactly, and the
+                         group's worst differences a − b (its blind spots) evaluated exactly, the exact
+                         hidden activations on the 16·p inputs where the rest weighs most, and the
                          maximum over c taken exactly on the 16·p inputs where B looks loosest
   quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
@@ -140,11 +141,13 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
-                 waveform_groups: int = 1) -> "ErrorTerms":
+                 waveform_groups: int = 1, exact_inputs: int = 0) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
-    ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform.
+    ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform;
+    ``exact_inputs`` times p inputs get the exact hidden activations (O(d_mlp) each), where the rest is the
+    largest share of the bound.
     """
     ops = ops or Ops()
     p = tables.p
@@ -164,9 +167,35 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         band += sums.band
     tracked.subtract_explanation(dec)
     if sign_patterns:
-        remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, dec, ops))
+        remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
     ops(p * p * 2)
-    return ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
+    error = ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
+    _exact_inputs(error, tables, exact_inputs * p, ops)
+    return error
+
+
+def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops: Ops,
+                  chunk_elements: int = 1 << 24) -> None:
+    """Replace the error's terms by the quadratic tier's, from the exact hidden activations, on the ``count``
+    inputs where the rest (band, remainder, loose neurons) is the largest share of the bound: mostly those whose
+    signs the residuals decide, which the band covers loosely (docs/bounds.md §3). O(count·d_mlp)."""
+    dec, p = error.dec, tables.p
+    count = min(count, p * p)
+    if count <= 0:
+        return
+    share = error.rest / np.maximum(error.tracked.over_c(dec, ops), 1e-12)
+    chosen = np.argpartition(-share.ravel(), count - 1)[:count]
+    ops(4 * p * p)
+    order, edges = _group_order(dec)
+    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], tables.F_b[:, order]
+    step = max(1, chunk_elements // max(len(order), 1))
+    for lo in range(0, count, step):
+        a, b = np.divmod(chosen[lo:lo + step], p)
+        exact = _exact_terms(np.maximum(from_a[a] + from_b[b], 0), dec, edges, ops)
+        error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
+        remainder = np.minimum(exact.remainder, _remainder_by_norms(exact.norm_squares, (a + b) % p, dec, ops))
+        error.rest[a, b] = remainder + exact.loose
+        ops(3 * len(a) * len(order) + 2 * len(a))
 
 
 def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> np.ndarray:
@@ -182,12 +211,12 @@ def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Works
     return np.sqrt(np.maximum(squares, 0.0)) + residual_a[:, None] + residual_b[None, :]
 
 
-def _remainder_by_norms(norm_squares: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
+def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
     """|Σ_i h_i (ρ_i(a+b) − ρ_i(c))| ≤ ‖h‖₂ (‖ρ(a+b)‖₂ + max_c ‖ρ(c)‖₂) for every c, by Cauchy–Schwarz over
-    the clustered neurons, given a bound on ‖h‖₂² per input ``[p, p]`` (docs/bounds.md §1)."""
-    p = len(dec.remainder_norms)
-    ops(4 * p * p)
-    return np.sqrt(norm_squares) * (dec.remainder_norms[targets(p)] + dec.remainder_norms.max(initial=0.0))
+    the clustered neurons, given a bound on ‖h‖₂² per input and each input's a+b (``target``), of one shape
+    (docs/bounds.md §1)."""
+    ops(4 * norm_squares.size)
+    return np.sqrt(norm_squares) * (dec.remainder_norms[target] + dec.remainder_norms.max(initial=0.0))
 
 
 @dataclass
@@ -264,14 +293,14 @@ class _Tracked:
     def empty(cls, p: int, dec: Decomposition) -> "_Tracked":
         return cls(arcs.touched((len(dec.frequencies), p, p), complex), arcs.touched((len(dec.directions), p, p)))
 
-    def add(self, term: ClusterTerms, sums: np.ndarray, rows: slice = slice(None)) -> None:
+    def add(self, term: ClusterTerms, sums: np.ndarray) -> None:
         """Add a cluster's summed output weights ``[W, ...]`` (real and imaginary parts of the phasor
         coefficients, then direction coordinates, as ``ClusterTerms.output_weights``)."""
         T = len(term.tracked)
         for t, column in enumerate(term.columns):
-            _add_parts(self.phasors[column, rows], sums[t], sums[T + t])
+            _add_parts(self.phasors[column], sums[t], sums[T + t])
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
-            self.coordinates[column, rows] += sums[2 * T + t]
+            self.coordinates[column] += sums[2 * T + t]
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Every tracked value as a real number, in the order of ``_output_basis`` (Re Y_f, Im Y_f, then the
@@ -285,6 +314,16 @@ class _Tracked:
     def subtract_explanation(self, dec: Decomposition) -> None:
         for k, phasor in dec.target_phasors.items():
             self.phasors[np.searchsorted(dec.frequencies, k)] -= phasor
+
+    def replace(self, inputs: tuple[np.ndarray, np.ndarray], phasors: np.ndarray, coordinates: np.ndarray,
+                dec: Decomposition) -> None:
+        """Set the values at the inputs (a, b) to the model's sums ``phasors`` ``[F, n]`` and ``coordinates``
+        ``[R, n]`` less the explanation, as ``subtract_explanation`` leaves every other input."""
+        a, b = inputs
+        self.phasors[:, a, b] = phasors
+        self.coordinates[:, a, b] = coordinates
+        for k, phasor in dec.target_phasors.items():
+            self.phasors[np.searchsorted(dec.frequencies, k), a, b] -= phasor[a, b]
 
     def over_c(self, dec: Decomposition, ops: Ops, exact: bool = False) -> np.ndarray:
         """A bound on max_c |E(a+b) − E(c)| for E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_j Y_j v_j(c).
@@ -396,6 +435,41 @@ def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.nd
     return ua[:, None] + ub[None, :]
 
 
+@dataclass
+class _ExactTerms:
+    """The error's terms from exact hidden activations at n inputs (``_exact_terms``)."""
+
+    phasors: np.ndarray  # [F, n] the model's tracked phasors (the explanation not subtracted)
+    coordinates: np.ndarray  # [R, n]
+    remainder: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the clustered neurons
+    loose: np.ndarray  # [n] Σ_i h_i ptp(W_L[i]) over the loose ones
+    norm_squares: np.ndarray  # [n] ‖h‖² over the clustered neurons
+
+
+def _group_order(dec: Decomposition) -> tuple[np.ndarray, np.ndarray]:
+    """Neurons reordered so that each cluster group's, and then the loose ones, are one slice: (order, edges)."""
+    groups = [term.neurons for term in dec.clusters] + [dec.loose]
+    return np.concatenate(groups).astype(np.int64), np.cumsum([0] + [len(group) for group in groups])
+
+
+def _exact_terms(hidden: np.ndarray, dec: Decomposition, edges: np.ndarray, ops: Ops) -> _ExactTerms:
+    """The error's terms at n inputs from their hidden activations ``[n, d_mlp]`` in ``_group_order``."""
+    n = len(hidden)
+    phasors, coordinates = np.zeros((len(dec.frequencies), n), complex), np.zeros((len(dec.directions), n))
+    remainder = np.zeros(n)
+    for term, start, stop in zip(dec.clusters, edges[:-2], edges[1:-1]):
+        sums = term.output_weights.T @ hidden[:, start:stop].T  # [W, n]
+        T = len(term.tracked)
+        phasors[term.columns] += sums[:T] + 1j * sums[T:2 * T]
+        coordinates[term.direction_columns] += sums[2 * T:-1]
+        remainder += sums[-1]
+        ops(n * (stop - start) * 2 * len(sums))
+    clustered = hidden[:, :edges[-2]]
+    ops(2 * hidden.size)
+    return _ExactTerms(phasors, coordinates, remainder, hidden[:, edges[-2]:] @ dec.loose_span,
+                       np.einsum("ij,ij->i", clustered, clustered))
+
+
 def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
                     tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                     chunk_elements: int = 1 << 24) -> ErrorTerms:
@@ -405,10 +479,7 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
     tracked = _Tracked.empty(p, dec)
     remainder, loose, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
-    # neurons reordered so that each cluster group's, and then the loose ones, are one slice of the activations
-    groups = [term.neurons for term in dec.clusters] + [dec.loose]
-    order = np.concatenate(groups).astype(np.int64)
-    edges = np.cumsum([0] + [len(group) for group in groups])
+    order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
     rows_per_chunk = max(1, chunk_elements // (p * max(len(order), 1)))
     buffer = np.empty((min(rows_per_chunk, p), p, len(order)))
@@ -417,19 +488,15 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         count = rows.stop - rows.start
         hidden = np.add(from_a[rows, None, :], from_b[None, :, :], out=buffer[:count])
         hidden = np.maximum(hidden, 0, out=hidden).reshape(count * p, len(order))
-        for term, start, stop in zip(dec.clusters, edges[:-2], edges[1:-1]):
-            sums = (term.output_weights.T @ hidden[:, start:stop].T).reshape(-1, count, p)
-            tracked.add(term, sums[:-1], rows)
-            remainder[rows] += sums[-1]
-        loose[rows] = (hidden[:, edges[-2]:] @ dec.loose_span).reshape(count, p)
-        clustered = hidden[:, :edges[-2]]
-        norm_squares[rows] = np.einsum("ij,ij->i", clustered, clustered).reshape(count, p)
-    ops(3 * p * p * tables.d_mlp + 2 * p * p * edges[-2])
-    for term in dec.clusters:
-        ops(p * p * len(term.r) * 2 * term.output_weights.shape[1])
+        exact = _exact_terms(hidden, dec, edges, ops)
+        tracked.phasors[:, rows] = exact.phasors.reshape(-1, count, p)
+        tracked.coordinates[:, rows] = exact.coordinates.reshape(-1, count, p)
+        remainder[rows], loose[rows] = exact.remainder.reshape(count, p), exact.loose.reshape(count, p)
+        norm_squares[rows] = exact.norm_squares.reshape(count, p)
+    ops(3 * p * p * tables.d_mlp)
     tracked.subtract_explanation(dec)
-    remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, dec, ops))
-    ops(2 * p * p * len(dec.loose) + p * p * 4)
+    remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
+    ops(2 * p * p)
     return ErrorTerms(dec, tracked, remainder + loose)
 
 

@@ -30,7 +30,9 @@ WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each g
 EXACT_DIFFERENCES = (16, 32)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
-SCHEMA_VERSION = 3  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima
+EXACT_INPUTS = 16  # arcs_grouped: exact hidden activations on this many times p inputs, where the rest weighs most
+SCHEMA_VERSION = 4  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+# 4: arcs_grouped's exact inputs
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
@@ -186,7 +188,8 @@ _TIER_SPECS = {
     "lipschitz": ("O(p·d_mlp)", linear_error, {"sign_patterns": False}, {}),
     "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
     "arcs_grouped": ("O(p·d_mlp)", linear_error,
-                     {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences},
+                     {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences,
+                      "exact_inputs": EXACT_INPUTS},
                      {"exact_maxima": EXACT_MAXIMA}),
     "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
     "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),
