@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, ideal_sums, level_pieces, on_set_pieces, phase_buckets,
                           prefix, range_max, range_max_table, row_prefix, shifted_arcs, square_prefix, square_sums,
-                          table_levels)
+                          table_levels, unwrapped)
 
 
 def level_arcs(kappa, A, B, lower, upper, shift, phase2, buckets, i1, i2) -> int:
@@ -139,17 +139,20 @@ def test_square_sums_match_the_ideal_activations_squared_norm(seed, p, n, k, kap
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 300))
 def test_range_max_matches_direct_maximum(seed, n):
+    """Ranges of the doubled neuron list (at most n long, wrapping past n or not) against the table over the list
+    itself."""
     rng = np.random.default_rng(seed)
     values = rng.exponential(size=(3, n))
-    table = np.full((table_levels(n), 3, 2 * n), 1e300)  # a read of anything unwritten would win every maximum
+    table = np.full((table_levels(n), 3, n), 1e300)  # a read of anything unwritten would win every maximum
     range_max_table(values, table)
     doubled = np.concatenate([values, values], axis=1)
-    narrow = np.full((table_levels(n), 3, 2 * n), np.float32(1e30), np.float32)
+    narrow = np.full((table_levels(n), 3, n), np.float32(1e30), np.float32)
     range_max_table(values, narrow)  # float32, each value rounded up: maxima are upper bounds, barely above
     for _ in range(40):
         row = int(rng.integers(3))
         j1 = int(rng.integers(0, 2 * n))
-        j2 = int(rng.integers(j1 + 1, 2 * n + 1)) if rng.random() < 0.7 else min(j1 + int(rng.integers(1, 20)), 2 * n)
+        longest = min(n, 2 * n - j1)
+        j2 = j1 + (int(rng.integers(1, longest + 1)) if rng.random() < 0.7 else min(int(rng.integers(1, 20)), longest))
         assert range_max(table, row, j1, j2) == doubled[row, j1:j2].max()
         rounded = float(range_max(narrow, row, j1, j2))
         assert doubled[row, j1:j2].max() <= rounded <= doubled[row, j1:j2].max() * (1 + 2.0 ** -23)
@@ -157,12 +160,18 @@ def test_range_max_matches_direct_maximum(seed, n):
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(1, 7), n=st.integers(1, 40), W=st.integers(1, 5))
-def test_row_prefix_matches_numpy(seed, p, n, W):
+def test_row_prefix_matches_numpy_and_reads_wrapped_arcs_in_two_parts(seed, p, n, W):
     rng = np.random.default_rng(seed)
     rows = rng.normal(size=(p, n))
     weights = rng.normal(size=(n, W))
-    np.testing.assert_allclose(row_prefix(rows, weights), prefix(rows[:, :, None] * weights[None], axis=1),
-                               rtol=1e-12, atol=1e-12)
+    doubled = prefix(rows[:, :, None] * weights[None], axis=1)  # [p, 2n + 1, W]
+    once = row_prefix(rows, weights)
+    np.testing.assert_allclose(once, doubled[:, :n + 1], rtol=1e-12, atol=1e-12)
+    for j1 in range(2 * n):
+        for j2 in range(j1 + 1, min(j1 + n, 2 * n) + 1):
+            start, end, wrapped = unwrapped(j1, j2, n)
+            np.testing.assert_allclose(once[:, end] - once[:, start] + once[:, wrapped],
+                                       doubled[:, j2] - doubled[:, j1], rtol=1e-10, atol=1e-10)
 
 
 def test_workspace_hands_out_the_same_memory_reshaped_and_grows_when_asked_for_more():
@@ -175,6 +184,6 @@ def test_workspace_hands_out_the_same_memory_reshaped_and_grows_when_asked_for_m
     larger = workspace.array("sums", (5, 5))
     assert larger.shape == (5, 5) and not np.shares_memory(first, larger)
     rows, weights = np.arange(6.0).reshape(2, 3), np.ones((3, 2))
-    out = workspace.array("prefix", (2, 7, 2))
+    out = workspace.array("prefix", (2, 4, 2))
     assert row_prefix(rows, weights, out) is out
     np.testing.assert_array_equal(out, row_prefix(rows, weights))

@@ -4,7 +4,9 @@ A cluster's neurons are sorted by phase φ. For an input (a, b), the neurons who
 pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ/2), B = β cos δ) lies in a
 level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ (the two arcs
 of a piece that reaches X = ±1 meet there and are joined into one); sums over
-them are differences of prefix sums over the phase list doubled to [−π, 3π). Per input this is O(1)
+them are differences of prefix sums over the phase list doubled to [−π, 3π), so that an arc past π is one
+index range. The per-row tables (p of them per cluster: residual and band prefix sums, range-maximum tables)
+hold the list once, and read such a range in two parts (``unwrapped``). Per input this is O(1)
 expected work, so the whole pass is linear in the parameter count. What depends on a − b alone (A, B,
 the on-set {x > 0} and the roots of x = 0, which the bands share) is computed once per difference, and
 the input's shift only moves those arcs; each band needs only its own roots at ±τ.
@@ -174,13 +176,32 @@ def on_set_pieces(kappa: float, beta: float, omega_k: float, p: int):
     return A, B, starts, lengths, counts, zero_roots, zero_angles
 
 
-@njit(cache=True)
-def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
-    """max of the row's values over [j1, j2) from a sparse table ``[L, rows, 2n]`` (j2 > j1)."""
+@njit(cache=True, inline="always")
+def unwrapped(j1: int, j2: int, n: int) -> tuple[int, int, int]:
+    """A range [j1, j2) of the doubled neuron list (j2 − j1 ≤ n) as ranges of the list itself: (start, end,
+    wrapped) for [start, end) ∪ [0, wrapped), the second empty (wrapped = 0) unless the range passes n."""
+    if j1 >= n:
+        return j1 - n, j2 - n, 0
+    if j2 <= n:
+        return j1, j2, 0
+    return j1, n, j2 - n
+
+
+@njit(cache=True, inline="always")
+def _table_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
     level = 0
     while (2 << level) <= j2 - j1:
         level += 1
     return max(table[level, row, j1], table[level, row, j2 - (1 << level)])
+
+
+@njit(cache=True)
+def range_max(table: np.ndarray, row: int, j1: int, j2: int) -> float:
+    """max of the row's values over the doubled list's range [j1, j2) (j2 > j1, j2 − j1 ≤ n) from a sparse table
+    ``[L, rows, n]`` over the list itself (``range_max_table``)."""
+    start, end, wrapped = unwrapped(j1, j2, table.shape[2])
+    best = _table_max(table, row, start, end)
+    return max(best, _table_max(table, row, 0, wrapped)) if wrapped else best
 
 
 @njit(cache=True, inline="always")
@@ -197,11 +218,20 @@ def _add_arcs(total: np.ndarray, ideal_prefix: np.ndarray, i1: np.ndarray, i2: n
 
 @njit(cache=True, inline="always")
 def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2: np.ndarray, count: int) -> None:
-    """total += Σ over the arcs [i1, i2) of one side's residual times each output weight."""
+    """total += Σ over the arcs [i1, i2) of one side's residual times each output weight (``prefix_row``
+    ``[n+1, W]`` over the neuron list once; a wrapped arc adds its part from the start, row 0 being zero)."""
     for q in range(count):
-        upper, lower = prefix_row[i2[q]], prefix_row[i1[q]]
+        start, end, wrapped = unwrapped(i1[q], i2[q], len(prefix_row) - 1)
+        upper, lower, rest = prefix_row[end], prefix_row[start], prefix_row[wrapped]
         for w in range(len(total)):
-            total[w] += upper[w] - lower[w]
+            total[w] += upper[w] - lower[w] + rest[w]
+
+
+@njit(cache=True, inline="always")
+def _arc_sum(prefix_row: np.ndarray, j1: int, j2: int) -> float:
+    """The sum over the doubled list's range [j1, j2) from prefix sums ``[n+1]`` over the list itself."""
+    start, end, wrapped = unwrapped(j1, j2, len(prefix_row) - 1)
+    return prefix_row[end] - prefix_row[start] + prefix_row[wrapped]
 
 
 @njit(cache=True)
@@ -242,8 +272,8 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: 
                     tau[b] = narrowed
         for b in range(p):
             for q in range(count[b]):
-                band[b] += (band_prefix[sign, 0, a, i2[b, q]] - band_prefix[sign, 0, a, i1[b, q]]
-                            + band_prefix[sign, 1, b, i2[b, q]] - band_prefix[sign, 1, b, i1[b, q]])
+                band[b] += (_arc_sum(band_prefix[sign, 0, a], i1[b, q], i2[b, q])
+                            + _arc_sum(band_prefix[sign, 1, b], i1[b, q], i2[b, q]))
             ops[a] += count[b] * 4
 
 
@@ -290,9 +320,10 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     performed per row a.
 
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
-    residual_prefix_a/b ``[p, 2n+1, W]``: per row, prefix sums of ε v;
-    band_prefix ``[2, 2, p, 2n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
-    share_tables ``[2, 2, L, p, 2n]``: sparse tables of the shares relu(∓ε)/r (``range_max_table``);
+    residual_prefix_a/b ``[p, n+1, W]``: per row, prefix sums of ε v (``row_prefix``);
+    band_prefix ``[2, 2, p, n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
+    share_tables ``[2, 2, L, p, n]``: sparse tables of the shares relu(∓ε)/r (``range_max_table``);
+    these per-row tables hold the neuron list once, and a wrapped arc reads its two parts (``unwrapped``);
     share_max ``[2, 2, p]``.
     """
     W, p = found.shape[0], found.shape[1]
@@ -395,24 +426,24 @@ def square_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, sq
 
 @njit(cache=True, parallel=True)
 def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
-    """Fill ``out`` ``[table_levels(n), p, 2n]`` with the sparse table over the doubled neuron list of ``values``
-    ``[p, n]`` (≥ 0), O(p·n·log n): level l holds the maximum over [j, j + 2^l) (0 past the end)."""
+    """Fill ``out`` ``[table_levels(n), p, n]`` with the sparse table over the neuron list of ``values`` ``[p, n]``
+    (≥ 0), O(p·n·log n): level l holds the maximum over [j, j + 2^l) (0 past the end)."""
     p, n = values.shape
     for row in prange(p):
-        for j in range(2 * n):
-            value = values[row, j % n]
+        for j in range(n):
+            value = values[row, j]
             stored = out.dtype.type(value)  # a narrower table rounds up, so that its maxima stay upper bounds
             out[0, row, j] = stored if np.float64(stored) >= value else np.nextafter(stored, out.dtype.type(np.inf))
         for level in range(1, out.shape[0]):
             half = 1 << (level - 1)
-            for j in range(2 * n - half):
+            for j in range(max(n - half, 0)):
                 out[level, row, j] = max(out[level - 1, row, j], out[level - 1, row, j + half])
-            for j in range(2 * n - half, 2 * n):
+            for j in range(max(n - half, 0), n):
                 out[level, row, j] = 0.0
 
 
 def table_levels(n: int) -> int:
-    return int(np.log2(2 * n)) + 1
+    return int(np.log2(max(n, 1))) + 1
 
 
 def touched(shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
@@ -440,9 +471,10 @@ class Workspace:
 
 
 def row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Per row r, prefix sums over the doubled neuron list of rows[r, i]·weights[i, w]: ``[p, 2n+1, W]``
-    (into ``out`` if given), as ``prefix(rows[:, :, None] * weights[None], axis=1)`` without the temporaries."""
-    shape = (rows.shape[0], 2 * rows.shape[1] + 1, weights.shape[1])
+    """Per row r, prefix sums over the neuron list (once: there are p rows) of rows[r, i]·weights[i, w]:
+    ``[p, n+1, W]`` (into ``out`` if given), as ``prefix(rows[:, :, None] * weights[None], axis=1)[:, :n + 1]``
+    without the temporaries."""
+    shape = (rows.shape[0], rows.shape[1] + 1, weights.shape[1])
     out = touched(shape) if out is None else out
     _row_prefix(rows, weights, out)
     return out
@@ -458,9 +490,6 @@ def _row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
         for i in range(n):
             for w in range(W):
                 out[r, i + 1, w] = out[r, i, w] + rows[r, i] * weights[i, w]
-        for i in range(n):
-            for w in range(W):
-                out[r, n + 1 + i, w] = out[r, n, w] + out[r, i + 1, w]
 
 
 def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:
