@@ -176,10 +176,11 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
 
 
 def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops: Ops,
-                  chunk_elements: int = 1 << 24) -> None:
+                  chunk_elements: int = 1 << 20) -> None:
     """Replace the error's terms by the quadratic tier's, from the exact hidden activations, on the ``count``
     inputs where the rest (band, remainder, loose neurons) is the largest share of the bound: mostly those whose
-    signs the residuals decide, which the band covers loosely (docs/bounds.md §3). O(count·d_mlp)."""
+    signs the residuals decide, which the band covers loosely (docs/bounds.md §3). O(count·d_mlp), in chunks
+    small enough that the allocator reuses their memory (fresh memory costs page faults)."""
     dec, p = error.dec, tables.p
     count = min(count, p * p)
     if count <= 0:
@@ -192,7 +193,9 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
     step = max(1, chunk_elements // max(len(order), 1))
     for lo in range(0, count, step):
         a, b = np.divmod(chosen[lo:lo + step], p)
-        exact = _exact_terms(np.maximum(from_a[a] + from_b[b], 0), dec, edges, ops)
+        hidden = from_a[a]
+        hidden += from_b[b]
+        exact = _exact_terms(np.maximum(hidden, 0, out=hidden), dec, edges, ops)
         error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
         remainder = np.minimum(exact.remainder, _remainder_by_norms(exact.norm_squares, (a + b) % p, dec, ops))
         error.rest[a, b] = remainder + exact.loose
