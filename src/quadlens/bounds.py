@@ -189,17 +189,16 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
     chosen = np.argpartition(-share.ravel(), count - 1)[:count]
     ops(4 * p * p)
     order, edges = _group_order(dec)
-    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], tables.F_b[:, order]
+    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
     step = max(1, chunk_elements // max(len(order), 1))
+    buffer = np.empty((min(step, count), len(order)))
     for lo in range(0, count, step):
         a, b = np.divmod(chosen[lo:lo + step], p)
-        hidden = from_a[a]
-        hidden += from_b[b]
-        exact = _exact_terms(np.maximum(hidden, 0, out=hidden), dec, edges, ops)
+        exact = _exact_terms(from_a, from_b, a, b, buffer[:len(a)], dec, edges, ops)
         error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
         remainder = np.minimum(exact.remainder, _remainder_by_norms(exact.norm_squares, (a + b) % p, dec, ops))
         error.rest[a, b] = remainder + exact.loose
-        ops(3 * len(a) * len(order) + 2 * len(a))
+        ops(2 * len(a))
 
 
 def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> np.ndarray:
@@ -456,9 +455,13 @@ def _group_order(dec: Decomposition) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(groups).astype(np.int64), np.cumsum([0] + [len(group) for group in groups])
 
 
-def _exact_terms(hidden: np.ndarray, dec: Decomposition, edges: np.ndarray, ops: Ops) -> _ExactTerms:
-    """The error's terms at n inputs from their hidden activations ``[n, d_mlp]`` in ``_group_order``."""
-    n = len(hidden)
+def _exact_terms(from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray, hidden: np.ndarray,
+                 dec: Decomposition, edges: np.ndarray, ops: Ops) -> _ExactTerms:
+    """The error's terms at the n inputs (a, b), from their hidden activations relu(from_a[a] + from_b[b]),
+    written into ``hidden`` ``[n, d_mlp]`` (``from_a`` = F_a + b_in and ``from_b`` = F_b in ``_group_order``)."""
+    n = len(a)
+    norm_squares = np.empty(n)
+    _hidden(from_a, from_b, a, b, edges[-2], hidden, norm_squares)
     phasors, coordinates = np.zeros((len(dec.frequencies), n), complex), np.zeros((len(dec.directions), n))
     remainder = np.zeros(n)
     for term, start, stop in zip(dec.clusters, edges[:-2], edges[1:-1]):
@@ -468,10 +471,26 @@ def _exact_terms(hidden: np.ndarray, dec: Decomposition, edges: np.ndarray, ops:
         coordinates[term.direction_columns] += sums[2 * T:-1]
         remainder += sums[-1]
         ops(n * (stop - start) * 2 * len(sums))
-    clustered = hidden[:, :edges[-2]]
-    ops(2 * hidden.size)
-    return _ExactTerms(phasors, coordinates, remainder, hidden[:, edges[-2]:] @ dec.loose_span,
-                       np.einsum("ij,ij->i", clustered, clustered))
+    ops(5 * hidden.size)  # each activation (3), then its square in the norm or its loose-neuron product (2)
+    return _ExactTerms(phasors, coordinates, remainder, hidden[:, edges[-2]:] @ dec.loose_span, norm_squares)
+
+
+@njit(cache=True, parallel=True)
+def _hidden(from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray, clustered: int, out: np.ndarray,
+            norm_squares: np.ndarray) -> None:
+    """out[q] = relu(from_a[a[q]] + from_b[b[q]]) for each input q, and its squared norm over the first
+    ``clustered`` neurons into norm_squares[q], in one pass over the activations."""
+    d = out.shape[1]
+    for q in prange(len(a)):
+        x, y = a[q], b[q]
+        total = 0.0
+        for i in range(clustered):
+            h = max(from_a[x, i] + from_b[y, i], 0.0)
+            out[q, i] = h
+            total += h * h
+        for i in range(clustered, d):
+            out[q, i] = max(from_a[x, i] + from_b[y, i], 0.0)
+        norm_squares[q] = total
 
 
 def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
@@ -486,18 +505,16 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
     rows_per_chunk = max(1, chunk_elements // (p * max(len(order), 1)))
-    buffer = np.empty((min(rows_per_chunk, p), p, len(order)))
+    buffer = np.empty((min(rows_per_chunk, p) * p, len(order)))
     for lo in range(0, p, rows_per_chunk):
         rows = slice(lo, min(lo + rows_per_chunk, p))
         count = rows.stop - rows.start
-        hidden = np.add(from_a[rows, None, :], from_b[None, :, :], out=buffer[:count])
-        hidden = np.maximum(hidden, 0, out=hidden).reshape(count * p, len(order))
-        exact = _exact_terms(hidden, dec, edges, ops)
+        a, b = np.divmod(np.arange(lo * p, rows.stop * p), p)
+        exact = _exact_terms(from_a, from_b, a, b, buffer[:count * p], dec, edges, ops)
         tracked.phasors[:, rows] = exact.phasors.reshape(-1, count, p)
         tracked.coordinates[:, rows] = exact.coordinates.reshape(-1, count, p)
         remainder[rows], loose[rows] = exact.remainder.reshape(count, p), exact.loose.reshape(count, p)
         norm_squares[rows] = exact.norm_squares.reshape(count, p)
-    ops(3 * p * p * tables.d_mlp)
     tracked.subtract_explanation(dec)
     remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
     ops(2 * p * p)
