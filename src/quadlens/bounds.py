@@ -196,9 +196,7 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
         a, b = np.divmod(chosen[lo:lo + step], p)
         exact = _exact_terms(from_a, from_b, a, b, buffer[:len(a)], dec, edges, ops)
         error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
-        remainder = np.minimum(exact.remainder, _remainder_by_norms(exact.norm_squares, (a + b) % p, dec, ops))
-        error.rest[a, b] = remainder + exact.loose
-        ops(2 * len(a))
+        error.rest[a, b] = exact.rest((a + b) % p, dec, ops)
 
 
 def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> np.ndarray:
@@ -314,19 +312,19 @@ class _Tracked:
         picked = self.phasors[:, inputs[0], inputs[1]]
         return np.concatenate([picked.real, picked.imag, self.coordinates[:, inputs[0], inputs[1]]])
 
-    def subtract_explanation(self, dec: Decomposition) -> None:
+    def subtract_explanation(self, dec: Decomposition, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Subtract the explanation's key-frequency phasors, at every input or at the given inputs (a, b)."""
+        where = (slice(None), slice(None)) if inputs is None else inputs
         for k, phasor in dec.target_phasors.items():
-            self.phasors[np.searchsorted(dec.frequencies, k)] -= phasor
+            self.phasors[(np.searchsorted(dec.frequencies, k), *where)] -= phasor[where]
 
     def replace(self, inputs: tuple[np.ndarray, np.ndarray], phasors: np.ndarray, coordinates: np.ndarray,
                 dec: Decomposition) -> None:
         """Set the values at the inputs (a, b) to the model's sums ``phasors`` ``[F, n]`` and ``coordinates``
         ``[R, n]`` less the explanation, as ``subtract_explanation`` leaves every other input."""
-        a, b = inputs
-        self.phasors[:, a, b] = phasors
-        self.coordinates[:, a, b] = coordinates
-        for k, phasor in dec.target_phasors.items():
-            self.phasors[np.searchsorted(dec.frequencies, k), a, b] -= phasor[a, b]
+        self.phasors[:, inputs[0], inputs[1]] = phasors
+        self.coordinates[:, inputs[0], inputs[1]] = coordinates
+        self.subtract_explanation(dec, inputs)
 
     def over_c(self, dec: Decomposition, ops: Ops, exact: bool = False) -> np.ndarray:
         """A bound on max_c |E(a+b) − E(c)| for E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_j Y_j v_j(c).
@@ -448,6 +446,12 @@ class _ExactTerms:
     loose: np.ndarray  # [n] Σ_i h_i ptp(W_L[i]) over the loose ones
     norm_squares: np.ndarray  # [n] ‖h‖² over the clustered neurons
 
+    def rest(self, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
+        """The bound on everything but the tracked part, given each input's a+b: the remainder, the smaller of
+        its two bounds (docs/bounds.md §1), plus the loose neurons."""
+        ops(2 * len(target))
+        return np.minimum(self.remainder, _remainder_by_norms(self.norm_squares, target, dec, ops)) + self.loose
+
 
 def _group_order(dec: Decomposition) -> tuple[np.ndarray, np.ndarray]:
     """Neurons reordered so that each cluster group's, and then the loose ones, are one slice: (order, edges)."""
@@ -500,8 +504,7 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
-    tracked = _Tracked.empty(p, dec)
-    remainder, loose, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
+    tracked, rest = _Tracked.empty(p, dec), np.empty((p, p))
     order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
     rows_per_chunk = max(1, chunk_elements // (p * max(len(order), 1)))
@@ -513,12 +516,9 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         exact = _exact_terms(from_a, from_b, a, b, buffer[:count * p], dec, edges, ops)
         tracked.phasors[:, rows] = exact.phasors.reshape(-1, count, p)
         tracked.coordinates[:, rows] = exact.coordinates.reshape(-1, count, p)
-        remainder[rows], loose[rows] = exact.remainder.reshape(count, p), exact.loose.reshape(count, p)
-        norm_squares[rows] = exact.norm_squares.reshape(count, p)
+        rest[rows] = exact.rest(targets(p)[rows].ravel(), dec, ops).reshape(count, p)
     tracked.subtract_explanation(dec)
-    remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
-    ops(2 * p * p)
-    return ErrorTerms(dec, tracked, remainder + loose)
+    return ErrorTerms(dec, tracked, rest)
 
 
 def max_over_c(values: np.ndarray, target: np.ndarray, basis: np.ndarray, ops: Ops, chunk: int = 4096) -> np.ndarray:
