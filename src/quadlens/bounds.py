@@ -119,23 +119,31 @@ def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Worksp
 
 
 def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableTables, count: int,
-                       ops: Ops) -> None:
+                       ops: Ops, chunk_elements: int = 1 << 20) -> None:
     """Replace the arcs by exact activations on the ``count`` differences a − b where the band term is largest.
 
     Each costs p·n: the group's blind spots, where the residuals decide every sign, are worth paying for.
+    The activations come from the compiled ``_hidden``, a few differences at a time (fresh memory costs page
+    faults).
     """
-    p = tables.p
+    p, n = tables.p, len(term.r)
+    count = min(count, p)
     if count <= 0:
         return
-    a, weights = np.arange(p), term.output_weights
     band_by_difference = np.bincount(difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
-    from_a, from_b = tables.F_a[:, term.neurons] + tables.b_in[term.neurons], tables.F_b[:, term.neurons]
-    for d in np.argsort(-band_by_difference)[:count]:
-        b = (a - d) % p
-        hidden = np.maximum(from_a + from_b[b], 0)
-        sums.found[:, a, b] = (hidden @ weights).T
+    chosen = np.argsort(-band_by_difference)[:count]
+    from_a = tables.F_a[:, term.neurons] + tables.b_in[term.neurons]
+    from_b = np.ascontiguousarray(tables.F_b[:, term.neurons])
+    per_chunk = max(1, chunk_elements // max(p * n, 1))
+    hidden, norm_squares = np.empty((min(per_chunk, count) * p, n)), np.empty(min(per_chunk, count) * p)
+    for lo in range(0, count, per_chunk):
+        differences = chosen[lo:lo + per_chunk]
+        a = np.tile(np.arange(p), len(differences))
+        b = (a - np.repeat(differences, p)) % p
+        _hidden(from_a, from_b, a, b, n, hidden[:len(a)], norm_squares[:len(a)])
+        sums.found[:, a, b] = (hidden[:len(a)] @ term.output_weights).T
         sums.band[a, b] = 0.0
-        ops(p * len(term.r) * (3 + 2 * len(sums.found)))
+        ops(len(a) * n * (3 + 2 * len(sums.found)))
     ops(p * p)
 
 

@@ -27,12 +27,12 @@ from .tables import SeparableTables, separable_tables
 
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
-EXACT_DIFFERENCES = (16, 32)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
+EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 EXACT_INPUTS = 16  # arcs_grouped: exact hidden activations on this many times p inputs, where the rest weighs most
-SCHEMA_VERSION = 4  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
-# 4: arcs_grouped's exact inputs
+SCHEMA_VERSION = 5  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+# 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32)
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
@@ -178,7 +178,7 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
 
 def exact_differences(p: int) -> int:
     """How many differences a − b per cluster group ``arcs_grouped`` evaluates exactly: p // 4, at least 16 (so that
-    at p = 59 most differences are still bounded) and at most 32 (so that the tier stays linear)."""
+    at p = 59 most differences are still bounded) and at most 64 (so that the tier stays linear)."""
     low, high = EXACT_DIFFERENCES
     return min(max(p // 4, low), high)
 
