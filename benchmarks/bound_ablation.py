@@ -19,7 +19,7 @@ import numpy as np
 
 import quadlens
 from quadlens.bounds import linear_error
-from quadlens.certify import EXACT_INPUTS, EXACT_MAXIMA, brute_force, exact_differences
+from quadlens.certify import EXACT_DIFFERENCES, EXACT_INPUTS, EXACT_MAXIMA, brute_force, exact_differences
 from quadlens.clusters import build_clusters
 from quadlens.competitors import nearest_competitors
 from quadlens.neurons import fit_neurons
@@ -60,10 +60,10 @@ def main() -> None:
     truth, _, _, _ = brute_force(tables, clusters, "cpu")
     competitors = {J: nearest_competitors(tables, clusters, Ops(), J) for J in (8, 16, 32)}
     margin = competitors[32].lower_bound()
-    D = exact_differences(tables.p)
+    D, (low, high) = exact_differences(tables.p), EXACT_DIFFERENCES
     tier = dict(GROUPED, exact_differences=D)
     variants = VARIANTS | {
-        f"4 groups + {D} differences (p // 4 within 16…32), exact maximum over c on 16·p inputs": (tier, EXACT_MAXIMA),
+        f"4 groups + {D} differences (p // 4 within {low}…{high}), exact maximum over c on 16·p inputs": (tier, EXACT_MAXIMA),
         "the same + exact hidden activations on 4·p inputs": (dict(tier, exact_inputs=4), EXACT_MAXIMA),
         f"the same + exact hidden activations on {EXACT_INPUTS}·p inputs (**`arcs_grouped`**)":
             (dict(tier, exact_inputs=EXACT_INPUTS), EXACT_MAXIMA),
