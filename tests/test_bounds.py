@@ -1,6 +1,7 @@
 """Bounds are sound: B(a, b) ≥ the brute-force error on every input, for every tier, on every model tried."""
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,23 @@ def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms():
     assert changed.sum() == 2 * 23
     np.testing.assert_allclose(few.rest[changed], quadratic.rest[changed], rtol=1e-12, atol=1e-12)
     assert (few.rest[changed] < plain.rest[changed]).all()
+
+
+def test_exact_differences_everywhere_give_the_exact_tracked_sums(monkeypatch):
+    """Every difference a − b evaluated exactly leaves no band and the quadratic tier's tracked part, whether the
+    differences are computed all at once or one at a time."""
+    tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.2, seed=0)
+    clusters = clusters_of(tables)
+    quadratic = quadratic_error(tables, clusters)
+    whole = linear_error(tables, clusters, waveform_groups=2, exact_differences=23)
+    one_at_a_time = functools.partial(bounds._exact_differences, chunk_elements=1)
+    monkeypatch.setattr(bounds, "_exact_differences", one_at_a_time)
+    chunked = linear_error(tables, clusters, waveform_groups=2, exact_differences=40)  # more than p: all of them
+    for error in (whole, chunked):
+        np.testing.assert_allclose(error.tracked.phasors, quadratic.tracked.phasors, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(error.tracked.coordinates, quadratic.tracked.coordinates, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(chunked.rest, whole.rest)
+    assert (whole.rest <= linear_error(tables, clusters, waveform_groups=2).rest + 1e-12).all()
 
 
 def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):
