@@ -25,6 +25,13 @@ def bundled_explanation(bundled):
     return explain(bundled)
 
 
+def test_repr_is_one_short_line(bundled_explanation):
+    """A notebook cell that ends in ``explain(model)`` shows the verdict, not every array."""
+    text = repr(bundled_explanation)
+    assert "\n" not in text and len(text) < 200
+    assert "verdict='pizza'" in text and "clusters=[21, 28, 1, 6]" in text and "L3_min_margin=12.7" in text
+
+
 def test_synthetic_ground_truth_is_recovered(synthetic):
     spec, explanation = synthetic
     assert explanation.verdict == "pizza"

@@ -57,6 +57,10 @@ class Tier:
     def certified(self) -> np.ndarray:
         return self.proven_margin > 0
 
+    def __repr__(self) -> str:
+        return (f"Tier({self.name!r}, {self.cost}: {self.certified.mean():.1%} certified, max bound "
+                f"{self.bound.max():.3g}, {self.ops:.3g} ops, {self.seconds:.3g} s)")
+
 
 def _row_chunks(p: int, per_row: int, chunk_elements: int) -> list[slice]:
     step = max(1, chunk_elements // max(per_row, 1))
@@ -107,6 +111,14 @@ class BoundReport:
     brute_force_ops: int
     brute_force_seconds: float
     clusters: list[Cluster] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """One line for notebooks and logs: each tier's certified fraction and B/truth maximum (the arrays are the
+        fields, the summary :meth:`to_dict`)."""
+        tiers = ", ".join(f"{t.name}: {t.certified.mean():.1%} certified, B/truth max "
+                          f"{(t.bound / np.maximum(self.truth, 1e-12)).max():.3g}" for t in self.tiers)
+        return (f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={(self.model_margin > 0).mean():.2%}, "
+                f"max error {self.truth.max():.3g}; {tiers})")
 
     def tier_summary(self, tier: Tier) -> dict:
         ratio = tier.bound / np.maximum(self.truth, 1e-12)

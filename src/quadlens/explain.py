@@ -84,6 +84,17 @@ class Explanation:
     ablation: list[Level] = field(default_factory=list)
     margin_by_difference: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line for notebooks and logs: the full content, arrays included, is :meth:`to_dict` and the fields."""
+        cfg = self.model_config
+        parts = [f"p={cfg['p']}", f"d_mlp={cfg['d_mlp']}", f"verdict={self.verdict!r}", f"accuracy={self.accuracy:.2%}"]
+        if self.fits_picture:
+            parts += [f"clusters={[report.cluster.frequency for report in self.clusters]}",
+                      f"L3_min_margin={self.level('L3', True).min_margin:.3g}"]
+        else:
+            parts.append(f"reasons={self.reasons}")
+        return f"Explanation({', '.join(parts)})"
+
     @property
     def fits_picture(self) -> bool:
         return self.verdict == PIZZA
