@@ -11,3 +11,15 @@ def test_ci_runs_the_readme_commands():
     ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
                 if line and not line.startswith(("#", "set ", "cd "))]
     assert ci_lines == readme_commands
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python block, as written but for a shorter training run in a temporary folder."""
+    block = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)[0]
+    shortened = block.replace("epochs=3000", "epochs=20").replace("seeds=range(4)", "seeds=range(1)")
+    assert shortened != block and 'out_dir="runs/p31"' in block
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(shortened, "README.md", "exec"), namespace)
+    assert namespace["report"].tiers[2].name == "arcs_grouped" and namespace["arcs_grouped"].certified.all()
+    assert (tmp_path / "runs" / "p31" / "seed_0000.safetensors").exists()
