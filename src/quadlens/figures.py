@@ -119,7 +119,7 @@ def error_ladder(explanation: Explanation, path: Path) -> Path:
 
 def frontier(report: BoundReport, path: Path) -> Path:
     """Cost–tightness frontier: operations against certified fraction, one point per tier and brute force."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
     fig, ax = plt.subplots(figsize=(7.5, 4))
     markers = "osD^vP<>"
@@ -131,7 +131,13 @@ def frontier(report: BoundReport, path: Path) -> Path:
                label="brute force (the model's accuracy): O(p³·d_mlp)")
     ax.set(xscale="log", xlabel="arithmetic operations (counted)", ylabel="certified fraction of inputs",
            ylim=(-0.05, 1.05), title=f"cost and certified fraction per tier (p={report.p}, d_mlp={report.d_mlp})")
-    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ops = [tier.ops for tier in report.tiers] + [report.brute_force_ops]
+    decades = np.log10(max(ops) / max(min(ops), 1))
+    if decades > 3:
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+    else:  # a label at 1, 2 and 5 per decade when the tiers span few decades
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
