@@ -164,8 +164,8 @@ def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms():
 
 
 def test_exact_differences_everywhere_give_the_exact_tracked_sums(monkeypatch):
-    """Every difference a − b evaluated exactly leaves no band and the quadratic tier's tracked part, whether the
-    differences are computed all at once or one at a time."""
+    """Every difference a − b evaluated exactly gives the quadratic tier's tracked part and a rest no larger than the
+    arcs', whether the differences are computed all at once or one at a time."""
     tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.2, seed=0)
     clusters = clusters_of(tables)
     quadratic = quadratic_error(tables, clusters)
