@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quadlens.lens import INTEGRAL_CONSTANT, cluster_lens_logits, waveform_integral, waveform_integral_numeric
+from quadlens.lens import (INTEGRAL_CONSTANT, by_difference_and_step, cluster_lens_table, waveform_integral,
+                          waveform_integral_numeric)
 from quadlens.synthetic import ideal_worst_margin, pizza_spec, pizza_tables, separating_frequencies
 
 
@@ -35,7 +36,7 @@ def test_sine_part_vanishes():
 
 def test_cluster_lens_is_the_pizza_formula():
     p, k, W, psi0 = 13, 4, 7.0, 0.3
-    logits = cluster_lens_logits(p, k, W, psi0)
+    logits = by_difference_and_step(cluster_lens_table(p, k, W, psi0), np.arange(p))
     a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
     omega = 2 * np.pi / p
     expected = W / (3 * np.pi) * np.abs(np.cos(omega * k * (a - b) / 2)) * np.cos(omega * k * (a + b - c) - psi0)
@@ -59,7 +60,8 @@ def test_activation_integral():
 
 def test_ideal_worst_margin_is_the_lens_margin():
     p, frequencies, kappa, beta = 23, (2, 5, 9), 0.2, 0.1
-    logits = sum(cluster_lens_logits(p, k, 2.0, 0.0, kappa, -beta) for k in frequencies)
+    logits = by_difference_and_step(sum(cluster_lens_table(p, k, 2.0, 0.0, kappa, -beta) for k in frequencies),
+                                    np.arange(p))
     target = (np.arange(p)[:, None] + np.arange(p)) % p
     right = np.take_along_axis(logits, target[..., None], -1)
     wrong = np.arange(p) != target[..., None]

@@ -95,19 +95,11 @@ def waveform_integral_numeric(kappa: float, beta: float, delta: float, n: int = 
     return float(np.mean(np.maximum(g, 0) * np.cos(2 * theta)))
 
 
-def cluster_lens_logits(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
-                        beta: float = 0.0, rows: slice = slice(None), act_fn: str = "relu",
-                        scale: float = 1.0) -> np.ndarray:
-    """One cluster's infinite-width logits ``[p, p, p]`` (a, b, c), or for a in ``rows`` only:
-    (W_k/2) C_act(κ, β, δ) cos(Δ − ψ0)."""
-    return by_difference_and_step(cluster_lens_table(p, frequency, total_weight, psi0, kappa, beta, act_fn, scale),
-                                  np.arange(p), rows)
-
-
 def cluster_lens_table(p: int, frequency: int, total_weight: float, psi0: float, kappa: float = 0.0,
                        beta: float = 0.0, act_fn: str = "relu", scale: float = 1.0) -> np.ndarray:
-    """The same logits by (a − b, a + b − c) mod p, on which alone they depend: ``[p, p]``, O(p²) where the
-    logits are p³."""
+    """One cluster's infinite-width logits (W_k/2) C_act(κ, β, δ) cos(Δ − ψ0) by (a − b, a + b − c) mod p, on
+    which alone they depend: ``[p, p]``, O(p²) where the logits are p³ (``by_difference_and_step`` reads them out
+    per (a, b, c))."""
     amplitude = cluster_amplitude(p, frequency, total_weight, kappa, beta, act_fn, scale)
     return amplitude[:, None] * np.cos(2 * np.pi * frequency * np.arange(p) / p - psi0)[None, :]
 
