@@ -147,12 +147,18 @@ def test_sound_when_the_remainder_is_white_noise(seed, p, neurons, output_noise)
     assert_sound(tables, clusters_of(tables))
 
 
-def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms():
-    """With every input exact, the linear tier's terms are the quadratic tier's (waveform groups and all), so its
-    exact inputs are the quadratic tier's argument; with a few, only those few inputs change."""
+@pytest.fixture(scope="module")
+def noisy_pizza():
+    """A small noisy pizza (p = 23), its clusters and the quadratic tier's terms: what exact evaluation must give."""
     tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.2, seed=0)
     clusters = clusters_of(tables)
-    quadratic = quadratic_error(tables, clusters)
+    return tables, clusters, quadratic_error(tables, clusters)
+
+
+def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms(noisy_pizza):
+    """With every input exact, the linear tier's terms are the quadratic tier's (waveform groups and all), so its
+    exact inputs are the quadratic tier's argument; with a few, only those few inputs change."""
+    tables, clusters, quadratic = noisy_pizza
     everywhere = linear_error(tables, clusters, waveform_groups=3, exact_inputs=23)
     np.testing.assert_allclose(everywhere.rest, quadratic.rest, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(everywhere.bound(Ops()), quadratic.bound(Ops()), rtol=1e-12, atol=1e-12)
@@ -163,12 +169,10 @@ def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms():
     assert (few.rest[changed] < plain.rest[changed]).all()
 
 
-def test_exact_differences_everywhere_give_the_exact_tracked_sums(monkeypatch):
+def test_exact_differences_everywhere_give_the_exact_tracked_sums(noisy_pizza, monkeypatch):
     """Every difference a − b evaluated exactly gives the quadratic tier's tracked part and a rest no larger than the
     arcs', whether the differences are computed all at once or one at a time."""
-    tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.2, seed=0)
-    clusters = clusters_of(tables)
-    quadratic = quadratic_error(tables, clusters)
+    tables, clusters, quadratic = noisy_pizza
     whole = linear_error(tables, clusters, waveform_groups=2, exact_differences=23)
     one_at_a_time = functools.partial(bounds._exact_differences, chunk_elements=1)
     monkeypatch.setattr(bounds, "_exact_differences", one_at_a_time)
