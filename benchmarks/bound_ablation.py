@@ -24,6 +24,7 @@ from quadlens.clusters import build_clusters
 from quadlens.competitors import nearest_competitors
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
+from quadlens.text import percent
 
 GROUPED = dict(waveform_groups=4, exact_differences=16)
 ALL = -1  # the exact maximum over c on every input: O(p³), not linear
@@ -81,7 +82,7 @@ def main() -> None:
             differences = error.differences(competitors[J].steps, Ops())
             certified.append((competitors[J].proven_model_margin(differences, bound) > 0).mean())
         print(f"| {name} | {ops.count:.2g} | {np.median(ratio):.2f} | {ratio.max():.1f} | "
-              + " | ".join(f"{100 * c:.1f} %" for c in certified) + " |", flush=True)
+              + " | ".join(percent(c) for c in certified) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 from quadlens.synthetic import pizza_spec, pizza_tables, separating_frequencies
+from quadlens.text import percent
 
 
 MODELS = Path(__file__).parent / "models"
@@ -50,7 +51,7 @@ def measure(name: str, tables, device: str = "cpu") -> dict:
     print(f"{name}: p={tables.p} d_mlp={tables.d_mlp} brute {summary['brute_force']['seconds']:.2f}s "
           f"({summary['brute_force']['ops']:.3g} ops), " + ", ".join(
               f"{t['name']} {t['seconds']:.3f}s ({t['ops']:.3g} ops, x{t['speedup_vs_brute_force']:.0f}, "
-              f"cert {100 * t['certified_fraction']:.1f}%, B/truth med {t['tightness_median']:.2f})"
+              f"cert {percent(t['certified_fraction'])}, B/truth med {t['tightness_median']:.2f})"
               for t in summary["tiers"]), flush=True)
     return row
 
@@ -76,7 +77,7 @@ def markdown(rows: list[dict], fitted: dict) -> str:
                   "| tier | cost | ops | seconds | certified | min proven margin | B/truth median | B/truth max "
                   "| violations |", "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {t['name']} | {t['cost']} | {t['ops']:.2g} | {t['seconds']:.3f} | "
-                  f"{100 * t['certified_fraction']:.1f} % | {t['min_proven_margin']:.2f} | {t['tightness_median']:.2f} | "
+                  f"{percent(t['certified_fraction'])} | {t['min_proven_margin']:.2f} | {t['tightness_median']:.2f} | "
                   f"{t['tightness_max']:.2f} | {t['violations']} |" for t in row["tiers"]]
         lines.append("")
     names = [t["name"] for t in rows[-1]["tiers"]]
@@ -93,9 +94,9 @@ def markdown(rows: list[dict], fitted: dict) -> str:
         f"{n} certified (B/truth median, max)" for n in names) + " |", "|---" * (4 + len(names)) + "|"]
     for row in (r for r in rows if r["model"] == "synthetic"):
         bf = row["brute_force"]
-        proofs = [f"{100 * t['certified_fraction']:.1f} % ({t['tightness_median']:.2f}, {t['tightness_max']:.1f})"
+        proofs = [f"{percent(t['certified_fraction'])} ({t['tightness_median']:.2f}, {t['tightness_max']:.1f})"
                   for t in row["tiers"]]
-        lines.append(f"| {row['p']} | {100 * bf['accuracy']:.1f} % | {bf['min_model_margin']:.2f} | "
+        lines.append(f"| {row['p']} | {percent(bf['accuracy'])} | {bf['min_model_margin']:.2f} | "
                      f"{bf['max_error']:.2f} | " + " | ".join(proofs) + " |")
     if fitted:
         lines += ["", "| | " + " | ".join(fitted) + " |", "|---" * (1 + len(fitted)) + "|"]

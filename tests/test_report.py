@@ -58,3 +58,14 @@ def test_report_renders_in_headless_chromium(bundled_report):
         browser.close()
     assert errors == []
     assert len(sizes) == 6 and all(done and width > 100 for done, width in sizes)
+
+
+@pytest.mark.parametrize("fraction, decimals, text", [
+    (0.945, 1, "94.5 %"), (1.0, 1, "100.0 %"), (0.0, 1, "0.0 %"), (0.5, 2, "50.00 %"),
+    (1 - 162 / 911**2, 1, "99.98 %"),  # 162 uncertified inputs of 829 921 must not read as 100 %
+    (1 / 911**2, 1, "0.0001 %"), (1 - 1e-9, 1, "> 99.9999 %"), (1e-9, 1, "< 0.0001 %"),
+])
+def test_percent_never_rounds_a_shortfall_away(fraction, decimals, text):
+    from quadlens.text import percent
+
+    assert percent(fraction, decimals) == text

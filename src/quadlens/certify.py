@@ -24,6 +24,7 @@ from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
 from .tables import SeparableTables, separable_tables
+from .text import percent
 
 SCHEMA = "quadlens.bound"
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
@@ -58,7 +59,7 @@ class Tier:
         return self.proven_margin > 0
 
     def __repr__(self) -> str:
-        return (f"Tier({self.name!r}, {self.cost}: {self.certified.mean():.1%} certified, max bound "
+        return (f"Tier({self.name!r}, {self.cost}: {percent(self.certified.mean())} certified, max bound "
                 f"{self.bound.max():.3g}, {self.ops:.3g} ops, {self.seconds:.3g} s)")
 
 
@@ -115,9 +116,9 @@ class BoundReport:
     def __repr__(self) -> str:
         """One line for notebooks and logs: each tier's certified fraction and B/truth maximum (the arrays are the
         fields, the summary :meth:`to_dict`)."""
-        tiers = ", ".join(f"{t.name}: {t.certified.mean():.1%} certified, B/truth max "
+        tiers = ", ".join(f"{t.name}: {percent(t.certified.mean())} certified, B/truth max "
                           f"{(t.bound / np.maximum(self.truth, 1e-12)).max():.3g}" for t in self.tiers)
-        return (f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={(self.model_margin > 0).mean():.2%}, "
+        return (f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={percent((self.model_margin > 0).mean(), 2)}, "
                 f"max error {self.truth.max():.3g}; {tiers})")
 
     def tier_summary(self, tier: Tier) -> dict:

@@ -19,6 +19,7 @@ from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
+from .text import percent
 from .train import TrainConfig, train as train_models
 
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
@@ -232,10 +233,10 @@ def bound(model: Optional[Path] = MODEL_ARG,
                   caption="B/truth: median and max over inputs; viol.: inputs where B < truth")
     for tier in summary["tiers"]:
         table.add_row(tier["name"], f"{tier['ops']:.2g}", f"{tier['seconds']:.2f}",
-                      f"{100 * tier['certified_fraction']:.1f}%", f"{tier['tightness_median']:.2f}",
+                      percent(tier['certified_fraction']), f"{tier['tightness_median']:.2f}",
                       f"{tier['tightness_max']:.2f}", str(tier["violations"]))
     table.add_row("brute force", f"{brute['ops']:.2g}", f"{brute['seconds']:.2f}",
-                  f"{100 * brute['accuracy']:.1f}% acc.", "1", "1", "-")
+                  f"{percent(brute['accuracy'])} acc.", "1", "1", "-")
     console.print(table)
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
 

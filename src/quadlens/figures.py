@@ -15,6 +15,7 @@ from .explain import Explanation  # noqa: E402
 from .clusters import lens_parameters  # noqa: E402
 from .fourier import wrap  # noqa: E402
 from .lens import lobe  # noqa: E402
+from .text import percent  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -154,7 +155,7 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
     for tier in report.tiers:
         summary = report.tier_summary(tier)
         panels.append((f"{tier.name}\nB/truth median {summary['tightness_median']:.2f}, max "
-                       f"{summary['tightness_max']:.2f}; {100 * summary['certified_fraction']:.1f} % certified",
+                       f"{summary['tightness_max']:.2f}; {percent(summary['certified_fraction'])} certified",
                        tier.bound, tier.certified))
     vmax = max(float(values.max()) for _, values, _ in panels)
     positive = report.truth[report.truth > 0]

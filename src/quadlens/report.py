@@ -11,6 +11,7 @@ from pathlib import Path
 from . import __version__
 from .certify import BoundReport
 from .explain import Explanation
+from .text import percent
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -57,16 +58,16 @@ def plain_words(e: Explanation, b: BoundReport | None) -> str:
             f"would be off by {min(equal):.0f}–{max(equal):.0f} %. Replacing every neuron by its key-frequency fit "
             f"leaves a worst margin of {k_only.min_margin:.2f}; adding the second harmonic 2k, which covers each "
             f"cluster's blind spots, restores it to {with_2k.min_margin:.2f} (the model's own: {model.min_margin:.2f}). "
-            f"The integral explanation (L3) alone classifies {100 * e.level('L3', True).accuracy:.1f} % of inputs "
+            f"The integral explanation (L3) alone classifies {percent(e.level('L3', True).accuracy)} of inputs "
             f"correctly with worst margin {e.level('L3', True).min_margin:.2f}.")
     if b is not None:
         best = max(b.tiers, key=lambda t: t.certified.mean())
         linear = max((t for t in b.tiers if t.cost == "O(p·d_mlp)"), key=lambda t: t.certified.mean(), default=None)
         text += (f" Proven bounds on the distance between model and explanation certify "
-                 f"{100 * best.certified.mean():.2f} % of inputs with the {best.name} tier "
+                 f"{percent(best.certified.mean(), 2)} of inputs with the {best.name} tier "
                  f"({best.ops:.2g} operations against {b.brute_force_ops:.2g} for brute force)")
         if linear is not None and linear is not best:
-            text += (f", and {100 * linear.certified.mean():.2f} % in time linear in the parameter count "
+            text += (f", and {percent(linear.certified.mean(), 2)} in time linear in the parameter count "
                      f"({linear.name}, {linear.ops:.2g} operations)")
         text += "; no bound was ever below the brute-force error."
     return text

@@ -1,0 +1,14 @@
+"""Numbers as people read them in tables, logs and reprs."""
+
+from __future__ import annotations
+
+
+def percent(fraction: float, decimals: int = 1) -> str:
+    """``fraction`` as a percentage, e.g. ``'94.5 %'``. A fraction short of 1 never reads as 100 % and a positive
+    one never as 0 %: more decimals are shown until it does not (up to three more), then a bound."""
+    value = 100 * float(fraction)
+    for places in range(decimals, decimals + 4):
+        text = f"{value:.{places}f}"
+        if (fraction >= 1 or float(text) < 100) and (fraction <= 0 or float(text) > 0):
+            return f"{text} %"
+    return f"> {100 - 10 ** -places:.{places}f} %" if fraction > 0.5 else f"< {10 ** -places:.{places}f} %"
