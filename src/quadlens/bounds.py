@@ -27,6 +27,7 @@ The arc sums themselves run in ``quadlens.arcs`` (compiled).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,14 +135,10 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     chosen = np.argsort(-band_by_difference)[:count]
     from_a = tables.F_a[:, term.neurons] + tables.b_in[term.neurons]
     from_b = np.ascontiguousarray(tables.F_b[:, term.neurons])
-    per_chunk = max(1, chunk_elements // max(p * n, 1))
-    hidden, norm_squares = np.empty((min(per_chunk, count) * p, n)), np.empty(min(per_chunk, count) * p)
-    for lo in range(0, count, per_chunk):
-        differences = chosen[lo:lo + per_chunk]
-        a = np.tile(np.arange(p), len(differences))
-        b = (a - np.repeat(differences, p)) % p
-        _hidden(from_a, from_b, a, b, n, hidden[:len(a)], norm_squares[:len(a)])
-        sums.found[:, a, b] = (hidden[:len(a)] @ term.output_weights).T
+    rows = np.tile(np.arange(p), count)
+    inputs = rows * p + (rows - np.repeat(chosen, p)) % p
+    for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, inputs, p, n, max(1, chunk_elements // max(p * n, 1)) * p):
+        sums.found[:, a, b] = (hidden @ term.output_weights).T
         sums.band[a, b] = 0.0
         ops(len(a) * n * (3 + 2 * len(sums.found)))
     ops(p * p)
@@ -199,10 +196,8 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
     order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
     step = max(1, chunk_elements // max(len(order), 1))
-    buffer = np.empty((min(step, count), len(order)))
-    for lo in range(0, count, step):
-        a, b = np.divmod(chosen[lo:lo + step], p)
-        exact = _exact_terms(from_a, from_b, a, b, buffer[:len(a)], dec, edges, ops)
+    for a, b, hidden, norm_squares in _hidden_in_chunks(from_a, from_b, chosen, p, edges[-2], step):
+        exact = _exact_terms(hidden, norm_squares, dec, edges, ops)
         error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
         error.rest[a, b] = exact.rest((a + b) % p, dec, ops)
 
@@ -467,13 +462,23 @@ def _group_order(dec: Decomposition) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(groups).astype(np.int64), np.cumsum([0] + [len(group) for group in groups])
 
 
-def _exact_terms(from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray, hidden: np.ndarray,
-                 dec: Decomposition, edges: np.ndarray, ops: Ops) -> _ExactTerms:
-    """The error's terms at the n inputs (a, b), from their hidden activations relu(from_a[a] + from_b[b]),
-    written into ``hidden`` ``[n, d_mlp]`` (``from_a`` = F_a + b_in and ``from_b`` = F_b in ``_group_order``)."""
-    n = len(a)
-    norm_squares = np.empty(n)
-    _hidden(from_a, from_b, a, b, edges[-2], hidden, norm_squares)
+def _hidden_in_chunks(from_a: np.ndarray, from_b: np.ndarray, inputs: np.ndarray, p: int, clustered: int,
+                      step: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(a, b, hidden, norm_squares) for ``step`` of the flat ``inputs`` a·p + b at a time, from ``_hidden``.
+    One buffer serves every chunk, so that the allocator reuses its memory (fresh memory costs page faults)."""
+    size = min(step, len(inputs))
+    hidden, norm_squares = np.empty((size, from_a.shape[1])), np.empty(size)
+    for lo in range(0, len(inputs), step):
+        a, b = np.divmod(inputs[lo:lo + step], p)
+        _hidden(from_a, from_b, a, b, clustered, hidden[:len(a)], norm_squares[:len(a)])
+        yield a, b, hidden[:len(a)], norm_squares[:len(a)]
+
+
+def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decomposition, edges: np.ndarray,
+                 ops: Ops) -> _ExactTerms:
+    """The error's terms at n inputs from their hidden activations ``[n, d_mlp]`` in ``_group_order`` and the
+    squared norms of their clustered part."""
+    n = len(hidden)
     phasors, coordinates = np.zeros((len(dec.frequencies), n), complex), np.zeros((len(dec.directions), n))
     remainder = np.zeros(n)
     for term, start, stop in zip(dec.clusters, edges[:-2], edges[1:-1]):
@@ -515,16 +520,13 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     tracked, rest = _Tracked.empty(p, dec), np.empty((p, p))
     order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
-    rows_per_chunk = max(1, chunk_elements // (p * max(len(order), 1)))
-    buffer = np.empty((min(rows_per_chunk, p) * p, len(order)))
-    for lo in range(0, p, rows_per_chunk):
-        rows = slice(lo, min(lo + rows_per_chunk, p))
-        count = rows.stop - rows.start
-        a, b = np.divmod(np.arange(lo * p, rows.stop * p), p)
-        exact = _exact_terms(from_a, from_b, a, b, buffer[:count * p], dec, edges, ops)
+    step = max(1, chunk_elements // (p * max(len(order), 1))) * p  # whole rows a
+    for a, b, hidden, norm_squares in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, edges[-2], step):
+        exact = _exact_terms(hidden, norm_squares, dec, edges, ops)
+        rows, count = slice(a[0], a[-1] + 1), len(a) // p
         tracked.phasors[:, rows] = exact.phasors.reshape(-1, count, p)
         tracked.coordinates[:, rows] = exact.coordinates.reshape(-1, count, p)
-        rest[rows] = exact.rest(targets(p)[rows].ravel(), dec, ops).reshape(count, p)
+        rest[rows] = exact.rest((a + b) % p, dec, ops).reshape(count, p)
     tracked.subtract_explanation(dec)
     return ErrorTerms(dec, tracked, rest)
 
