@@ -116,3 +116,11 @@ def test_bad_train_config_is_refused(bad, message):
 def test_warmup_is_linear_over_the_first_steps():
     cfg = TrainConfig(lr=1e-3, warmup_steps=10)
     assert [round(cfg.lr_at(s), 6) for s in (0, 4, 9, 10, 500)] == [1e-4, 5e-4, 1e-3, 1e-3, 1e-3]
+
+
+def test_progress_is_written_as_lines_when_the_output_is_not_a_terminal(capsys):
+    """A log file gets the progress bar's figures as plain lines: the first evaluation's and the last."""
+    train(small_config(), QUICK, seeds=[0], progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "min test acc" in line]
+    assert "epoch 10/40" in lines[0] and "epoch 40/40" in lines[-1], lines
+    assert len(lines) < 4  # not every evaluation: at most one line per 10 s between the first and the last

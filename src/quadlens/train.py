@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -324,11 +324,37 @@ def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float
 
 @contextlib.contextmanager
 def _progress_display(enabled: bool):
-    """A rich progress bar (epoch, mean train loss, worst test accuracy), or a silent stand-in."""
+    """A rich progress bar (epoch, mean train loss, worst test accuracy); plain lines where the output is not a
+    terminal (a log file, a batch job), where a bar draws nothing until the end; or a silent stand-in."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.4f}  min test acc {task.fields[acc]:.3f}"),
                         TimeElapsedColumn(), disable=not enabled)
+    if enabled and not progress.console.is_terminal:
+        yield _ProgressLines(progress.console.print)
+        return
     with progress:
         yield progress
+
+
+class _ProgressLines:
+    """The progress bar's figures as plain lines: at an evaluation at most once per ``interval`` seconds, and the
+    last evaluation's when the task completes."""
+
+    def __init__(self, write: Callable[[str], None], interval: float = 10.0) -> None:
+        self.write, self.interval, self.tasks = write, interval, []
+
+    def add_task(self, description: str, total: int, completed: int = 0, **fields: float) -> int:
+        self.tasks.append({"description": description, "total": total, "start": time.perf_counter(),
+                           "written": 0.0, "pending": None})
+        return len(self.tasks) - 1
+
+    def update(self, task_id: int, completed: int, loss: float | None = None, acc: float | None = None) -> None:
+        task, now = self.tasks[task_id], time.perf_counter()
+        if loss is not None:  # an evaluation
+            task["pending"] = (f"{task['description']}: epoch {completed}/{task['total']}  loss {loss:.4f}  "
+                               f"min test acc {acc:.3f}  {now - task['start']:.0f} s")
+        if task["pending"] and (now - task["written"] >= self.interval or completed >= task["total"]):
+            self.write(task["pending"])
+            task["written"], task["pending"] = now, None
