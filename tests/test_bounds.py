@@ -17,6 +17,7 @@ from quadlens.bounds import linear_error, quadratic_error
 from quadlens.certify import bound_tables, brute_force
 from quadlens.clusters import build_clusters, l3_amplitude
 from quadlens.competitors import Competitors, nearest_competitors
+from quadlens.decomposition import decompose, output_basis
 from quadlens.ladder import integral_logits, margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
@@ -46,6 +47,7 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
              "bounded"),
             ("arcs, grouped", linear_error(tables, clusters, waveform_groups=3, exact_differences=1, **fit), "refined"),
             ("arcs, exact inputs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1, **fit), "bounded"),
+            ("arcs, exact loose neurons", linear_error(tables, clusters, exact_loose=10**6, **fit), "bounded"),
             ("arcs, exact over c", linear_error(tables, clusters, **fit), "exact"),
             ("quadratic", quadratic_error(tables, clusters, **fit), "bounded"),
             ("quadratic_exact_c", quadratic_error(tables, clusters, **fit), "exact")):
@@ -225,6 +227,34 @@ def test_sound_for_a_misfitted_explanation(seed, scale):
             harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
             doubling_mean=c.doubling_mean + scale * rng.normal()))
     assert_sound(tables, wrong)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), kept=st.integers(0, 2), output_noise=st.floats(0.0, 0.3))
+def test_sound_when_whole_clusters_are_left_out_of_the_explanation(seed, kept, output_noise):
+    """The neurons of the clusters left out are outside every cluster: structured, at frequencies nothing else
+    tracks, on the rows their fitted tracked part leaves or not."""
+    spec = pizza_spec(19, (2, 5, 7), neurons_per_cluster=14, seed=seed)
+    tables = pizza_tables(spec, noise=0.05, output_noise=output_noise, seed=seed)
+    assert_sound(tables, clusters_of(tables)[:kept])
+
+
+def test_neurons_outside_the_clusters_split_exactly_and_their_exact_activations_tighten(noisy_pizza):
+    """Each loose neuron's output row is its coefficients on the tracked basis plus a remainder whose span the
+    split records; evaluated exactly on every input (within the budget), the loose neurons leave a smaller rest."""
+    tables, clusters, _ = noisy_pizza
+    some = clusters[:1]
+    dec = decompose(tables, some, Ops())
+    assert len(dec.loose) == 24  # the two clusters left out
+    basis = output_basis(dec.frequencies, dec.directions, tables.p)
+    F2R = len(basis)
+    remainder = tables.W_L[dec.loose] - dec.loose_weights[:, :F2R] @ basis
+    np.testing.assert_allclose(np.ptp(remainder, axis=1), dec.loose_weights[:, -1], rtol=1e-9, atol=1e-12)
+    bounded = linear_error(tables, some, waveform_groups=2)
+    exact = linear_error(tables, some, waveform_groups=2, exact_loose=10**6)
+    over_budget = linear_error(tables, some, waveform_groups=2, exact_loose=len(dec.loose) * tables.p // tables.d_mlp - 1)
+    np.testing.assert_array_equal(over_budget.rest, bounded.rest)
+    assert np.median(exact.bound(Ops())) < 0.8 * np.median(bounded.bound(Ops()))
 
 
 def test_sound_on_the_bundled_model(bundled):

@@ -36,7 +36,8 @@ from numba import njit, prange
 from . import arcs
 from .arcs import SAFETY
 from .clusters import Cluster
-from .decomposition import DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose, rotation
+from .decomposition import (DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose, output_basis,
+                            rotation)
 from .ladder import difference_index, targets
 from .ops import Ops
 from .tables import SeparableTables
@@ -147,13 +148,15 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
-                 waveform_groups: int = 1, exact_inputs: int = 0) -> "ErrorTerms":
+                 waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
     ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform;
     ``exact_inputs`` times p inputs get the exact hidden activations (O(d_mlp) each), where the rest is the
-    largest share of the bound.
+    largest share of the bound; the neurons outside every cluster get their exact activations on every input
+    when there are at most ``exact_loose`` times d_mlp / p of them (O(p²) each, so O(exact_loose·p·d_mlp) in
+    all), and otherwise the bound relu(F_a + b_in) + relu(F_b) on their activations.
     """
     ops = ops or Ops()
     p = tables.p
@@ -171,11 +174,15 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         tracked.add(term, sums.found[:-1])
         remainder += sums.found[-1]
         band += sums.band
+    if len(dec.loose) * p <= exact_loose * tables.d_mlp:
+        loose = _exact_loose(tracked, tables, dec, ops)
+    else:
+        loose = _loose_bound(tables, dec, ops)
     tracked.subtract_explanation(dec)
     if sign_patterns:
         remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
     ops(p * p * 2)
-    error = ErrorTerms(dec, tracked, remainder + band + _loose_bound(tables, dec, ops))
+    error = ErrorTerms(dec, tracked, remainder + band + loose)
     _exact_inputs(error, tables, exact_inputs * p, ops)
     return error
 
@@ -249,7 +256,7 @@ class ErrorTerms:
         looseness = (bound / np.maximum(sampled, 1e-12)).ravel()
         count = min(count, looseness.size)
         inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
-        basis = _output_basis(self.dec, bound.shape[0])
+        basis = output_basis(self.dec.frequencies, self.dec.directions, bound.shape[0])
         target = targets(bound.shape[0])[inputs]
         exact = _with_slack(max_over_c(self.tracked.stacked(inputs), target, basis, ops) + self.rest[inputs])
         refined = bound.copy()
@@ -307,7 +314,7 @@ class _Tracked:
             self.coordinates[column] += sums[2 * T + t]
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Every tracked value as a real number, in the order of ``_output_basis`` (Re Y_f, Im Y_f, then the
+        """Every tracked value as a real number, in the order of ``output_basis`` (Re Y_f, Im Y_f, then the
         direction coordinates): ``[2F + R, p²]``, or ``[2F + R, n]`` at the given inputs (a, b)."""
         if inputs is None:
             p = self.phasors.shape[1]
@@ -336,7 +343,7 @@ class _Tracked:
         """
         p = self.phasors.shape[1]
         if exact:
-            return max_over_c(self.stacked(), targets(p).ravel(), _output_basis(dec, p), ops).reshape(p, p)
+            return max_over_c(self.stacked(), targets(p).ravel(), output_basis(dec.frequencies, dec.directions, p), ops).reshape(p, p)
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
         return _peak_bound(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
                            np.abs(dec.directions).max(1, initial=0.0))
@@ -421,11 +428,27 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
             phasor[a, b] += complex(real[a, b], imaginary[a, b])
 
 
-def _output_basis(dec: Decomposition, p: int) -> np.ndarray:
-    """E(c) as a real linear form in ``_Tracked.stacked``'s values, since Re(Y e^{iθ}) = Re Y cos θ − Im Y sin θ:
-    cos ωfc, −sin ωfc, then the principal directions, ``[2F + R, p]``."""
-    turn = rotation(dec.frequencies, p)
-    return np.concatenate([turn.real, -turn.imag, dec.directions])
+
+
+def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decomposition, ops: Ops,
+                 chunk_elements: int = 1 << 20) -> np.ndarray:
+    """Neurons outside every cluster from their exact activations on every input: their tracked part added to
+    ``tracked``, and Σ_i h_i ptp(ρ_i) per input returned ``[p, p]``, ρ_i what the tracked part leaves."""
+    p, n, F, R = tables.p, len(dec.loose), len(dec.frequencies), len(dec.directions)
+    rest = np.zeros(p * p)
+    if n == 0:
+        return rest.reshape(p, p)
+    from_a = tables.F_a[:, dec.loose] + tables.b_in[dec.loose]
+    from_b = np.ascontiguousarray(tables.F_b[:, dec.loose])
+    phasors, coordinates = tracked.phasors.reshape(F, p * p), tracked.coordinates.reshape(R, p * p)
+    for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, 0, max(1, chunk_elements // n)):
+        sums = dec.loose_weights.T @ hidden.T  # [2F + R + 1, chunk]
+        chunk = slice(a[0] * p + b[0], a[0] * p + b[0] + len(a))  # the inputs a·p + b run in order
+        phasors[:, chunk] += sums[:F] + 1j * sums[F:2 * F]
+        coordinates[:, chunk] += sums[2 * F:2 * F + R]
+        rest[chunk] = sums[-1]
+    ops(p * p * n * (3 + 2 * len(dec.loose_weights.T)) + p * p * (2 * F + R))
+    return rest.reshape(p, p)
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -446,7 +469,7 @@ class _ExactTerms:
     phasors: np.ndarray  # [F, n] the model's tracked phasors (the explanation not subtracted)
     coordinates: np.ndarray  # [R, n]
     remainder: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the clustered neurons
-    loose: np.ndarray  # [n] Σ_i h_i ptp(W_L[i]) over the loose ones
+    loose: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the loose ones, ρ_i what their tracked part leaves
     norm_squares: np.ndarray  # [n] ‖h‖² over the clustered neurons
 
     def rest(self, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -488,8 +511,13 @@ def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decompositio
         coordinates[term.direction_columns] += sums[2 * T:-1]
         remainder += sums[-1]
         ops(n * (stop - start) * 2 * len(sums))
-    ops(5 * hidden.size)  # each activation (3), then its square in the norm or its loose-neuron product (2)
-    return _ExactTerms(phasors, coordinates, remainder, hidden[:, edges[-2]:] @ dec.loose_span, norm_squares)
+    F, R = len(dec.frequencies), len(dec.directions)
+    loose = dec.loose_weights.T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]: their tracked part enters exactly
+    phasors += loose[:F] + 1j * loose[F:2 * F]
+    coordinates += loose[2 * F:2 * F + R]
+    ops(n * (hidden.shape[1] - edges[-2]) * 2 * len(loose) + n * (2 * F + R))
+    ops(3 * hidden.size + 2 * n * edges[-2])  # each activation, then its square in the clustered norm
+    return _ExactTerms(phasors, coordinates, remainder, loose[-1], norm_squares)
 
 
 @njit(cache=True, parallel=True)

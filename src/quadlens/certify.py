@@ -32,8 +32,10 @@ EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group eval
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 EXACT_INPUTS = 16  # arcs_grouped: exact hidden activations on this many times p inputs, where the rest weighs most
-SCHEMA_VERSION = 5  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
-# 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32)
+EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
+SCHEMA_VERSION = 6  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+# 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
+# cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
@@ -202,7 +204,7 @@ _TIER_SPECS = {
     "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
     "arcs_grouped": ("O(p·d_mlp)", linear_error,
                      {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences,
-                      "exact_inputs": EXACT_INPUTS},
+                      "exact_inputs": EXACT_INPUTS, "exact_loose": EXACT_LOOSE},
                      {"exact_maxima": EXACT_MAXIMA}),
     "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
     "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),

@@ -94,8 +94,26 @@ class Decomposition:
     directions: np.ndarray  # [R_total, p] every cluster's principal output directions
     target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
     loose: np.ndarray  # neurons outside every cluster
-    loose_span: np.ndarray
+    loose_span: np.ndarray  # [n] ptp of each loose neuron's output row
     remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every clustered neuron i
+    loose_weights: np.ndarray | None = None  # [n, 2F + R + 1] the loose rows on the tracked basis (_loose_split)
+
+
+def output_basis(frequencies: np.ndarray, directions: np.ndarray, p: int) -> np.ndarray:
+    """The tracked outputs as real rows ``[2F + R, p]``: cos ωfc, −sin ωfc per frequency, then the directions, so
+    that Σ_f Re(Y_f e^{iωfc}) + Σ_j Y_j v_j(c) is the real form (Re Y, Im Y, Y_j) · basis."""
+    turn = rotation(frequencies, p)
+    return np.concatenate([turn.real, -turn.imag, directions])
+
+
+def _loose_split(rows: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Output rows of neurons outside every cluster on the tracked basis (``output_basis``) and a constant, by
+    least squares, as ``[n, 2F + R + 1]``: the coefficients, then the span (ptp) of what they leave. The split is
+    exact whatever the fit: the remainder is defined as the row less its fitted part."""
+    fit_basis = np.concatenate([basis, np.ones((1, basis.shape[1]))])
+    coefficients = np.linalg.lstsq(fit_basis.T, rows.T, rcond=None)[0].T
+    remainder = rows - coefficients @ fit_basis
+    return np.concatenate([coefficients[:, :-1], np.ptp(remainder, axis=1)[:, None]], axis=1)
 
 
 def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -177,4 +195,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares))
+    basis = output_basis(freq_list, stacked, p)
+    ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(loose) * (len(basis) + 1))
+    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares),
+                         _loose_split(tables.W_L[loose], basis))
