@@ -511,13 +511,15 @@ def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decompositio
         coordinates[term.direction_columns] += sums[2 * T:-1]
         remainder += sums[-1]
         ops(n * (stop - start) * 2 * len(sums))
-    F, R = len(dec.frequencies), len(dec.directions)
-    loose = dec.loose_weights.T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]: their tracked part enters exactly
-    phasors += loose[:F] + 1j * loose[F:2 * F]
-    coordinates += loose[2 * F:2 * F + R]
-    ops(n * (hidden.shape[1] - edges[-2]) * 2 * len(loose) + n * (2 * F + R))
     ops(3 * hidden.size + 2 * n * edges[-2])  # each activation, then its square in the clustered norm
-    return _ExactTerms(phasors, coordinates, remainder, loose[-1], norm_squares)
+    F, R, loose = len(dec.frequencies), len(dec.directions), np.zeros(n)
+    if len(dec.loose):  # their tracked part enters exactly, their remainder by its span
+        sums = dec.loose_weights.T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]
+        phasors += sums[:F] + 1j * sums[F:2 * F]
+        coordinates += sums[2 * F:2 * F + R]
+        loose = sums[-1]
+        ops(n * len(dec.loose) * 2 * len(sums) + n * (2 * F + R))
+    return _ExactTerms(phasors, coordinates, remainder, loose, norm_squares)
 
 
 @njit(cache=True, parallel=True)

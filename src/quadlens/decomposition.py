@@ -111,6 +111,8 @@ def _loose_split(rows: np.ndarray, basis: np.ndarray) -> np.ndarray:
     least squares, as ``[n, 2F + R + 1]``: the coefficients, then the span (ptp) of what they leave. The split is
     exact whatever the fit: the remainder is defined as the row less its fitted part."""
     fit_basis = np.concatenate([basis, np.ones((1, basis.shape[1]))])
+    if len(rows) == 0:
+        return np.zeros((0, len(fit_basis)))
     coefficients = np.linalg.lstsq(fit_basis.T, rows.T, rcond=None)[0].T
     remainder = rows - coefficients @ fit_basis
     return np.concatenate([coefficients[:, :-1], np.ptp(remainder, axis=1)[:, None]], axis=1)
@@ -196,6 +198,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
     basis = output_basis(freq_list, stacked, p)
-    ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(loose) * (len(basis) + 1))
+    if len(loose):
+        ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(loose) * (len(basis) + 1))
     return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares),
                          _loose_split(tables.W_L[loose], basis))
