@@ -442,12 +442,12 @@ def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decompositio
     from_b = np.ascontiguousarray(tables.F_b[:, dec.loose])
     phasors, coordinates = tracked.phasors.reshape(F, p * p), tracked.coordinates.reshape(R, p * p)
     for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, 0, max(1, chunk_elements // n)):
-        sums = dec.loose_weights.T @ hidden.T  # [2F + R + 1, chunk]
+        sums = dec.loose_weights(ops).T @ hidden.T  # [2F + R + 1, chunk]
         chunk = slice(a[0] * p + b[0], a[0] * p + b[0] + len(a))  # the inputs a·p + b run in order
         phasors[:, chunk] += sums[:F] + 1j * sums[F:2 * F]
         coordinates[:, chunk] += sums[2 * F:2 * F + R]
         rest[chunk] = sums[-1]
-    ops(p * p * n * (3 + 2 * len(dec.loose_weights.T)) + p * p * (2 * F + R))
+    ops(p * p * n * (3 + 2 * (2 * F + R + 1)) + p * p * (2 * F + R))
     return rest.reshape(p, p)
 
 
@@ -514,7 +514,7 @@ def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decompositio
     ops(3 * hidden.size + 2 * n * edges[-2])  # each activation, then its square in the clustered norm
     F, R, loose = len(dec.frequencies), len(dec.directions), np.zeros(n)
     if len(dec.loose):  # their tracked part enters exactly, their remainder by its span
-        sums = dec.loose_weights.T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]
+        sums = dec.loose_weights(ops).T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]
         phasors += sums[:F] + 1j * sums[F:2 * F]
         coordinates += sums[2 * F:2 * F + R]
         loose = sums[-1]

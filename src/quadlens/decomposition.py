@@ -9,7 +9,7 @@ exact for any explanation parameters, so soundness never depends on the fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -96,7 +96,18 @@ class Decomposition:
     loose: np.ndarray  # neurons outside every cluster
     loose_span: np.ndarray  # [n] ptp of each loose neuron's output row
     remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every clustered neuron i
-    loose_weights: np.ndarray | None = None  # [n, 2F + R + 1] the loose rows on the tracked basis (_loose_split)
+    loose_rows: np.ndarray  # [n, p] the loose neurons' output rows W_L[i]
+    _loose_weights: np.ndarray | None = field(default=None, repr=False)
+
+    def loose_weights(self, ops: Ops) -> np.ndarray:
+        """The loose rows on the tracked basis, ``[n, 2F + R + 1]`` (``_loose_split``): computed, and counted, on
+        first use, by the tiers that know the loose neurons' activations exactly."""
+        if self._loose_weights is None:
+            p = self.loose_rows.shape[1]
+            basis = output_basis(self.frequencies, self.directions, p)
+            ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(self.loose) * (len(basis) + 1))
+            self._loose_weights = _loose_split(self.loose_rows, basis)
+        return self._loose_weights
 
 
 def output_basis(frequencies: np.ndarray, directions: np.ndarray, p: int) -> np.ndarray:
@@ -111,8 +122,6 @@ def _loose_split(rows: np.ndarray, basis: np.ndarray) -> np.ndarray:
     least squares, as ``[n, 2F + R + 1]``: the coefficients, then the span (ptp) of what they leave. The split is
     exact whatever the fit: the remainder is defined as the row less its fitted part."""
     fit_basis = np.concatenate([basis, np.ones((1, basis.shape[1]))])
-    if len(rows) == 0:
-        return np.zeros((0, len(fit_basis)))
     coefficients = np.linalg.lstsq(fit_basis.T, rows.T, rcond=None)[0].T
     remainder = rows - coefficients @ fit_basis
     return np.concatenate([coefficients[:, :-1], np.ptp(remainder, axis=1)[:, None]], axis=1)
@@ -197,8 +206,5 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    basis = output_basis(freq_list, stacked, p)
-    if len(loose):
-        ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(loose) * (len(basis) + 1))
     return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares),
-                         _loose_split(tables.W_L[loose], basis))
+                         tables.W_L[loose])
