@@ -343,7 +343,8 @@ class _Tracked:
         """
         p = self.phasors.shape[1]
         if exact:
-            return max_over_c(self.stacked(), targets(p).ravel(), output_basis(dec.frequencies, dec.directions, p), ops).reshape(p, p)
+            basis = output_basis(dec.frequencies, dec.directions, p)
+            return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
         return _peak_bound(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
                            np.abs(dec.directions).max(1, initial=0.0))
@@ -426,8 +427,6 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
     for a in prange(phasor.shape[0]):
         for b in range(phasor.shape[1]):
             phasor[a, b] += complex(real[a, b], imaginary[a, b])
-
-
 
 
 def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decomposition, ops: Ops,
