@@ -433,21 +433,28 @@ def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decompositio
                  chunk_elements: int = 1 << 20) -> np.ndarray:
     """Neurons outside every cluster from their exact activations on every input: their tracked part added to
     ``tracked``, and Σ_i h_i ptp(ρ_i) per input returned ``[p, p]``, ρ_i what the tracked part leaves."""
-    p, n, F, R = tables.p, len(dec.loose), len(dec.frequencies), len(dec.directions)
-    rest = np.zeros(p * p)
+    p, n = tables.p, len(dec.loose)
+    rest = np.zeros((p, p))
     if n == 0:
-        return rest.reshape(p, p)
+        return rest
     from_a = tables.F_a[:, dec.loose] + tables.b_in[dec.loose]
     from_b = np.ascontiguousarray(tables.F_b[:, dec.loose])
-    phasors, coordinates = tracked.phasors.reshape(F, p * p), tracked.coordinates.reshape(R, p * p)
     for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, 0, max(1, chunk_elements // n)):
-        sums = dec.loose_weights(ops).T @ hidden.T  # [2F + R + 1, chunk]
-        chunk = slice(a[0] * p + b[0], a[0] * p + b[0] + len(a))  # the inputs a·p + b run in order
-        phasors[:, chunk] += sums[:F] + 1j * sums[F:2 * F]
-        coordinates[:, chunk] += sums[2 * F:2 * F + R]
-        rest[chunk] = sums[-1]
-    ops(p * p * n * (3 + 2 * (2 * F + R + 1)) + p * p * (2 * F + R))
-    return rest.reshape(p, p)
+        phasors, coordinates, loose = _loose_terms(hidden, dec, ops)
+        rest[a, b] = loose
+        tracked.phasors[:, a, b] += phasors
+        tracked.coordinates[:, a, b] += coordinates
+    ops(3 * p * p * n)  # the activations
+    return rest
+
+
+def _loose_terms(hidden: np.ndarray, dec: Decomposition, ops: Ops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The loose neurons' part at n inputs from their activations ``[n, n_loose]``: tracked phasors ``[F, n]``,
+    direction coordinates ``[R, n]`` and Σ_i h_i ptp(ρ_i) ``[n]`` (``Decomposition.loose_weights``)."""
+    F, R = len(dec.frequencies), len(dec.directions)
+    sums = dec.loose_weights(ops).T @ hidden.T  # [2F + R + 1, n]
+    ops(hidden.size * 2 * len(sums) + len(hidden) * (2 * F + R))
+    return sums[:F] + 1j * sums[F:2 * F], sums[2 * F:2 * F + R], sums[-1]
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -455,8 +462,9 @@ def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.nd
     idx = dec.loose
     if len(idx) == 0:
         return np.zeros((tables.p, tables.p))
-    ua = np.maximum(tables.F_a[:, idx] + tables.b_in[idx], 0) @ dec.loose_span
-    ub = np.maximum(tables.F_b[:, idx], 0) @ dec.loose_span
+    span = dec.loose_span
+    ua = np.maximum(tables.F_a[:, idx] + tables.b_in[idx], 0) @ span
+    ub = np.maximum(tables.F_b[:, idx], 0) @ span
     ops(6 * tables.p * len(idx) + tables.p ** 2)
     return ua[:, None] + ub[None, :]
 
@@ -511,13 +519,11 @@ def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decompositio
         remainder += sums[-1]
         ops(n * (stop - start) * 2 * len(sums))
     ops(3 * hidden.size + 2 * n * edges[-2])  # each activation, then its square in the clustered norm
-    F, R, loose = len(dec.frequencies), len(dec.directions), np.zeros(n)
+    loose = np.zeros(n)
     if len(dec.loose):  # their tracked part enters exactly, their remainder by its span
-        sums = dec.loose_weights(ops).T @ hidden[:, edges[-2]:].T  # [2F + R + 1, n]
-        phasors += sums[:F] + 1j * sums[F:2 * F]
-        coordinates += sums[2 * F:2 * F + R]
-        loose = sums[-1]
-        ops(n * len(dec.loose) * 2 * len(sums) + n * (2 * F + R))
+        loose_phasors, loose_coordinates, loose = _loose_terms(hidden[:, edges[-2]:], dec, ops)
+        phasors += loose_phasors
+        coordinates += loose_coordinates
     return _ExactTerms(phasors, coordinates, remainder, loose, norm_squares)
 
 

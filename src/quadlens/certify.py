@@ -120,8 +120,8 @@ class BoundReport:
         fields, the summary :meth:`to_dict`)."""
         tiers = ", ".join(f"{t.name}: {percent(t.certified.mean())} certified, B/truth max "
                           f"{(t.bound / np.maximum(self.truth, 1e-12)).max():.3g}" for t in self.tiers)
-        return (f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={percent((self.model_margin > 0).mean(), 2)}, "
-                f"max error {self.truth.max():.3g}; {tiers})")
+        accuracy = percent((self.model_margin > 0).mean(), 2)
+        return f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={accuracy}, max error {self.truth.max():.3g}; {tiers})"
 
     def tier_summary(self, tier: Tier) -> dict:
         ratio = tier.bound / np.maximum(self.truth, 1e-12)

@@ -94,10 +94,14 @@ class Decomposition:
     directions: np.ndarray  # [R_total, p] every cluster's principal output directions
     target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
     loose: np.ndarray  # neurons outside every cluster
-    loose_span: np.ndarray  # [n] ptp of each loose neuron's output row
+    loose_rows: np.ndarray  # [n, p] their output rows W_L[i]
     remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every clustered neuron i
-    loose_rows: np.ndarray  # [n, p] the loose neurons' output rows W_L[i]
     _loose_weights: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def loose_span(self) -> np.ndarray:
+        """[n] ptp of each loose neuron's output row: the most one unit of its activation moves a logit difference."""
+        return np.ptp(self.loose_rows, axis=1)
 
     def loose_weights(self, ops: Ops) -> np.ndarray:
         """The loose rows on the tracked basis, ``[n, 2F + R + 1]`` (``_loose_split``): computed, and counted, on
@@ -200,11 +204,9 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
                                       slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
                                       np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
     loose = np.where(~clustered)[0]
-    loose_span = np.ptp(tables.W_L[loose], axis=1)
     ops(3 * p * len(loose) + 2 * p * clustered.sum() + p)
     freq_list = np.array(sorted(frequencies), dtype=int)
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, target_phasors, loose, loose_span, np.sqrt(remainder_squares),
-                         tables.W_L[loose])
+    return Decomposition(terms, freq_list, stacked, target_phasors, loose, tables.W_L[loose], np.sqrt(remainder_squares))

@@ -88,7 +88,8 @@ class Explanation:
     def __repr__(self) -> str:
         """One line for notebooks and logs: the full content, arrays included, is :meth:`to_dict` and the fields."""
         cfg = self.model_config
-        parts = [f"p={cfg['p']}", f"d_mlp={cfg['d_mlp']}", f"verdict={self.verdict!r}", f"accuracy={percent(self.accuracy, 2)}"]
+        parts = [f"p={cfg['p']}", f"d_mlp={cfg['d_mlp']}", f"verdict={self.verdict!r}",
+                 f"accuracy={percent(self.accuracy, 2)}"]
         if self.fits_picture:
             parts += [f"clusters={[report.cluster.frequency for report in self.clusters]}",
                       f"L3_min_margin={self.level('L3', True).min_margin:.3g}"]
