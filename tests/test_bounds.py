@@ -48,6 +48,8 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
             ("arcs, grouped", linear_error(tables, clusters, waveform_groups=3, exact_differences=1, **fit), "refined"),
             ("arcs, exact inputs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1, **fit), "bounded"),
             ("arcs, exact loose neurons", linear_error(tables, clusters, exact_loose=10**6, **fit), "bounded"),
+            ("arcs, misfits out of the arcs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1,
+                                                           exact_loose=2, misfit_reach=0.0, **fit), "bounded"),
             ("arcs, exact over c", linear_error(tables, clusters, **fit), "exact"),
             ("quadratic", quadratic_error(tables, clusters, **fit), "bounded"),
             ("quadratic_exact_c", quadratic_error(tables, clusters, **fit), "exact")):
@@ -192,7 +194,8 @@ def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):
     tables = white_noise_pizza(0, 31, 80, 0.3)
     clusters = clusters_of(tables)
     with_both = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
-    monkeypatch.setattr(bounds, "_remainder_by_norms", lambda norm_squares, target, dec, ops: np.full_like(norm_squares, np.inf))
+    monkeypatch.setattr(bounds, "_remainder_by_norms",
+                        lambda norm_squares, target, norms, ops: np.full_like(norm_squares, np.inf))
     ptp_only = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
     for both, ptp in zip(with_both, ptp_only):
         assert (both <= ptp).all() and (both < ptp).mean() > 0.5
@@ -247,7 +250,7 @@ def test_neurons_outside_the_clusters_split_exactly_and_their_exact_activations_
     dec = decompose(tables, some, Ops())
     assert len(dec.loose) == 24  # the two clusters left out
     basis = output_basis(dec.frequencies, dec.directions, tables.p)
-    weights = dec.loose_weights(Ops())
+    weights = dec.loose_split(Ops()).weights
     remainder = tables.W_L[dec.loose] - weights[:, :len(basis)] @ basis
     np.testing.assert_allclose(np.ptp(remainder, axis=1), weights[:, -1], rtol=1e-9, atol=1e-12)
     bounded = linear_error(tables, some, waveform_groups=2)
@@ -256,6 +259,31 @@ def test_neurons_outside_the_clusters_split_exactly_and_their_exact_activations_
     over_budget = linear_error(tables, some, waveform_groups=2, exact_loose=just_short)
     np.testing.assert_array_equal(over_budget.rest, bounded.rest)
     assert np.median(exact.bound(Ops())) < 0.8 * np.median(bounded.bound(Ops()))
+
+
+def test_the_worst_fitting_neurons_leave_the_arcs_and_tighten_the_bound():
+    """Neurons whose residuals reach far past their waveform are evaluated exactly, as far as the budget goes and
+    furthest reach first; the arcs keep the rest, with their remainder norms alone, and the bound falls."""
+    tables = pizza_tables(pizza_spec(23, (1, 3, 5), neurons_per_cluster=12, seed=0), noise=0.02, seed=0)
+    clusters = clusters_of(tables)
+    spoilt = clusters[0].neurons[:3]
+    F_a = tables.F_a.copy()
+    F_a[:, spoilt] += 3 * np.random.default_rng(0).standard_normal((tables.p, 3)) * np.abs(F_a[:, spoilt]).max(0)
+    tables = dataclasses.replace(tables, F_a=F_a)
+    whole = decompose(tables, clusters, Ops(), waveform_groups=2)
+    reach = np.concatenate([term.reach() for term in whole.clusters])
+    neurons = np.concatenate([term.neurons for term in whole.clusters])
+    assert set(neurons[np.argsort(-reach)[:3]]) == set(spoilt) and np.sort(reach)[-4] < 0.5
+    for budget in (2, 3, 10):
+        dec = decompose(tables, clusters, Ops(), waveform_groups=2, exact_neurons=len(whole.loose) + budget)
+        moved = np.setdiff1d(dec.loose, whole.loose)
+        assert set(moved) <= set(spoilt) and len(moved) == min(budget, 3)
+        assert reach[np.isin(neurons, moved)].min() >= reach[~np.isin(neurons, moved)].max()
+        kept = sum(len(term.r) for term in dec.clusters)
+        assert kept + len(dec.loose) == tables.d_mlp and (dec.remainder_norms <= whole.remainder_norms + 1e-12).all()
+    tight = linear_error(tables, clusters, waveform_groups=2, exact_loose=16)
+    loose = linear_error(tables, clusters, waveform_groups=2, exact_loose=16, misfit_reach=np.inf)
+    assert np.median(tight.bound(Ops())) < 0.8 * np.median(loose.bound(Ops()))
 
 
 def test_sound_on_the_bundled_model(bundled):

@@ -36,8 +36,8 @@ from numba import njit, prange
 from . import arcs
 from .arcs import SAFETY
 from .clusters import Cluster
-from .decomposition import (DIRECTIONS, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose, output_basis,
-                            rotation)
+from .decomposition import (DIRECTIONS, MISFIT_REACH, TRACKED_EXTRA, ClusterTerms, Decomposition, decompose,
+                            output_basis, rotation)
 from .ladder import difference_index, targets
 from .ops import Ops
 from .tables import SeparableTables
@@ -148,7 +148,8 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
 def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
-                 waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0) -> "ErrorTerms":
+                 waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0,
+                 misfit_reach: float = MISFIT_REACH) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
@@ -156,11 +157,13 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     ``exact_inputs`` times p inputs get the exact hidden activations (O(d_mlp) each), where the rest is the
     largest share of the bound; the neurons outside every cluster get their exact activations on every input
     when there are at most ``exact_loose`` times d_mlp / p of them (O(p²) each, so O(exact_loose·p·d_mlp) in
-    all), and otherwise the bound relu(F_a + b_in) + relu(F_b) on their activations.
+    all), and otherwise the bound relu(F_a + b_in) + relu(F_b) on their activations; what room that budget
+    leaves goes to the cluster neurons whose residuals reach furthest past ``misfit_reach``, taken out of the arcs.
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups,
+                    exact_loose * tables.d_mlp // p, misfit_reach)
     tracked = _Tracked.empty(p, dec)
     remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
     workspace = arcs.Workspace()
@@ -180,7 +183,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         loose = _loose_bound(tables, dec, ops)
     tracked.subtract_explanation(dec)
     if sign_patterns:
-        remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec, ops))
+        remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec.remainder_norms, ops))
     ops(p * p * 2)
     error = ErrorTerms(dec, tracked, remainder + band + loose)
     _exact_inputs(error, tables, exact_inputs * p, ops)
@@ -222,12 +225,12 @@ def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Works
     return np.sqrt(np.maximum(squares, 0.0)) + residual_a[:, None] + residual_b[None, :]
 
 
-def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
+def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, norms: np.ndarray, ops: Ops) -> np.ndarray:
     """|Σ_i h_i (ρ_i(a+b) − ρ_i(c))| ≤ ‖h‖₂ (‖ρ(a+b)‖₂ + max_c ‖ρ(c)‖₂) for every c, by Cauchy–Schwarz over
-    the clustered neurons, given a bound on ‖h‖₂² per input and each input's a+b (``target``), of one shape
-    (docs/bounds.md §1)."""
+    a set of neurons, given a bound on their ‖h‖₂² per input and each input's a+b (``target``), of one shape, and
+    ``norms`` ‖ρ(c)‖₂ over the set per output c (docs/bounds.md §1)."""
     ops(4 * norm_squares.size)
-    return np.sqrt(norm_squares) * (dec.remainder_norms[target] + dec.remainder_norms.max(initial=0.0))
+    return np.sqrt(norm_squares) * (norms[target] + norms.max(initial=0.0))
 
 
 @dataclass
@@ -431,8 +434,8 @@ def _add_parts(phasor: np.ndarray, real: np.ndarray, imaginary: np.ndarray) -> N
 
 def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decomposition, ops: Ops,
                  chunk_elements: int = 1 << 20) -> np.ndarray:
-    """Neurons outside every cluster from their exact activations on every input: their tracked part added to
-    ``tracked``, and Σ_i h_i ptp(ρ_i) per input returned ``[p, p]``, ρ_i what the tracked part leaves."""
+    """Neurons outside the arcs from their exact activations on every input: their tracked part added to
+    ``tracked``, and the bound on the rest, Σ_i h_i (ρ_i(a+b) − ρ_i(c)), returned ``[p, p]`` (``_loose_rest``)."""
     p, n = tables.p, len(dec.loose)
     rest = np.zeros((p, p))
     if n == 0:
@@ -440,21 +443,30 @@ def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decompositio
     from_a = tables.F_a[:, dec.loose] + tables.b_in[dec.loose]
     from_b = np.ascontiguousarray(tables.F_b[:, dec.loose])
     for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, 0, max(1, chunk_elements // n)):
-        phasors, coordinates, loose = _loose_terms(hidden, dec, ops)
-        rest[a, b] = loose
+        phasors, coordinates, spans, norm_squares = _loose_terms(hidden, dec, ops)
+        rest[a, b] = _loose_rest(spans, norm_squares, (a + b) % p, dec, ops)
         tracked.phasors[:, a, b] += phasors
         tracked.coordinates[:, a, b] += coordinates
     ops(3 * p * p * n)  # the activations
     return rest
 
 
-def _loose_terms(hidden: np.ndarray, dec: Decomposition, ops: Ops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _loose_terms(hidden: np.ndarray, dec: Decomposition,
+                 ops: Ops) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The loose neurons' part at n inputs from their activations ``[n, n_loose]``: tracked phasors ``[F, n]``,
-    direction coordinates ``[R, n]`` and Σ_i h_i ptp(ρ_i) ``[n]`` (``Decomposition.loose_weights``)."""
+    direction coordinates ``[R, n]``, Σ_i h_i ptp(ρ_i) and ‖h‖₂² ``[n]`` (``Decomposition.loose_split``)."""
     F, R = len(dec.frequencies), len(dec.directions)
-    sums = dec.loose_weights(ops).T @ hidden.T  # [2F + R + 1, n]
-    ops(hidden.size * 2 * len(sums) + len(hidden) * (2 * F + R))
-    return sums[:F] + 1j * sums[F:2 * F], sums[2 * F:2 * F + R], sums[-1]
+    sums = dec.loose_split(ops).weights.T @ hidden.T  # [2F + R + 1, n]
+    ops(hidden.size * 2 * (len(sums) + 1) + len(hidden) * (2 * F + R))
+    return sums[:F] + 1j * sums[F:2 * F], sums[2 * F:2 * F + R], sums[-1], np.einsum("ij,ij->i", hidden, hidden)
+
+
+def _loose_rest(spans: np.ndarray, norm_squares: np.ndarray, target: np.ndarray, dec: Decomposition,
+                ops: Ops) -> np.ndarray:
+    """The loose neurons' remainder, Σ_i h_i (ρ_i(a+b) − ρ_i(c)), bounded both ways (docs/bounds.md §1): by
+    Σ_i h_i ptp(ρ_i) (``spans``) and by Cauchy–Schwarz over them, the smaller per input."""
+    ops(len(spans))
+    return np.minimum(spans, _remainder_by_norms(norm_squares, target, dec.loose_split(ops).remainder_norms, ops))
 
 
 def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
@@ -476,14 +488,18 @@ class _ExactTerms:
     phasors: np.ndarray  # [F, n] the model's tracked phasors (the explanation not subtracted)
     coordinates: np.ndarray  # [R, n]
     remainder: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the clustered neurons
-    loose: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the loose ones, ρ_i what their tracked part leaves
     norm_squares: np.ndarray  # [n] ‖h‖² over the clustered neurons
+    loose: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the loose ones, ρ_i what their tracked part leaves
+    loose_norm_squares: np.ndarray  # [n] ‖h‖² over the loose neurons
 
     def rest(self, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
-        """The bound on everything but the tracked part, given each input's a+b: the remainder, the smaller of
-        its two bounds (docs/bounds.md §1), plus the loose neurons."""
+        """The bound on everything but the tracked part, given each input's a+b: the remainder of the clustered
+        neurons and that of the loose ones, each the smaller of its two bounds (docs/bounds.md §1)."""
         ops(2 * len(target))
-        return np.minimum(self.remainder, _remainder_by_norms(self.norm_squares, target, dec, ops)) + self.loose
+        clustered = np.minimum(self.remainder, _remainder_by_norms(self.norm_squares, target, dec.remainder_norms, ops))
+        if not len(dec.loose):
+            return clustered
+        return clustered + _loose_rest(self.loose, self.loose_norm_squares, target, dec, ops)
 
 
 def _group_order(dec: Decomposition) -> tuple[np.ndarray, np.ndarray]:
@@ -519,12 +535,12 @@ def _exact_terms(hidden: np.ndarray, norm_squares: np.ndarray, dec: Decompositio
         remainder += sums[-1]
         ops(n * (stop - start) * 2 * len(sums))
     ops(3 * hidden.size + 2 * n * edges[-2])  # each activation, then its square in the clustered norm
-    loose = np.zeros(n)
-    if len(dec.loose):  # their tracked part enters exactly, their remainder by its span
-        loose_phasors, loose_coordinates, loose = _loose_terms(hidden[:, edges[-2]:], dec, ops)
+    loose, loose_norm_squares = np.zeros(n), np.zeros(n)
+    if len(dec.loose):  # their tracked part enters exactly, their remainder bounded in ``_ExactTerms.rest``
+        loose_phasors, loose_coordinates, loose, loose_norm_squares = _loose_terms(hidden[:, edges[-2]:], dec, ops)
         phasors += loose_phasors
         coordinates += loose_coordinates
-    return _ExactTerms(phasors, coordinates, remainder, loose, norm_squares)
+    return _ExactTerms(phasors, coordinates, remainder, norm_squares, loose, loose_norm_squares)
 
 
 @njit(cache=True, parallel=True)

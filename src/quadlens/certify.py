@@ -33,9 +33,12 @@ EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group eval
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 EXACT_INPUTS = 16  # arcs_grouped: exact hidden activations on this many times p inputs, where the rest weighs most
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
-SCHEMA_VERSION = 6  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+# of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
+SCHEMA_VERSION = 7  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
-# cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped
+# cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
+# them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
+# neurons' remainder bounded by Cauchy–Schwarz too
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "

@@ -9,7 +9,7 @@ exact for any explanation parameters, so soundness never depends on the fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from .tables import SeparableTables
 
 TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
 DIRECTIONS = 4  # principal output directions tracked per cluster, of what its tracked frequencies leave
+MISFIT_REACH = 0.5  # a cluster neuron whose residuals can move κ + Q further than this may leave the arcs (docs §3)
 
 
 def explanation_phasors(cluster: Cluster, difference: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -86,6 +87,25 @@ class ClusterTerms:
         """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
         return np.maximum(sign * self.eps_a, 0) / self.r, np.maximum(sign * self.eps_b, 0) / self.r
 
+    def reach(self) -> np.ndarray:
+        """[n] the furthest each neuron's residuals move its κ + Q, either way, over all inputs: its share of the
+        widest band (docs/bounds.md §3). Large where the group's waveform fits the neuron badly."""
+        return np.maximum(*(a.max(0) + b.max(0) for a, b in map(self.residual_shares, (-1, 1))))
+
+    def subset(self, keep: np.ndarray) -> "ClusterTerms":
+        """The same terms for the kept neurons alone (a boolean mask in phase order)."""
+        return replace(self, phase=self.phase[keep], r=self.r[keep], eps_a=self.eps_a[:, keep],
+                       eps_b=self.eps_b[:, keep], gamma=self.gamma[keep], coordinates=self.coordinates[keep],
+                       remainder_span=self.remainder_span[keep], span=self.span[keep], neurons=self.neurons[keep])
+
+
+@dataclass
+class LooseSplit:
+    """The loose neurons' output rows on the tracked basis (``_loose_split``)."""
+
+    weights: np.ndarray  # [n, 2F + R + 1] the coefficients, then the span (ptp) of the remainder ρ_i they leave
+    remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over the loose neurons
+
 
 @dataclass
 class Decomposition:
@@ -93,25 +113,25 @@ class Decomposition:
     frequencies: np.ndarray  # every tracked frequency (the union over clusters)
     directions: np.ndarray  # [R_total, p] every cluster's principal output directions
     target_phasors: dict[int, np.ndarray]  # explanation phasor per key frequency, [p, p]
-    loose: np.ndarray  # neurons outside every cluster
+    loose: np.ndarray  # neurons outside every cluster's arcs: in no cluster, or left out as misfits (``decompose``)
     loose_rows: np.ndarray  # [n, p] their output rows W_L[i]
-    remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every clustered neuron i
-    _loose_weights: np.ndarray | None = field(default=None, repr=False)
+    remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every neuron i in the arcs
+    _loose_split: LooseSplit | None = field(default=None, repr=False)
 
     @property
     def loose_span(self) -> np.ndarray:
         """[n] ptp of each loose neuron's output row: the most one unit of its activation moves a logit difference."""
         return np.ptp(self.loose_rows, axis=1)
 
-    def loose_weights(self, ops: Ops) -> np.ndarray:
-        """The loose rows on the tracked basis, ``[n, 2F + R + 1]`` (``_loose_split``): computed, and counted, on
-        first use, by the tiers that know the loose neurons' activations exactly."""
-        if self._loose_weights is None:
+    def loose_split(self, ops: Ops) -> LooseSplit:
+        """The loose rows on the tracked basis: computed, and counted, on first use, by the tiers that know the
+        loose neurons' activations exactly."""
+        if self._loose_split is None:
             p = self.loose_rows.shape[1]
             basis = output_basis(self.frequencies, self.directions, p)
-            ops(2 * p * (len(basis) + 1) ** 2 + 4 * p * len(self.loose) * (len(basis) + 1))
-            self._loose_weights = _loose_split(self.loose_rows, basis)
-        return self._loose_weights
+            ops(2 * p * (len(basis) + 1) ** 2 + 6 * p * len(self.loose) * (len(basis) + 1))
+            self._loose_split = _loose_split(self.loose_rows, basis)
+        return self._loose_split
 
 
 def output_basis(frequencies: np.ndarray, directions: np.ndarray, p: int) -> np.ndarray:
@@ -121,14 +141,15 @@ def output_basis(frequencies: np.ndarray, directions: np.ndarray, p: int) -> np.
     return np.concatenate([turn.real, -turn.imag, directions])
 
 
-def _loose_split(rows: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Output rows of neurons outside every cluster on the tracked basis (``output_basis``) and a constant, by
-    least squares, as ``[n, 2F + R + 1]``: the coefficients, then the span (ptp) of what they leave. The split is
-    exact whatever the fit: the remainder is defined as the row less its fitted part."""
+def _loose_split(rows: np.ndarray, basis: np.ndarray) -> LooseSplit:
+    """Output rows of neurons outside the arcs on the tracked basis (``output_basis``) and a constant, by least
+    squares: the coefficients, the span (ptp) of what they leave and that remainder's norm per output. The split
+    is exact whatever the fit: the remainder is defined as the row less its fitted part."""
     fit_basis = np.concatenate([basis, np.ones((1, basis.shape[1]))])
     coefficients = np.linalg.lstsq(fit_basis.T, rows.T, rcond=None)[0].T
     remainder = rows - coefficients @ fit_basis
-    return np.concatenate([coefficients[:, :-1], np.ptp(remainder, axis=1)[:, None]], axis=1)
+    return LooseSplit(np.concatenate([coefficients[:, :-1], np.ptp(remainder, axis=1)[:, None]], axis=1),
+                      np.sqrt((remainder ** 2).sum(0)))
 
 
 def _waveform_groups(own_kappa: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -168,19 +189,22 @@ def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: 
 
 
 def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
-              directions: int = DIRECTIONS, waveform_groups: int = 1) -> Decomposition:
-    """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder."""
+              directions: int = DIRECTIONS, waveform_groups: int = 1, exact_neurons: int = 0,
+              reach: float = MISFIT_REACH) -> Decomposition:
+    """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder.
+
+    Up to ``exact_neurons`` neurons may be evaluated exactly rather than by arcs: the neurons outside every cluster,
+    and, if that leaves room, the cluster neurons whose residuals reach furthest past ``reach`` (``_misfits``).
+    Those join the loose neurons; the explanation is unchanged.
+    """
     p = tables.p
-    terms, frequencies, target_phasors, all_directions = [], set(), {}, []
-    remainder_squares = np.zeros(p)
-    clustered = np.zeros(tables.d_mlp, bool)
+    terms, remainders, frequencies, target_phasors, all_directions = [], [], set(), {}, []
     difference, target = difference_index(p), targets(p)
     for cluster in clusters:
         keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
         order = np.argsort(np.mod(cluster.phi[keep] + np.pi, 2 * np.pi))
         idx = cluster.neurons[keep][order]
         r, phi = cluster.r[keep][order], np.mod(cluster.phi[keep][order] + np.pi, 2 * np.pi) - np.pi
-        clustered[idx] = True
         k = cluster.frequency
         phasor, lens = explanation_phasors(cluster, difference, target)
         target_phasors[k] = target_phasors.get(k, 0) + phasor
@@ -193,7 +217,6 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
             beta[group] = np.median(own_beta[group]) if waveform_groups > 1 else lens["beta"]
         eps_a, eps_b = _input_residuals(tables, idx, k, r, phi, kappa, beta)
         tracked, gamma, basis, coordinates, remainder = _output_split(tables.W_L[idx], k, tracked_extra, directions)
-        remainder_squares += (remainder ** 2).sum(0)
         start = sum(len(d) for d in all_directions)
         all_directions.append(basis)
         ops(p * len(idx) * (20 + 8 * len(tracked) + 24 * (len(basis) + 4)) + 5 * p * len(idx) * np.log2(max(p, 2)))
@@ -203,10 +226,34 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
                                       eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
                                       slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
                                       np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
+            remainders.append(remainder[group])
+    unclustered = tables.d_mlp - sum(len(term.r) for term in terms)
+    kept = [~misfit for misfit in _misfits(terms, exact_neurons - unclustered, reach, ops)]
+    terms = [term.subset(keep) if not keep.all() else term for term, keep in zip(terms, kept) if keep.any()]
+    remainder_squares = sum(((rows[keep] ** 2).sum(0) for rows, keep in zip(remainders, kept)), np.zeros(p))
+    clustered = np.zeros(tables.d_mlp, bool)
+    for term in terms:
+        clustered[term.neurons] = True
     loose = np.where(~clustered)[0]
     ops(3 * p * len(loose) + 2 * p * clustered.sum() + p)
     freq_list = np.array(sorted(frequencies), dtype=int)
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
-    return Decomposition(terms, freq_list, stacked, target_phasors, loose, tables.W_L[loose], np.sqrt(remainder_squares))
+    return Decomposition(terms, freq_list, stacked, target_phasors, loose, tables.W_L[loose],
+                         np.sqrt(remainder_squares))
+
+
+def _misfits(terms: list[ClusterTerms], count: int, reach: float, ops: Ops) -> list[np.ndarray]:
+    """Per term, which neurons leave the arcs: of those whose residuals reach further than ``reach``
+    (``ClusterTerms.reach``), the ``count`` that reach furthest. Such a neuron's sign is the residuals' to decide
+    over a wide arc, and its share sets the band's width for every neuron near its phase (docs/bounds.md §3)."""
+    if count <= 0 or not terms:
+        return [np.zeros(len(term.r), bool) for term in terms]
+    reaches = [term.reach() for term in terms]
+    flat = np.concatenate(reaches)
+    ops(8 * flat.size * len(terms[0].eps_a))
+    candidates = np.flatnonzero(flat > reach)
+    chosen = np.zeros(len(flat), bool)
+    chosen[candidates[np.argsort(-flat[candidates], kind="stable")[:count]]] = True
+    return np.split(chosen, np.cumsum([len(r) for r in reaches])[:-1])
