@@ -50,6 +50,8 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
             ("arcs, exact loose neurons", linear_error(tables, clusters, exact_loose=10**6, **fit), "bounded"),
             ("arcs, misfits out of the arcs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1,
                                                            exact_loose=2, misfit_reach=0.0, **fit), "bounded"),
+            ("arcs, every neuron out of the arcs", linear_error(tables, clusters, exact_loose=10**6, misfit_reach=0.0,
+                                                                **fit), "bounded"),
             ("arcs, exact over c", linear_error(tables, clusters, **fit), "exact"),
             ("quadratic", quadratic_error(tables, clusters, **fit), "bounded"),
             ("quadratic_exact_c", quadratic_error(tables, clusters, **fit), "exact")):
