@@ -162,8 +162,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     """
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups,
-                    exact_loose * tables.d_mlp // p, misfit_reach)
+    budget = exact_loose * tables.d_mlp // p  # neurons evaluated exactly on every input
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups, budget, misfit_reach)
     tracked = _Tracked.empty(p, dec)
     remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
     workspace = arcs.Workspace()
@@ -177,7 +177,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
         tracked.add(term, sums.found[:-1])
         remainder += sums.found[-1]
         band += sums.band
-    if len(dec.loose) * p <= exact_loose * tables.d_mlp:
+    if len(dec.loose) <= budget:
         loose = _exact_loose(tracked, tables, dec, ops)
     else:
         loose = _loose_bound(tables, dec, ops)
