@@ -433,7 +433,8 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
     assert len(stages) == 4  # refused before any work
 
 
-def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences():
-    from quadlens.certify import exact_differences
+def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences_and_inputs():
+    from quadlens.certify import exact_differences, exact_inputs
 
     assert [exact_differences(p) for p in (5, 59, 113, 227, 256, 911, 10_007)] == [16, 16, 28, 56, 64, 64, 64]
+    assert [exact_inputs(p) for p in (5, 59, 113, 227, 256, 911, 10_007)] == [16, 16, 16, 28, 32, 32, 32]

@@ -31,14 +31,15 @@ WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each g
 EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
-EXACT_INPUTS = 16  # arcs_grouped: exact hidden activations on this many times p inputs, where the rest weighs most
+EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs, where the rest weighs most, E = p // 8
+# within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 7  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 8  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
-# neurons' remainder bounded by Cauchy–Schwarz too
+# neurons' remainder bounded by Cauchy–Schwarz too; 8: exact inputs on (p // 8 within 16…32)·p inputs (was 16·p)
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
@@ -194,11 +195,21 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
 
+def _within(count: int, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    return min(max(count, low), high)
+
+
 def exact_differences(p: int) -> int:
     """How many differences a − b per cluster group ``arcs_grouped`` evaluates exactly: p // 4, at least 16 (so that
     at p = 59 most differences are still bounded) and at most 64 (so that the tier stays linear)."""
-    low, high = EXACT_DIFFERENCES
-    return min(max(p // 4, low), high)
+    return _within(p // 4, EXACT_DIFFERENCES)
+
+
+def exact_inputs(p: int) -> int:
+    """On how many times p inputs ``arcs_grouped`` takes the exact hidden activations: p // 8, at least 16 (27 % of
+    the inputs at p = 59) and at most 32 (so that the tier stays linear; the share then falls as 32/p)."""
+    return _within(p // 8, EXACT_INPUTS)
 
 
 # name: (cost, the error's terms, their options (a callable is given p), the tier's options); cheapest first
@@ -207,7 +218,7 @@ _TIER_SPECS = {
     "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
     "arcs_grouped": ("O(p·d_mlp)", linear_error,
                      {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences,
-                      "exact_inputs": EXACT_INPUTS, "exact_loose": EXACT_LOOSE},
+                      "exact_inputs": exact_inputs, "exact_loose": EXACT_LOOSE},
                      {"exact_maxima": EXACT_MAXIMA}),
     "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
     "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),
