@@ -323,6 +323,41 @@ def test_tiers_get_tighter_with_cost(bundled):
     assert report.to_dict()["brute_force"]["accuracy"] == 1.0
 
 
+WARM_UP_CHECK = """
+from numba.core.registry import CPUDispatcher
+import quadlens
+from quadlens import arcs, bounds, competitors
+from quadlens.certify import TIERS, _run_tier, load_compiled_kernels
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+
+def signatures():
+    return {f"{module.__name__}.{name}": set(kernel.signatures) for module in (arcs, bounds, competitors)
+            for name, kernel in vars(module).items() if isinstance(kernel, CPUDispatcher)}
+
+load_compiled_kernels()
+before = signatures()
+tables = quadlens.separable_tables(quadlens.load_model(None))
+clusters = build_clusters(fit_neurons(tables), tables.b_in)
+for name in TIERS:
+    _run_tier(name, tables, clusters)
+print({name: kernel - before[name] for name, kernel in signatures().items() if kernel - before[name]})
+"""
+
+
+def test_the_warm_up_leaves_no_kernel_to_compile_for_a_real_model():
+    """Every compiled signature a tier needs on the bundled model is already loaded by ``load_compiled_kernels``;
+    otherwise the first tier's reported time includes compiling it (0.5–0.6 s each on a fresh install, when an
+    index array or an input table arrived with another memory layout). A fresh process, so that nothing earlier
+    in the test session has loaded them already."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", WARM_UP_CHECK], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{}", f"compiled after the warm-up: {result.stdout}"
+
+
 def test_bound_files(tmp_path, bundled):
     from quadlens.certify import bound
     from quadlens.figures import write_bound_figures

@@ -514,6 +514,7 @@ def _hidden_in_chunks(from_a: np.ndarray, from_b: np.ndarray, inputs: np.ndarray
     One buffer serves every chunk, so that the allocator reuses its memory (fresh memory costs page faults)."""
     size = min(step, len(inputs))
     hidden, norm_squares = np.empty((size, from_a.shape[1])), np.empty(size)
+    from_a, from_b = np.ascontiguousarray(from_a), np.ascontiguousarray(from_b)  # one compiled signature
     for lo in range(0, len(inputs), step):
         a, b = np.divmod(inputs[lo:lo + step], p)
         _hidden(from_a, from_b, a, b, clustered, hidden[:len(a)], norm_squares[:len(a)])

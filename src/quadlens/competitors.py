@@ -49,8 +49,9 @@ class Competitors:
 
     def margins(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The explanation's exact margin to each listed output: ``[p, p, J]``, or ``[n, J]`` at the inputs (a, b)."""
-        if inputs is not None:
-            return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, *inputs)
+        if inputs is not None:  # contiguous, so that one compiled signature serves every call
+            a, b = (np.ascontiguousarray(x, dtype=np.int64) for x in inputs)
+            return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, a, b)
         p = len(self.steps)
         a, b = np.divmod(np.arange(p * p), p)
         return _competitor_margins(self.by_difference, self.steps, self.D_a, self.D_b, a, b).reshape(p, p, -1)
