@@ -135,7 +135,7 @@ def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableT
     band_by_difference = np.bincount(difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
     chosen = np.argsort(-band_by_difference)[:count]
     from_a = tables.F_a[:, term.neurons] + tables.b_in[term.neurons]
-    from_b = np.ascontiguousarray(tables.F_b[:, term.neurons])
+    from_b = tables.F_b[:, term.neurons]
     rows = np.tile(np.arange(p), count)
     inputs = rows * p + (rows - np.repeat(chosen, p)) % p
     for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, inputs, p, n, max(1, chunk_elements // max(p * n, 1)) * p):
@@ -204,7 +204,7 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
     chosen = np.argpartition(-share.ravel(), count - 1)[:count]
     ops(4 * p * p)
     order, edges = _group_order(dec)
-    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
+    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], tables.F_b[:, order]
     step = max(1, chunk_elements // max(len(order), 1))
     for a, b, hidden, norm_squares in _hidden_in_chunks(from_a, from_b, chosen, p, edges[-2], step):
         exact = _exact_terms(hidden, norm_squares, dec, edges, ops)
@@ -441,7 +441,7 @@ def _exact_loose(tracked: "_Tracked", tables: SeparableTables, dec: Decompositio
     if n == 0:
         return rest
     from_a = tables.F_a[:, dec.loose] + tables.b_in[dec.loose]
-    from_b = np.ascontiguousarray(tables.F_b[:, dec.loose])
+    from_b = tables.F_b[:, dec.loose]
     for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, 0, max(1, chunk_elements // n)):
         phasors, coordinates, spans, norm_squares = _loose_terms(hidden, dec, ops)
         rest[a, b] = _loose_rest(spans, norm_squares, (a + b) % p, dec, ops)
@@ -514,7 +514,7 @@ def _hidden_in_chunks(from_a: np.ndarray, from_b: np.ndarray, inputs: np.ndarray
     One buffer serves every chunk, so that the allocator reuses its memory (fresh memory costs page faults)."""
     size = min(step, len(inputs))
     hidden, norm_squares = np.empty((size, from_a.shape[1])), np.empty(size)
-    from_a, from_b = np.ascontiguousarray(from_a), np.ascontiguousarray(from_b)  # one compiled signature
+    from_a, from_b = np.ascontiguousarray(from_a), np.ascontiguousarray(from_b)  # one compiled signature for all
     for lo in range(0, len(inputs), step):
         a, b = np.divmod(inputs[lo:lo + step], p)
         _hidden(from_a, from_b, a, b, clustered, hidden[:len(a)], norm_squares[:len(a)])
@@ -571,7 +571,7 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
     tracked, rest = _Tracked.empty(p, dec), np.empty((p, p))
     order, edges = _group_order(dec)
-    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], np.ascontiguousarray(tables.F_b[:, order])
+    from_a, from_b = tables.F_a[:, order] + tables.b_in[order], tables.F_b[:, order]
     step = max(1, chunk_elements // (p * max(len(order), 1))) * p  # whole rows a
     for a, b, hidden, norm_squares in _hidden_in_chunks(from_a, from_b, np.arange(p * p), p, edges[-2], step):
         exact = _exact_terms(hidden, norm_squares, dec, edges, ops)
