@@ -1,11 +1,24 @@
-"""Shared helpers: small configurations and an independent, naive reference transformer."""
+"""Shared helpers: small configurations, an independent naive reference transformer, and how many examples each
+property test draws."""
 
 import math
+import os
 
 import pytest
 import torch
 
 from quadlens.model import ModelConfig, Transformer, init_params
+
+SOAK = os.environ.get("QUADLENS_SOAK", "1")
+if not SOAK.isdigit() or int(SOAK) < 1:
+    raise ValueError(f"QUADLENS_SOAK must be a whole number of at least 1 (a multiple of each property test's "
+                     f"examples), not {SOAK!r}")
+
+
+def examples(count: int) -> int:
+    """How many examples a property test draws: ``count``, times QUADLENS_SOAK for a long soundness run
+    (``QUADLENS_SOAK=100 python -m pytest tests/test_bounds.py tests/test_arcs.py``)."""
+    return count * int(SOAK)
 
 
 def small_config(**overrides) -> ModelConfig:

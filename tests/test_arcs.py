@@ -4,6 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from quadlens.arcs import (MAX_ARCS, Workspace, band_pieces, ideal_sums, level_pieces, on_set_pieces, phase_buckets,
                           prefix, range_max, range_max_table, row_prefix, shifted_arcs, square_prefix, square_sums,
                           table_levels, unwrapped)
@@ -24,7 +25,7 @@ def members(i1: np.ndarray, i2: np.ndarray, count: int, n: int) -> np.ndarray:
     return covered
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 40), kappa=st.floats(-2, 2), A=st.floats(-1, 1),
        B=st.floats(-0.5, 0.5), lower=st.floats(-1.5, 1.5), width=st.one_of(st.just(np.inf), st.floats(0, 2)),
        shift=st.floats(-10, 10), spread=st.sampled_from([np.pi, 0.01]))
@@ -55,7 +56,7 @@ def test_arcs_that_meet_at_zero_or_pi_are_one_arc():
     assert level_pieces(0.0, 1.0, 0.0, 0.5, 1.0, np.empty(12), starts, lengths) == 2  # a band: two arcs
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(2, 40), k=st.integers(1, 19), kappa=st.floats(-1.5, 1.5),
        beta=st.floats(-0.5, 0.5))
 def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed, p, k, kappa, beta):
@@ -77,7 +78,7 @@ def test_on_set_arcs_tabulated_per_difference_match_the_per_input_level_set(seed
         np.testing.assert_array_equal(i2[:count], j2[:count])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(2, 40), k=st.integers(1, 19), kappa=st.floats(-1.5, 1.5),
        beta=st.floats(-0.5, 0.5), tau=st.floats(0, 3))
 def test_bands_from_the_on_sets_roots_match_their_level_sets(seed, p, k, kappa, beta, tau):
@@ -100,7 +101,7 @@ def test_bands_from_the_on_sets_roots_match_their_level_sets(seed, p, k, kappa, 
             np.testing.assert_array_equal(i2[:count], j2[:count])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(2, 23), n=st.integers(1, 30), k=st.integers(1, 11),
        kappa=st.floats(-1.5, 1.5), beta=st.floats(-0.5, 0.5))
 def test_ideal_sums_match_direct_sums_over_the_on_set(seed, p, n, k, kappa, beta):
@@ -120,7 +121,7 @@ def test_ideal_sums_match_direct_sums_over_the_on_set(seed, p, n, k, kappa, beta
             np.testing.assert_allclose(found[:, a, b], (r * x * (x > 0)) @ weights, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(2, 23), n=st.integers(1, 30), k=st.integers(1, 11),
        kappa=st.floats(-1.5, 1.5), beta=st.floats(-0.5, 0.5))
 def test_square_sums_match_the_ideal_activations_squared_norm(seed, p, n, k, kappa, beta):
@@ -136,7 +137,7 @@ def test_square_sums_match_the_ideal_activations_squared_norm(seed, p, n, k, kap
     np.testing.assert_allclose(out, (r ** 2 * np.maximum(x, 0) ** 2).sum(-1), rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 300))
 def test_range_max_matches_direct_maximum(seed, n):
     """Ranges of the doubled neuron list (at most n long, wrapping past n or not) against the table over the list
@@ -158,7 +159,7 @@ def test_range_max_matches_direct_maximum(seed, n):
         assert doubled[row, j1:j2].max() <= rounded <= doubled[row, j1:j2].max() * (1 + 2.0 ** -23)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(seed=st.integers(0, 10_000), p=st.integers(1, 7), n=st.integers(1, 40), W=st.integers(1, 5))
 def test_row_prefix_matches_numpy_and_reads_wrapped_arcs_in_two_parts(seed, p, n, W):
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import small_config
+from conftest import examples, small_config
 from quadlens import Transformer, load_model, separable_tables
 from quadlens import bounds
 from quadlens.bounds import linear_error, quadratic_error
@@ -24,7 +24,7 @@ from quadlens.ops import Ops
 from quadlens.synthetic import pizza_spec, pizza_tables
 from quadlens.tables import SeparableTables
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def clusters_of(tables: SeparableTables):
@@ -123,7 +123,7 @@ def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_ex
     assert_sound(tables, clusters_of(tables), tracked_extra)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(seed=st.integers(0, 100_000), m=st.integers(1, 3), p=st.sampled_from([5, 7, 11]),
        output_noise=st.floats(0.0, 2.0), tracked_extra=st.sampled_from([0, 1]), directions=st.sampled_from([0, 1]))
 def test_sound_on_tiny_clusters(seed, m, p, output_noise, tracked_extra, directions):

@@ -4,6 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from quadlens.lens import (INTEGRAL_CONSTANT, by_difference_and_step, cluster_lens_table, waveform_integral,
                           waveform_integral_numeric)
 from quadlens.synthetic import ideal_worst_margin, pizza_spec, pizza_tables, separating_frequencies
@@ -22,7 +23,7 @@ def test_closed_form_without_offset_or_harmonic():
                                atol=1e-15)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(kappa=st.floats(-3, 3), beta=st.floats(-1, 1), delta=st.floats(0, 2 * np.pi))
 def test_exact_integral_matches_quadrature(kappa, beta, delta):
     assert abs(waveform_integral(kappa, beta, delta) - waveform_integral_numeric(kappa, beta, delta)) < 1e-9
