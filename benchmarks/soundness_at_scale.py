@@ -1,17 +1,20 @@
 """Soundness of every shipped tier, with its shipped settings, on many perturbed models of realistic size.
 
-    python benchmarks/soundness_at_scale.py                  # 120 models, about 10 minutes on 2 cores
+    python benchmarks/soundness_at_scale.py                  # 120 models, about 3 s each on 2 cores
     python benchmarks/soundness_at_scale.py --models 40 --json out.json
+    python benchmarks/soundness_at_scale.py --trained runs/x/seed_*.safetensors   # other trained models
 
 The hypothesis tests (tests/test_bounds.py) generate small models (p ≤ 31) and run each tier's argument under
 many settings; this runs ``quadlens bound``'s own tiers (waveform groups, exact differences, exact inputs and
 exact maxima at their p-dependent defaults) at p = 59 to 113, where those settings take the values users meet.
 Each model is one of five families, drawn in turn, each with a random strength:
-  trained     the bundled model or the trained p = 113 model, every table perturbed by Gaussian noise
+  trained     a trained model (the bundled one, 70 %, or the p = 113 one; or those given with --trained), every
+              table perturbed by Gaussian noise
   synthetic   a noisy synthetic pizza (random offset, harmonic, noise in F and in W_L)
   kinks       a synthetic pizza with many neurons' pre-activations exactly 0 on some input
   float32     a perturbed trained model with every table rounded to float32
-  misfit      the bundled model against an explanation whose phases, amplitudes, offsets and harmonics are perturbed
+  misfit      a trained model against an explanation whose phases, amplitudes, offsets and harmonics are perturbed
+With --trained, only the three families that start from a trained model run.
 A violation is an input where a tier's B is below brute force's error, or its proven model margin above the
 model's true margin. Reports the violations (expected: 0) and each tier's certified fraction and B/truth range.
 """
@@ -44,7 +47,9 @@ def _perturbed(tables: SeparableTables, scale: float, rng: np.random.Generator) 
                                           for name, x in arrays.items()})
 
 
-def _trained(rng: np.random.Generator) -> SeparableTables:
+def _trained(rng: np.random.Generator, checkpoints: list[Path] | None) -> SeparableTables:
+    if checkpoints:
+        return quadlens.separable_tables(quadlens.load_model(checkpoints[rng.integers(len(checkpoints))]))
     path = MODELS / "pizza_p113_seed0.safetensors"
     model = quadlens.load_model(path) if rng.random() < 0.3 and path.exists() else quadlens.load_model()
     return quadlens.separable_tables(model)
@@ -80,15 +85,17 @@ def _misfit(clusters: list, scale: float, rng: np.random.Generator) -> list:
     return out
 
 
-def model(family: str, rng: np.random.Generator) -> tuple[SeparableTables, list, float]:
-    """One model of ``family``, its explanation's clusters, and the perturbation's strength."""
+def model(family: str, rng: np.random.Generator,
+          checkpoints: list[Path] | None = None) -> tuple[SeparableTables, list, float]:
+    """One model of ``family`` (its trained ones drawn from ``checkpoints`` if given), its explanation's clusters,
+    and the perturbation's strength."""
     scale = float(rng.choice([0.003, 0.01, 0.03, 0.1, 0.3]))
     if family == "synthetic":
         tables = _synthetic(rng)
     elif family == "kinks":
         tables = _with_kinks(_synthetic(rng), rng)
     else:
-        tables = _trained(rng)
+        tables = _trained(rng, checkpoints)
         if family in ("trained", "float32"):
             tables = _perturbed(tables, scale, rng)
         if family == "float32":
@@ -100,9 +107,9 @@ def model(family: str, rng: np.random.Generator) -> tuple[SeparableTables, list,
     return tables, clusters, scale
 
 
-def check(family: str, seed: int) -> dict:
+def check(family: str, seed: int, checkpoints: list[Path] | None = None) -> dict:
     rng = np.random.default_rng(seed)
-    tables, clusters, scale = model(family, rng)
+    tables, clusters, scale = model(family, rng, checkpoints)
     report = bound_tables(tables, clusters, device="cpu")
     row = {"family": family, "seed": seed, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
            "scale": scale, "accuracy": float((report.model_margin > 0).mean()), "tiers": {}}
@@ -121,11 +128,14 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0, help="first seed; model i uses seed + i")
     parser.add_argument("--json", type=Path, help="write every model's row here")
+    parser.add_argument("--trained", type=Path, nargs="+", help="checkpoints for the trained families (default: the "
+                        "bundled model and benchmarks/models/pizza_p113_seed0.safetensors)")
     args = parser.parse_args()
     rows, start = [], time.perf_counter()
+    families = FAMILIES if not args.trained else ("trained", "float32", "misfit")
     for i in range(args.models):
-        family = FAMILIES[i % len(FAMILIES)]
-        row = check(family, args.seed + i)
+        family = families[i % len(families)]
+        row = check(family, args.seed + i, args.trained)
         rows.append(row)
         worst = sum(t["bound_violations"] + t["margin_violations"] for t in row["tiers"].values())
         print(f"{i + 1}/{args.models} {family} seed {row['seed']} p={row['p']} d_mlp={row['d_mlp']} "
