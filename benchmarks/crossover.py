@@ -1,0 +1,83 @@
+"""Where `arcs` passes 100× brute force in wall time: the tier timed in full at large p, brute force estimated.
+
+    python benchmarks/crossover.py                       # p in 457 1279 2053 2999, 24 row chunks each
+    python benchmarks/crossover.py --ps 457 --full       # brute force in full too, to check the estimate
+
+Brute force at p = 2999 would take hours, so it runs on a sample: ``certify.brute_force`` with its row chunks
+cut to the first ``--chunks`` (each chunk holds the same number of rows a and does the same work), timed, and
+scaled to all p rows; its set-up (the explanation's table, the arrays) is timed apart, with no chunk, and added
+once. The models are bound_scaling.py's synthetic pizzas (d_mlp = 4p). The tier runs as a user's first
+``quadlens bound`` would meet it, after the compiled kernels are loaded, and then again (``--repeat``): the
+difference is what first touches of memory cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from bound_scaling import synthetic
+from quadlens import certify
+from quadlens.certify import brute_force, load_compiled_kernels
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+
+
+def estimated_brute_force(tables, clusters, chunks: int) -> tuple[float, int]:
+    """Seconds brute force would take on every row, from its first ``chunks`` row chunks; and how many rows ran."""
+    all_chunks, used = certify._row_chunks, []
+
+    def first(count: int):
+        def cut(*args, **kwargs):
+            used[:] = all_chunks(*args, **kwargs)[:count]
+            return list(used)
+        return cut
+
+    try:
+        certify._row_chunks = first(0)
+        setup = brute_force(tables, clusters, device="cpu")[3]
+        certify._row_chunks = first(chunks)
+        sampled = brute_force(tables, clusters, device="cpu")[3]
+    finally:
+        certify._row_chunks = all_chunks
+    rows = sum(chunk.stop - chunk.start for chunk in used)
+    return setup + (sampled - setup) * tables.p / rows, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ps", type=int, nargs="*", default=[457, 1279, 2053, 2999])
+    parser.add_argument("--chunks", type=int, default=24, help="row chunks of brute force timed at each p")
+    parser.add_argument("--tier", default="arcs")
+    parser.add_argument("--full", action="store_true", help="also run brute force on every row")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of the tier at each p; the first is reported")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    load_compiled_kernels()
+    rows = []
+    for p in args.ps:
+        tables = synthetic(p)
+        clusters = build_clusters(fit_neurons(tables), tables.b_in)
+        estimate, sampled_rows = estimated_brute_force(tables, clusters, args.chunks)
+        full = brute_force(tables, clusters, device="cpu")[3] if args.full else None
+        runs = [certify._run_tier(args.tier, tables, clusters) for _ in range(max(args.repeat, 1))]
+        tier = runs[0]
+        row = {"p": p, "d_mlp": tables.d_mlp, "brute_force_estimate_seconds": estimate, "sampled_rows": sampled_rows,
+               "brute_force_seconds": full, "tier": args.tier, "tier_seconds": tier.seconds,
+               "tier_seconds_later_runs": [run.seconds for run in runs[1:]], "tier_ops": tier.ops,
+               "certified_fraction": float(tier.certified.mean()), "max_bound": float(np.max(tier.bound))}
+        rows.append(row)
+        later = ", ".join(f"{run.seconds:.2f} s" for run in runs[1:])
+        print(f"p={p} d_mlp={tables.d_mlp}: brute force ≈ {estimate:.1f} s (from {sampled_rows} of {p} rows)"
+              + (f", in full {full:.1f} s" if full else "") + f"; {args.tier} {tier.seconds:.2f} s "
+              f"({estimate / tier.seconds:.0f}× faster; later runs {later}), certified {tier.certified.mean():.4f}",
+              flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
