@@ -33,7 +33,7 @@ import quadlens
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
-from quadlens.synthetic import pizza_spec, pizza_tables, separating_frequencies
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
 from quadlens.tables import SeparableTables
 
 MODELS = Path(__file__).parent / "models"
@@ -73,18 +73,6 @@ def _with_kinks(tables: SeparableTables, rng: np.random.Generator) -> SeparableT
     return dataclasses.replace(tables, b_in=b_in)
 
 
-def _misfit(clusters: list, scale: float, rng: np.random.Generator) -> list:
-    out = []
-    for c in clusters:
-        n = len(c.neurons)
-        out.append(dataclasses.replace(
-            c, phi=c.phi + scale * rng.normal(size=n), r=c.r * np.exp(scale * rng.normal(size=n)),
-            s=c.s * np.exp(scale * rng.normal(size=n)), offset=c.offset + scale * rng.normal(size=n),
-            harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
-            doubling_mean=c.doubling_mean + scale * rng.normal()))
-    return out
-
-
 def model(family: str, rng: np.random.Generator,
           checkpoints: list[Path] | None = None) -> tuple[SeparableTables, list, float]:
     """One model of ``family`` (its trained ones drawn from ``checkpoints`` if given), its explanation's clusters,
@@ -103,7 +91,7 @@ def model(family: str, rng: np.random.Generator,
                                                     for name in ("F_a", "F_b", "b_in", "W_L", "D_a", "D_b")})
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     if family == "misfit":
-        clusters = _misfit(clusters, scale, rng)
+        clusters = misfitted(clusters, scale, rng)
     return tables, clusters, scale
 
 

@@ -21,7 +21,7 @@ from quadlens.decomposition import decompose, output_basis
 from quadlens.ladder import integral_logits, margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
-from quadlens.synthetic import pizza_spec, pizza_tables
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables
 from quadlens.tables import SeparableTables
 
 SETTINGS = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -222,16 +222,7 @@ def test_sound_with_neurons_exactly_on_their_kink(seed, kinks):
 def test_sound_for_a_misfitted_explanation(seed, scale):
     spec = pizza_spec(17, (3, 7), neurons_per_cluster=16, seed=seed)
     tables = pizza_tables(spec, noise=0.02, seed=seed)
-    rng = np.random.default_rng(seed)
-    wrong = []
-    for c in clusters_of(tables):
-        n = len(c.neurons)
-        wrong.append(dataclasses.replace(
-            c, phi=c.phi + scale * rng.normal(size=n), r=c.r * np.exp(scale * rng.normal(size=n)),
-            s=c.s * np.exp(scale * rng.normal(size=n)), offset=c.offset + scale * rng.normal(size=n),
-            harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
-            doubling_mean=c.doubling_mean + scale * rng.normal()))
-    assert_sound(tables, wrong)
+    assert_sound(tables, misfitted(clusters_of(tables), scale, np.random.default_rng(seed)))
 
 
 @SETTINGS

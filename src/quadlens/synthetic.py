@@ -2,16 +2,17 @@
 
 :func:`pizza_tables` draws the separable tables; :func:`model_from_tables` realises any tables exactly as a
 constant-attention :class:`~quadlens.model.Transformer` (d_model = 3p, one head), so every quadlens stage
-can be checked against known ground truth, at any p and width.
+can be checked against known ground truth, at any p and width; :func:`misfitted` spoils an explanation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from .clusters import Cluster
 from .lens import waveform_integral
 from .model import ModelConfig, Transformer
 from .tables import SeparableTables
@@ -126,3 +127,16 @@ def model_from_tables(tables: SeparableTables, constant_attention: tuple[float, 
         "W_U": np.vstack([np.zeros((2 * p, p)), eye]),
     }
     return Transformer(cfg, {name: torch.tensor(value, dtype=dtype) for name, value in params.items()})
+
+
+def misfitted(clusters: list[Cluster], scale: float, rng: np.random.Generator) -> list[Cluster]:
+    """The clusters with their phases, amplitudes, offsets, harmonics and doubling perturbed by Gaussian noise of
+    ``scale``: an explanation that fits badly, to check that the bounds never rely on the fit."""
+    out = []
+    for c in clusters:
+        n = len(c.neurons)
+        out.append(replace(c, phi=c.phi + scale * rng.normal(size=n), r=c.r * np.exp(scale * rng.normal(size=n)),
+                           s=c.s * np.exp(scale * rng.normal(size=n)), offset=c.offset + scale * rng.normal(size=n),
+                           harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
+                           doubling_mean=c.doubling_mean + scale * rng.normal()))
+    return out
