@@ -10,7 +10,8 @@ exact maxima at their p-dependent defaults) at p = 59 to 113, where those settin
 Each model is one of five families, drawn in turn, each with a random strength:
   trained     a trained model (the bundled one, 70 %, or the p = 113 one; or those given with --trained), every
               table perturbed by Gaussian noise
-  synthetic   a noisy synthetic pizza (random offset, harmonic, noise in F and in W_L)
+  synthetic   a noisy synthetic pizza at p = 59, 83 or 113 (or those given with --ps; random offset, harmonic,
+              noise in F and in W_L)
   kinks       a synthetic pizza with many neurons' pre-activations exactly 0 on some input
   float32     a perturbed trained model with every table rounded to float32
   misfit      a trained model against an explanation whose phases, amplitudes, offsets and harmonics are perturbed
@@ -38,6 +39,7 @@ from quadlens.tables import SeparableTables
 
 MODELS = Path(__file__).parent / "models"
 FAMILIES = ("trained", "synthetic", "kinks", "float32", "misfit")
+SYNTHETIC_PS = (59, 83, 113)
 
 
 def _perturbed(tables: SeparableTables, scale: float, rng: np.random.Generator) -> SeparableTables:
@@ -55,8 +57,8 @@ def _trained(rng: np.random.Generator, checkpoints: list[Path] | None) -> Separa
     return quadlens.separable_tables(model)
 
 
-def _synthetic(rng: np.random.Generator) -> SeparableTables:
-    p = int(rng.choice([59, 83, 113]))
+def _synthetic(rng: np.random.Generator, ps: tuple[int, ...] = SYNTHETIC_PS) -> SeparableTables:
+    p = int(rng.choice(ps))
     spec = pizza_spec(p, separating_frequencies(p, seed=int(rng.integers(1 << 30))),
                       neurons_per_cluster=int(rng.integers(p // 2, 2 * p)), beta=float(rng.uniform(-0.3, 0.3)),
                       kappa=float(rng.uniform(-0.3, 0.6)), seed=int(rng.integers(1 << 30)))
@@ -73,15 +75,15 @@ def _with_kinks(tables: SeparableTables, rng: np.random.Generator) -> SeparableT
     return dataclasses.replace(tables, b_in=b_in)
 
 
-def model(family: str, rng: np.random.Generator,
-          checkpoints: list[Path] | None = None) -> tuple[SeparableTables, list, float]:
-    """One model of ``family`` (its trained ones drawn from ``checkpoints`` if given), its explanation's clusters,
-    and the perturbation's strength."""
+def model(family: str, rng: np.random.Generator, checkpoints: list[Path] | None = None,
+          ps: tuple[int, ...] = SYNTHETIC_PS) -> tuple[SeparableTables, list, float]:
+    """One model of ``family`` (trained ones drawn from ``checkpoints`` if given, synthetic ones at one of ``ps``),
+    its explanation's clusters, and the perturbation's strength."""
     scale = float(rng.choice([0.003, 0.01, 0.03, 0.1, 0.3]))
     if family == "synthetic":
-        tables = _synthetic(rng)
+        tables = _synthetic(rng, ps)
     elif family == "kinks":
-        tables = _with_kinks(_synthetic(rng), rng)
+        tables = _with_kinks(_synthetic(rng, ps), rng)
     else:
         tables = _trained(rng, checkpoints)
         if family in ("trained", "float32"):
@@ -95,9 +97,9 @@ def model(family: str, rng: np.random.Generator,
     return tables, clusters, scale
 
 
-def check(family: str, seed: int, checkpoints: list[Path] | None = None) -> dict:
+def check(family: str, seed: int, checkpoints: list[Path] | None = None, ps: tuple[int, ...] = SYNTHETIC_PS) -> dict:
     rng = np.random.default_rng(seed)
-    tables, clusters, scale = model(family, rng, checkpoints)
+    tables, clusters, scale = model(family, rng, checkpoints, ps)
     report = bound_tables(tables, clusters, device="cpu")
     row = {"family": family, "seed": seed, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
            "scale": scale, "accuracy": float((report.model_margin > 0).mean()), "tiers": {}}
@@ -116,6 +118,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0, help="first seed; model i uses seed + i")
     parser.add_argument("--json", type=Path, help="write every model's row here")
+    parser.add_argument("--ps", type=int, nargs="+", default=list(SYNTHETIC_PS), help="p of the synthetic families")
     parser.add_argument("--trained", type=Path, nargs="+", help="checkpoints for the trained families (default: the "
                         "bundled model and benchmarks/models/pizza_p113_seed0.safetensors)")
     args = parser.parse_args()
@@ -123,7 +126,7 @@ def main() -> None:
     families = FAMILIES if not args.trained else ("trained", "float32", "misfit")
     for i in range(args.models):
         family = families[i % len(families)]
-        row = check(family, args.seed + i, args.trained)
+        row = check(family, args.seed + i, args.trained, tuple(args.ps))
         rows.append(row)
         worst = sum(t["bound_violations"] + t["margin_violations"] for t in row["tiers"].values())
         print(f"{i + 1}/{args.models} {family} seed {row['seed']} p={row['p']} d_mlp={row['d_mlp']} "
