@@ -98,6 +98,7 @@ def model(family: str, rng: np.random.Generator, checkpoints: list[Path] | None 
 
 
 def check(family: str, seed: int, checkpoints: list[Path] | None = None, ps: tuple[int, ...] = SYNTHETIC_PS) -> dict:
+    """Every tier on one model of ``family`` drawn from ``seed``: its violations, certified fraction and B/truth."""
     rng = np.random.default_rng(seed)
     tables, clusters, scale = model(family, rng, checkpoints, ps)
     report = bound_tables(tables, clusters, device="cpu")
@@ -128,9 +129,9 @@ def main() -> None:
         family = families[i % len(families)]
         row = check(family, args.seed + i, args.trained, tuple(args.ps))
         rows.append(row)
-        worst = sum(t["bound_violations"] + t["margin_violations"] for t in row["tiers"].values())
+        violated = sum(t["bound_violations"] + t["margin_violations"] for t in row["tiers"].values())
         print(f"{i + 1}/{args.models} {family} seed {row['seed']} p={row['p']} d_mlp={row['d_mlp']} "
-              f"scale {row['scale']}: accuracy {row['accuracy']:.3f}, violations {worst}, certified "
+              f"scale {row['scale']}: accuracy {row['accuracy']:.3f}, violations {violated}, certified "
               + ", ".join(f"{name} {t['certified_fraction']:.3f}" for name, t in row["tiers"].items()), flush=True)
     violations = sum(t["bound_violations"] + t["margin_violations"] for r in rows for t in r["tiers"].values())
     print(f"\n{len(rows)} models in {time.perf_counter() - start:.0f} s; violations over every tier and input: "
