@@ -22,8 +22,8 @@ from quadlens.bounds import linear_error
 from quadlens.certify import (EXACT_DIFFERENCES, EXACT_INPUTS, EXACT_LOOSE, EXACT_MAXIMA, brute_force,
                               exact_differences, exact_inputs)
 from quadlens.clusters import build_clusters
-from quadlens.decomposition import MISFIT_REACH
 from quadlens.competitors import nearest_competitors
+from quadlens.decomposition import MISFIT_REACH
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
 from quadlens.text import percent
