@@ -1,12 +1,11 @@
 """Where `arcs` passes 100× brute force in wall time: the tier timed in full at large p, brute force estimated.
 
-    python benchmarks/crossover.py                       # p in 457 1279 2053 2999, 24 row chunks each
-    python benchmarks/crossover.py --ps 457 --full       # brute force in full too, to check the estimate
+    python benchmarks/crossover.py                       # p in 457 1279 2053 2999, 24 rows of brute force each
+    python benchmarks/crossover.py --ps 911 --full       # brute force in full too, to check the estimate
 
-Brute force at p = 2999 would take hours, so it runs on a sample: ``certify.brute_force`` with its row chunks
-cut to the first ``--chunks`` (each chunk holds the same number of rows a and does the same work), timed, and
-scaled to all p rows; its set-up (the explanation's table, the arrays) is timed apart, with no chunk, and added
-once. The models are bound_scaling.py's synthetic pizzas (d_mlp = 4p). The tier runs as a user's first
+Brute force at p = 2999 would take hours, so it runs on a sample: ``certify.brute_force`` on its first ``--rows``
+rows a (each row does the same work), timed and scaled to all p rows; its set-up (the explanation's table, the
+arrays) is timed apart, with no row, and added once. The models are bound_scaling.py's synthetic pizzas (d_mlp = 4p). The tier runs as a user's first
 ``quadlens bound`` would meet it, after the compiled kernels are loaded, and then again (``--repeat``): the
 difference is what first touches of memory cost.
 """
@@ -19,37 +18,22 @@ import json
 import numpy as np
 
 from bound_scaling import synthetic
-from quadlens import certify
-from quadlens.certify import brute_force, load_compiled_kernels
+from quadlens.certify import run_tier, brute_force, load_compiled_kernels
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
 
-def estimated_brute_force(tables, clusters, chunks: int) -> tuple[float, int]:
-    """Seconds brute force would take on every row, from its first ``chunks`` row chunks; and how many rows ran."""
-    all_chunks, used = certify._row_chunks, []
-
-    def first(count: int):
-        def cut(*args, **kwargs):
-            used[:] = all_chunks(*args, **kwargs)[:count]
-            return list(used)
-        return cut
-
-    try:
-        certify._row_chunks = first(0)
-        setup = brute_force(tables, clusters, device="cpu")[3]
-        certify._row_chunks = first(chunks)
-        sampled = brute_force(tables, clusters, device="cpu")[3]
-    finally:
-        certify._row_chunks = all_chunks
-    rows = sum(chunk.stop - chunk.start for chunk in used)
-    return setup + (sampled - setup) * tables.p / rows, rows
+def estimated_brute_force(tables, clusters, rows: int) -> float:
+    """Seconds brute force would take on every row, from its first ``rows`` rows a (its set-up timed apart)."""
+    setup = brute_force(tables, clusters, device="cpu", rows=0)[3]
+    sampled = brute_force(tables, clusters, device="cpu", rows=rows)[3]
+    return setup + (sampled - setup) * tables.p / min(rows, tables.p)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ps", type=int, nargs="*", default=[457, 1279, 2053, 2999])
-    parser.add_argument("--chunks", type=int, default=24, help="row chunks of brute force timed at each p")
+    parser.add_argument("--rows", type=int, default=24, help="rows a of brute force timed at each p")
     parser.add_argument("--tier", default="arcs")
     parser.add_argument("--full", action="store_true", help="also run brute force on every row")
     parser.add_argument("--repeat", type=int, default=2, help="runs of the tier at each p; the first is reported")
@@ -60,9 +44,10 @@ def main() -> None:
     for p in args.ps:
         tables = synthetic(p)
         clusters = build_clusters(fit_neurons(tables), tables.b_in)
-        estimate, sampled_rows = estimated_brute_force(tables, clusters, args.chunks)
+        sampled_rows = min(args.rows, p)
+        estimate = estimated_brute_force(tables, clusters, sampled_rows)
         full = brute_force(tables, clusters, device="cpu")[3] if args.full else None
-        runs = [certify._run_tier(args.tier, tables, clusters) for _ in range(max(args.repeat, 1))]
+        runs = [run_tier(args.tier, tables, clusters) for _ in range(max(args.repeat, 1))]
         tier = runs[0]
         row = {"p": p, "d_mlp": tables.d_mlp, "brute_force_estimate_seconds": estimate, "sampled_rows": sampled_rows,
                "brute_force_seconds": full, "tier": args.tier, "tier_seconds": tier.seconds,

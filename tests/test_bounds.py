@@ -14,7 +14,7 @@ from conftest import examples, small_config
 from quadlens import Transformer, load_model, separable_tables
 from quadlens import bounds
 from quadlens.bounds import linear_error, quadratic_error
-from quadlens.certify import bound_tables, brute_force
+from quadlens.certify import bound_tables, brute_force, run_tier
 from quadlens.clusters import build_clusters, l3_amplitude
 from quadlens.competitors import Competitors, nearest_competitors
 from quadlens.decomposition import decompose, output_basis
@@ -318,7 +318,7 @@ WARM_UP_CHECK = """
 from numba.core.registry import CPUDispatcher
 import quadlens
 from quadlens import arcs, bounds, competitors
-from quadlens.certify import TIERS, _run_tier, load_compiled_kernels
+from quadlens.certify import TIERS, run_tier, load_compiled_kernels
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
@@ -331,7 +331,7 @@ before = signatures()
 tables = quadlens.separable_tables(quadlens.load_model(None))
 clusters = build_clusters(fit_neurons(tables), tables.b_in)
 for name in TIERS:
-    _run_tier(name, tables, clusters)
+    run_tier(name, tables, clusters)
 print({name: kernel - before[name] for name, kernel in signatures().items() if kernel - before[name]})
 """
 
@@ -377,6 +377,24 @@ def test_chunked_evaluation_matches_whole(bundled):
     B = quadratic_error(tables, clusters).bound(Ops())
     np.testing.assert_allclose(quadratic_error(tables, clusters, chunk_elements=59 * 512 * 3).bound(Ops()), B,
                                rtol=1e-12)
+
+
+def test_brute_force_on_leading_rows_is_the_whole_on_those_rows(bundled):
+    """``rows`` evaluates the first rows a alone (the crossover benchmark times such a sample): the same values,
+    operations in proportion, and nothing at all for rows=0."""
+    tables = separable_tables(bundled)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    truth, margin, ops, _ = brute_force(tables, clusters, "cpu")
+    some_truth, some_margin, some_ops, _ = brute_force(tables, clusters, "cpu", chunk_elements=59 * 512 * 2, rows=7)
+    assert some_truth.shape == (7, 59) and some_ops * 59 == ops * 7
+    np.testing.assert_allclose(some_truth, truth[:7], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(some_margin, margin[:7], rtol=0, atol=1e-10)
+    assert brute_force(tables, clusters, "cpu", rows=0)[0].shape == (0, 59)
+
+
+def test_run_tier_names_an_unknown_tier():
+    with pytest.raises(ValueError, match="unknown bound tier 'arc'"):
+        run_tier("arc", None, [])
 
 
 def test_brute_force_matches_the_explanation_from_its_cosines():

@@ -69,16 +69,17 @@ class Tier:
                 f"{self.bound.max():.3g}, {self.ops:.3g} ops, {self.seconds:.3g} s)")
 
 
-def _row_chunks(p: int, per_row: int, chunk_elements: int) -> list[slice]:
+def _row_chunks(count: int, per_row: int, chunk_elements: int) -> list[slice]:
     step = max(1, chunk_elements // max(per_row, 1))
-    return [slice(lo, min(lo + step, p)) for lo in range(0, p, step)]
+    return [slice(lo, min(lo + step, count)) for lo in range(0, count, step)]
 
 
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                chunk_elements: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, int, float]:
+                chunk_elements: int = 1 << 25, rows: int | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
     """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
 
-    Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available.
+    Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available; with ``rows``, on the
+    first ``rows`` rows a alone (``[rows, p]`` each: a sample to time, where the whole would take hours).
     Returns (truth, model_margin, ops, seconds).
     """
     start = time.perf_counter()
@@ -90,19 +91,20 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     explanation = as_t(integral_table(tables, clusters, harmonics=True))  # the MLP part; the direct paths cancel
     t = torch.arange(p, device=dev)
     y = torch.as_tensor(targets(p), device=dev)
-    truth = torch.empty(p, p, dtype=torch.float64, device=dev)
+    count = p if rows is None else min(max(rows, 0), p)
+    truth = torch.empty(count, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
-    for rows in _row_chunks(p, p * max(m, p), chunk_elements):
-        mlp = torch.relu(F_a[rows, None, :] + F_b[None, :, :] + b_in) @ W_L
-        err = mlp - by_difference_and_step(explanation, t, rows)
-        target = y[rows, :, None]
-        truth[rows] = (err.gather(-1, target) - err).abs().amax(-1)
-        logits = mlp + D_a[rows, None, :] + D_b[None, :, :]
+    for chunk in _row_chunks(count, p * max(m, p), chunk_elements):
+        mlp = torch.relu(F_a[chunk, None, :] + F_b[None, :, :] + b_in) @ W_L
+        err = mlp - by_difference_and_step(explanation, t, chunk)
+        target = y[chunk, :, None]
+        truth[chunk] = (err.gather(-1, target) - err).abs().amax(-1)
+        logits = mlp + D_a[chunk, None, :] + D_b[None, :, :]
         correct = logits.gather(-1, target)
-        model_margin[rows] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
+        model_margin[chunk] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
     # the hidden layer and its readout; per output: the explanation's index (3), its subtraction, the difference
     # to the correct output, its size and maximum, the direct path (2) and the margin's difference and minimum
-    ops = 2 * p * p * m * p + 4 * p * p * m + 11 * p ** 3
+    ops = count * p * (2 * m * p + 4 * m + 11 * p)
     return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, time.perf_counter() - start
 
 
@@ -236,10 +238,12 @@ def check_tiers(tiers: Sequence[str]) -> list[str]:
     return [name for name in TIERS if name in tiers]
 
 
-def _run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
-    """One tier by name (docs/bounds.md has each one's argument), with numpy's BLAS on one thread: its threads
-    spin for a while after each call and take the cores from the compiled kernels that follow, and the tiers'
-    matrix products are small (docs/bounds.md §8, Speed)."""
+def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
+    """One tier by name (docs/bounds.md has each one's argument), without brute force: its bound, margins and
+    verdicts per input. numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
+    and take the cores from the compiled kernels that follow, and the tiers' matrix products are small
+    (docs/bounds.md §8, Speed)."""
+    check_tiers([name])
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
     options = {key: value(tables.p) if callable(value) else value for key, value in options.items()}
     with threadpool_limits(1, user_api="blas"):
@@ -257,7 +261,7 @@ def load_compiled_kernels() -> None:
     tables = pizza_tables(pizza_spec(11, (1, 3), neurons_per_cluster=8))
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     for name in TIERS:
-        _run_tier(name, tables, clusters)
+        run_tier(name, tables, clusters)
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
@@ -275,7 +279,7 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     chosen = []
     for i, name in enumerate(names):
         stage(f"{name} ({i + 1}/{len(names)})")
-        chosen.append(_run_tier(name, tables, clusters))
+        chosen.append(run_tier(name, tables, clusters))
     return BoundReport(tables.p, tables.d_mlp, chosen, truth, model_margin, bf_ops, bf_seconds, clusters)
 
 
