@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from conftest import examples, small_config
 from quadlens import Transformer, load_model, separable_tables
 from quadlens import bounds
-from quadlens.bounds import linear_error, quadratic_error
+from quadlens.bounds import linear_error, quadratic_error, waveform_harmonics
 from quadlens.certify import bound_tables, brute_force, run_tier
 from quadlens.clusters import build_clusters, l3_amplitude
 from quadlens.competitors import Competitors, nearest_competitors
@@ -165,13 +165,18 @@ def test_exact_inputs_everywhere_give_the_quadratic_tiers_terms(noisy_pizza):
     """With every input exact, the linear tier's terms are the quadratic tier's (waveform groups and all), so its
     exact inputs are the quadratic tier's argument; with a few, only those few inputs change."""
     tables, clusters, quadratic = noisy_pizza
-    everywhere = linear_error(tables, clusters, waveform_groups=3, exact_inputs=23)
-    np.testing.assert_allclose(everywhere.rest, quadratic.rest, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(everywhere.bound(Ops()), quadratic.bound(Ops()), rtol=1e-12, atol=1e-12)
-    plain, few = (linear_error(tables, clusters, waveform_groups=3, exact_inputs=count) for count in (0, 2))
+    everywhere = linear_error(tables, clusters, waveform_groups=3, exact_inputs=23, harmonics=None)
+    without = quadratic_error(tables, clusters, harmonics=None)
+    np.testing.assert_allclose(everywhere.rest, without.rest, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(everywhere.bound(Ops()), without.bound(Ops()), rtol=1e-12, atol=1e-12)
+    # the remainder's bound by harmonics holds for exact activations too, so it can only tighten them
+    assert (linear_error(tables, clusters, waveform_groups=3, exact_inputs=23).rest <= everywhere.rest).all()
+    assert (quadratic.rest <= without.rest).all()
+    plain, few = (linear_error(tables, clusters, waveform_groups=3, exact_inputs=count, harmonics=None)
+                  for count in (0, 2))
     changed = few.rest != plain.rest
     assert changed.sum() == 2 * 23
-    np.testing.assert_allclose(few.rest[changed], quadratic.rest[changed], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(few.rest[changed], without.rest[changed], rtol=1e-12, atol=1e-12)
     assert (few.rest[changed] < plain.rest[changed]).all()
 
 
@@ -195,12 +200,54 @@ def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):
     quadratic tiers alike; it never loosens a bound."""
     tables = white_noise_pizza(0, 31, 80, 0.3)
     clusters = clusters_of(tables)
-    with_both = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
+    with_both = [error(tables, clusters, harmonics=None).rest for error in (linear_error, quadratic_error)]
     monkeypatch.setattr(bounds, "_remainder_by_norms",
                         lambda norm_squares, target, norms, ops: np.full_like(norm_squares, np.inf))
-    ptp_only = [error(tables, clusters).rest for error in (linear_error, quadratic_error)]
+    ptp_only = [error(tables, clusters, harmonics=None).rest for error in (linear_error, quadratic_error)]
     for both, ptp in zip(with_both, ptp_only):
         assert (both <= ptp).all() and (both < ptp).mean() > 0.5
+
+
+def test_the_remainders_harmonic_bound_tightens_on_white_noise():
+    """With white noise in W_L the bound by the waveform's harmonics is the smallest of the remainder's three on
+    most inputs, in the linear and the quadratic tiers alike; it never loosens a bound."""
+    tables = white_noise_pizza(0, 31, 80, 0.3)
+    clusters = clusters_of(tables)
+    for error in (linear_error, quadratic_error):
+        with_it, without = error(tables, clusters).rest, error(tables, clusters, harmonics=None).rest
+        assert (with_it <= without).all() and (with_it < without).mean() > 0.5
+
+
+@SETTINGS
+@given(kappa=st.floats(-2.5, 2.5), beta=st.floats(-0.6, 0.6), delta=st.floats(-7.0, 7.0),
+       harmonics=st.integers(0, 24), grid=st.sampled_from([64, 256, 2048]))
+def test_the_waveform_expansions_tail_is_bounded(kappa, beta, delta, harmonics, grid):
+    """sup_θ |relu(κ + 2A cos θ + 2B cos 2θ) − Σ a_m cos mθ| is at most the tail bound, checked on a grid far finer
+    than the one that computed it, the kinks' neighbourhoods included."""
+    coefficients, tail = waveform_harmonics(kappa, beta, np.array([delta]), harmonics, grid)
+    theta = np.concatenate([np.linspace(0, 2 * np.pi, 200_001), np.random.default_rng(0).uniform(0, 2 * np.pi, 10_000)])
+    A, B = np.cos(delta / 2), beta * np.cos(delta)
+    wave = np.maximum(kappa + 2 * A * np.cos(theta) + 2 * B * np.cos(2 * theta), 0.0)
+    expansion = np.cos(np.outer(theta, np.arange(harmonics + 1))) @ coefficients[0]
+    assert np.abs(wave - expansion).max() <= tail[0] * (1 + 1e-9) + 1e-12
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([17, 23, 31]), neurons=st.integers(4, 60),
+       output_noise=st.floats(0.0, 1.0), groups=st.integers(1, 3), harmonics=st.integers(0, 20))
+def test_the_harmonic_bound_holds_for_the_exact_remainder(seed, p, neurons, output_noise, groups, harmonics):
+    """max_c |Σ_i h_i (ρ_i(a+b) − ρ_i(c))| over the neurons in the arcs, from the exact hidden activations, is at
+    most the remainder's bound by harmonics on every input, whatever the expansion's length."""
+    tables = white_noise_pizza(seed, p, neurons, output_noise)
+    dec = decompose(tables, clusters_of(tables), Ops(), waveform_groups=groups)
+    if not dec.clusters:
+        return
+    hidden = np.maximum(tables.F_a[:, None, :] + tables.F_b[None, :, :] + tables.b_in, 0.0)  # [a, b, d_mlp]
+    remainder = sum(hidden[..., term.neurons] @ term.remainder for term in dec.clusters)  # [a, b, c]
+    at_target = np.take_along_axis(remainder, targets(p)[..., None], -1)
+    truth = np.abs(at_target - remainder).max(-1)
+    bound = bounds._remainder_by_harmonics(dec, p, harmonics, Ops())
+    assert (truth <= bound * (1 + 1e-9) + 1e-9).all()
 
 
 @SETTINGS

@@ -43,6 +43,8 @@ from .ops import Ops
 from .tables import SeparableTables
 
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
+HARMONICS = 16  # the ideal activation's waveform expanded to this harmonic of the phase for the remainder (docs §1)
+WAVEFORM_GRID = 1024  # points on the circle where that expansion's tail is measured
 
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
@@ -149,7 +151,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
                  waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0,
-                 misfit_reach: float = MISFIT_REACH) -> "ErrorTerms":
+                 misfit_reach: float = MISFIT_REACH, harmonics: int | None = HARMONICS) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
@@ -159,6 +161,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     when there are at most ``exact_loose`` times d_mlp / p of them (O(p²) each, so O(exact_loose·p·d_mlp) in
     all), and otherwise the bound relu(F_a + b_in) + relu(F_b) on their activations; what room that budget
     leaves goes to the cluster neurons whose residuals reach furthest past ``misfit_reach``, taken out of the arcs.
+    With sign patterns the remainder is also bounded by the ideal waveform's first ``harmonics`` harmonics (None:
+    not), on every input, the exact ones included.
     """
     ops = ops or Ops()
     p = tables.p
@@ -182,15 +186,18 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     else:
         loose = _loose_bound(tables, dec, ops)
     tracked.subtract_explanation(dec)
+    harmonic = _remainder_by_harmonics(dec, p, harmonics, ops) if sign_patterns and harmonics is not None else None
     if sign_patterns:
         remainder = np.minimum(remainder, _remainder_by_norms(norm_squares, targets(p), dec.remainder_norms, ops))
+    if harmonic is not None:
+        remainder = np.minimum(remainder, harmonic)
     ops(p * p * 2)
     error = ErrorTerms(dec, tracked, remainder + band + loose)
-    _exact_inputs(error, tables, exact_inputs * p, ops)
+    _exact_inputs(error, tables, exact_inputs * p, harmonic, ops)
     return error
 
 
-def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops: Ops,
+def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, harmonic: np.ndarray | None, ops: Ops,
                   chunk_elements: int = 1 << 20) -> None:
     """Replace the error's terms by the quadratic tier's, from the exact hidden activations, on the ``count``
     inputs where the rest (band, remainder, loose neurons) is the largest share of the bound: mostly those whose
@@ -209,7 +216,7 @@ def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, ops:
     for a, b, hidden, norm_squares in _hidden_in_chunks(from_a, from_b, chosen, p, edges[-2], step):
         exact = _exact_terms(hidden, norm_squares, dec, edges, ops)
         error.tracked.replace((a, b), exact.phasors, exact.coordinates, dec)
-        error.rest[a, b] = exact.rest((a + b) % p, dec, ops)
+        error.rest[a, b] = exact.rest((a + b) % p, dec, ops, None if harmonic is None else harmonic[a, b])
 
 
 def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Workspace) -> np.ndarray:
@@ -231,6 +238,53 @@ def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, norms: np.
     ``norms`` ‖ρ(c)‖₂ over the set per output c (docs/bounds.md §1)."""
     ops(4 * norm_squares.size)
     return np.sqrt(norm_squares) * (norms[target] + norms.max(initial=0.0))
+
+
+def waveform_harmonics(kappa: float, beta: float, delta: np.ndarray, harmonics: int = HARMONICS,
+                       grid: int = WAVEFORM_GRID) -> tuple[np.ndarray, np.ndarray]:
+    """relu(κ + 2A cos θ + 2B cos 2θ) = Σ_{m ≤ M} a_m cos mθ + t(θ) for each δ (A = cos(δ/2), B = β cos δ): a_m
+    ``[len(δ), M + 1]`` and a bound on sup_θ |t(θ)| ``[len(δ)]``, its largest value on a grid of the circle plus
+    its Lipschitz constant times half the grid's spacing. Any a_m make this an identity; the grid's FFT makes the
+    tail small."""
+    A, B = np.cos(delta / 2), beta * np.cos(delta)
+    theta = 2 * np.pi * np.arange(grid) / grid
+    wave = np.maximum(kappa + 2 * A[:, None] * np.cos(theta) + 2 * B[:, None] * np.cos(2 * theta), 0.0)
+    spectrum = np.fft.rfft(wave, axis=1).real / grid  # the wave is even in θ: cosines alone
+    spectrum[:, harmonics + 1:] = 0.0
+    coefficients = spectrum[:, :harmonics + 1] * np.where(np.arange(harmonics + 1) > 0, 2.0, 1.0)
+    tail = np.abs(wave - np.fft.irfft(spectrum * grid, n=grid, axis=1)).max(1)
+    slope = 2 * np.abs(A) + 4 * np.abs(B) + np.abs(coefficients) @ np.arange(harmonics + 1)
+    return coefficients, tail + slope * np.pi / grid
+
+
+def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops) -> np.ndarray:
+    """A third bound on |Σ_i h_i (ρ_i(a+b) − ρ_i(c))| over the neurons in the arcs, for every c ``[p, p]``, valid
+    for the exact h and for the arcs' h' alike: the ideal activations expanded in harmonics of their phase, each
+    harmonic's sum against ρ taken per output c, then the expansion's tail and the residuals by Cauchy–Schwarz
+    (docs/bounds.md §1, the remainder by harmonics). O(M·n·p) per group plus O(p²·(M + 1)) per group."""
+    half = np.arange(p // 2 + 1)  # δ and −δ give the same |a_m|: differences d and p − d share a row
+    coefficients, harmonic_sums = [], []
+    tail_squares, residual_squares = np.zeros(len(half)), np.zeros((p, p))
+    for term in dec.clusters:
+        weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * half, harmonics)
+        coefficients.append(np.abs(weights))
+        turn = term.r * np.exp(1j * np.outer(np.arange(harmonics + 1), term.phase))  # r_i e^{imφ_i}
+        harmonic_sums.append(np.abs(turn @ term.remainder))  # |R_m(c)| [M + 1, p]
+        tail_squares += (tail * np.linalg.norm(term.r)) ** 2
+        residual = np.linalg.norm(term.eps_a, axis=1)[:, None] + np.linalg.norm(term.eps_b, axis=1)[None, :]
+        residual_squares += residual ** 2
+        n = len(term.r)
+        ops(WAVEFORM_GRID * len(half) * (12 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)
+            + 4 * p * n + 4 * p * p)
+    if not coefficients:
+        return np.zeros((p, p))
+    by_difference = np.concatenate(coefficients, axis=1) @ np.concatenate(harmonic_sums)  # Q(d, c) [p // 2 + 1, p]
+    fold = np.minimum(np.arange(p), p - np.arange(p))
+    difference, target = fold[difference_index(p)], targets(p)
+    norms = dec.remainder_norms
+    ops(2 * by_difference.size * len(coefficients) * (harmonics + 1) + by_difference.size + 10 * p * p)
+    return (by_difference[difference, target] + by_difference.max(1)[difference]
+            + (np.sqrt(tail_squares)[difference] + np.sqrt(residual_squares)) * (norms[target] + norms.max()))
 
 
 @dataclass
@@ -492,11 +546,14 @@ class _ExactTerms:
     loose: np.ndarray  # [n] Σ_i h_i ptp(ρ_i) over the loose ones, ρ_i what their tracked part leaves
     loose_norm_squares: np.ndarray  # [n] ‖h‖² over the loose neurons
 
-    def rest(self, target: np.ndarray, dec: Decomposition, ops: Ops) -> np.ndarray:
+    def rest(self, target: np.ndarray, dec: Decomposition, ops: Ops, harmonic: np.ndarray | None = None) -> np.ndarray:
         """The bound on everything but the tracked part, given each input's a+b: the remainder of the clustered
-        neurons and that of the loose ones, each the smaller of its two bounds (docs/bounds.md §1)."""
-        ops(2 * len(target))
+        neurons, the smallest of its bounds (``harmonic``: ``_remainder_by_harmonics`` at these inputs), and that of
+        the loose ones, the smaller of its two (docs/bounds.md §1)."""
+        ops(3 * len(target))
         clustered = np.minimum(self.remainder, _remainder_by_norms(self.norm_squares, target, dec.remainder_norms, ops))
+        if harmonic is not None:
+            clustered = np.minimum(clustered, harmonic)
         if not len(dec.loose):
             return clustered
         return clustered + _loose_rest(self.loose, self.loose_norm_squares, target, dec, ops)
@@ -564,12 +621,15 @@ def _hidden(from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray
 
 def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
                     tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                    chunk_elements: int = 1 << 24) -> ErrorTerms:
-    """The error's terms from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is left."""
+                    chunk_elements: int = 1 << 24, harmonics: int | None = HARMONICS) -> ErrorTerms:
+    """The error's terms from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is left, and the
+    remainder's bound, the smallest of three (the third from the ideal waveform's first ``harmonics`` harmonics;
+    None: not used)."""
     ops = ops or Ops()
     p = tables.p
     dec = decompose(tables, clusters, ops, tracked_extra, directions)
     tracked, rest = _Tracked.empty(p, dec), np.empty((p, p))
+    harmonic = None if harmonics is None else _remainder_by_harmonics(dec, p, harmonics, ops)
     order, edges = _group_order(dec)
     from_a, from_b = tables.F_a[:, order] + tables.b_in[order], tables.F_b[:, order]
     step = max(1, chunk_elements // (p * max(len(order), 1))) * p  # whole rows a
@@ -578,7 +638,8 @@ def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops |
         rows, count = slice(a[0], a[-1] + 1), len(a) // p
         tracked.phasors[:, rows] = exact.phasors.reshape(-1, count, p)
         tracked.coordinates[:, rows] = exact.coordinates.reshape(-1, count, p)
-        rest[rows] = exact.rest((a + b) % p, dec, ops).reshape(count, p)
+        at = None if harmonic is None else harmonic[rows].ravel()
+        rest[rows] = exact.rest((a + b) % p, dec, ops, at).reshape(count, p)
     tracked.subtract_explanation(dec)
     return ErrorTerms(dec, tracked, rest)
 

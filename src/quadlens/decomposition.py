@@ -74,6 +74,7 @@ class ClusterTerms:
     remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies and directions
     span: np.ndarray  # [n] ptp of the whole output row: the most one unit of |h − ĥ| moves a logit difference
     neurons: np.ndarray  # model neuron indices, in phase order
+    remainder: np.ndarray  # [n, p] what the tracked frequencies and directions leave of each output row: ρ_i
     columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
 
     @property
@@ -96,7 +97,8 @@ class ClusterTerms:
         """The same terms for the kept neurons alone (a boolean mask in phase order)."""
         return replace(self, phase=self.phase[keep], r=self.r[keep], eps_a=self.eps_a[:, keep],
                        eps_b=self.eps_b[:, keep], gamma=self.gamma[keep], coordinates=self.coordinates[keep],
-                       remainder_span=self.remainder_span[keep], span=self.span[keep], neurons=self.neurons[keep])
+                       remainder_span=self.remainder_span[keep], span=self.span[keep], neurons=self.neurons[keep],
+                       remainder=self.remainder[keep])
 
 
 @dataclass
@@ -198,7 +200,7 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     Those join the loose neurons; the explanation is unchanged.
     """
     p = tables.p
-    terms, remainders, frequencies, target_phasors, all_directions = [], [], set(), {}, []
+    terms, frequencies, target_phasors, all_directions = [], set(), {}, []
     difference, target = difference_index(p), targets(p)
     for cluster in clusters:
         keep = cluster.r > 1e-9 * max(cluster.r.max(), 1e-300)
@@ -225,12 +227,11 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
             terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]],
                                       eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
                                       slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
-                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group]))
-            remainders.append(remainder[group])
+                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group], remainder[group]))
     unclustered = tables.d_mlp - sum(len(term.r) for term in terms)
     kept = [~misfit for misfit in _misfits(terms, exact_neurons - unclustered, reach, ops)]
     terms = [term.subset(keep) if not keep.all() else term for term, keep in zip(terms, kept) if keep.any()]
-    remainder_squares = sum(((rows[keep] ** 2).sum(0) for rows, keep in zip(remainders, kept)), np.zeros(p))
+    remainder_squares = sum(((term.remainder ** 2).sum(0) for term in terms), np.zeros(p))
     clustered = np.zeros(tables.d_mlp, bool)
     for term in terms:
         clustered[term.neurons] = True
