@@ -5,9 +5,9 @@
 
 Brute force at p = 2999 would take hours, so it runs on a sample: ``certify.brute_force`` on its first ``--rows``
 rows a (each row does the same work), timed and scaled to all p rows; its set-up (the explanation's table, the
-arrays) is timed apart, with no row, and added once. The models are bound_scaling.py's synthetic pizzas (d_mlp = 4p). The tier runs as a user's first
-``quadlens bound`` would meet it, after the compiled kernels are loaded, and then again (``--repeat``): the
-difference is what first touches of memory cost.
+arrays) is timed apart, with no row, and added once. The models are bound_scaling.py's synthetic pizzas
+(d_mlp = 4p). The tier runs as a user's first ``quadlens bound`` would meet it, after the compiled kernels are
+loaded, and then again (``--repeat``): the difference is what first touches of memory cost.
 """
 
 from __future__ import annotations

@@ -232,6 +232,11 @@ def test_the_waveform_expansions_tail_is_bounded(kappa, beta, delta, harmonics, 
     assert np.abs(wave - expansion).max() <= tail[0] * (1 + 1e-9) + 1e-12
 
 
+def test_the_waveform_expansion_names_too_many_harmonics():
+    with pytest.raises(ValueError, match="harmonics < grid / 2; got 32 on 64 points"):
+        waveform_harmonics(0.2, 0.1, np.zeros(1), harmonics=32, grid=64)
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10_000), p=st.sampled_from([17, 23, 31]), neurons=st.integers(4, 60),
        output_noise=st.floats(0.0, 1.0), groups=st.integers(1, 3), harmonics=st.integers(0, 20))
@@ -405,7 +410,8 @@ def test_bound_files(tmp_path, bundled):
     import json
 
     data = json.loads((tmp_path / "bound.json").read_text())
-    assert {"name", "ops", "seconds", "certified_fraction", "max_bound", "tightness_max", "tightness_median"} <= set(data["tiers"][0])
+    required = {"name", "ops", "seconds", "certified_fraction", "max_bound", "tightness_max", "tightness_median"}
+    assert required <= set(data["tiers"][0])
     assert {"ops", "seconds", "max_error", "accuracy"} <= set(data["brute_force"])
     arrays = np.load(tmp_path / "bound.npz")
     assert arrays["true_error"].shape == (59, 59) and "bound_arcs" in arrays and "margin_quadratic" in arrays

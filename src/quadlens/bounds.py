@@ -19,8 +19,9 @@ Tiers (costs counted in arithmetic operations as they are performed):
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
   brute force   O(p³m)   the truth (``quadlens.certify``)
 
-Every tier but ``lipschitz`` bounds the output remainder's part of the error two ways, neuron by neuron and by
-Cauchy–Schwarz over the neurons, and keeps the smaller per input (docs/bounds.md §1).
+Every tier but ``lipschitz`` bounds the output remainder's part of the error three ways, neuron by neuron, by
+Cauchy–Schwarz over the neurons, and by the ideal waveform's harmonics, and keeps the smallest per input
+(docs/bounds.md §1).
 
 The arc sums themselves run in ``quadlens.arcs`` (compiled).
 """
@@ -246,6 +247,8 @@ def waveform_harmonics(kappa: float, beta: float, delta: np.ndarray, harmonics: 
     ``[len(δ), M + 1]`` and a bound on sup_θ |t(θ)| ``[len(δ)]``, its largest value on a grid of the circle plus
     its Lipschitz constant times half the grid's spacing. Any a_m make this an identity; the grid's FFT makes the
     tail small."""
+    if not 0 <= harmonics < grid // 2:
+        raise ValueError(f"the waveform's expansion needs 0 <= harmonics < grid / 2; got {harmonics} on {grid} points")
     A, B = np.cos(delta / 2), beta * np.cos(delta)
     theta = 2 * np.pi * np.arange(grid) / grid
     wave = np.maximum(kappa + 2 * A[:, None] * np.cos(theta) + 2 * B[:, None] * np.cos(2 * theta), 0.0)
@@ -268,8 +271,9 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
     for term in dec.clusters:
         weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * half, harmonics)
         coefficients.append(np.abs(weights))
-        turn = term.r * np.exp(1j * np.outer(np.arange(harmonics + 1), term.phase))  # r_i e^{imφ_i}
-        harmonic_sums.append(np.abs(turn @ term.remainder))  # |R_m(c)| [M + 1, p]
+        angle = np.outer(np.arange(harmonics + 1), term.phase)  # R_m(c) = Σ_i r_i e^{imφ_i} ρ_i(c), in two real parts
+        cosines, sines = term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder
+        harmonic_sums.append(np.hypot(cosines, sines))  # |R_m(c)| [M + 1, p]
         tail_squares += (tail * np.linalg.norm(term.r)) ** 2
         residual = np.linalg.norm(term.eps_a, axis=1)[:, None] + np.linalg.norm(term.eps_b, axis=1)[None, :]
         residual_squares += residual ** 2

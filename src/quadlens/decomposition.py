@@ -10,6 +10,7 @@ exact for any explanation parameters, so soundness never depends on the fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -71,11 +72,15 @@ class ClusterTerms:
     gamma: np.ndarray  # [n, T] complex output coefficients at those frequencies
     coordinates: np.ndarray  # [n, R] output rows along the cluster's principal directions
     direction_columns: slice  # those directions' rows in Decomposition.directions
-    remainder_span: np.ndarray  # [n] ptp of the output row beyond the tracked frequencies and directions
     span: np.ndarray  # [n] ptp of the whole output row: the most one unit of |h − ĥ| moves a logit difference
     neurons: np.ndarray  # model neuron indices, in phase order
     remainder: np.ndarray  # [n, p] what the tracked frequencies and directions leave of each output row: ρ_i
     columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
+
+    @cached_property
+    def remainder_span(self) -> np.ndarray:
+        """[n] ptp of each output row's remainder ρ_i: the most one unit of activation moves it between outputs."""
+        return np.ptp(self.remainder, axis=1)
 
     @property
     def output_weights(self) -> np.ndarray:
@@ -97,8 +102,7 @@ class ClusterTerms:
         """The same terms for the kept neurons alone (a boolean mask in phase order)."""
         return replace(self, phase=self.phase[keep], r=self.r[keep], eps_a=self.eps_a[:, keep],
                        eps_b=self.eps_b[:, keep], gamma=self.gamma[keep], coordinates=self.coordinates[keep],
-                       remainder_span=self.remainder_span[keep], span=self.span[keep], neurons=self.neurons[keep],
-                       remainder=self.remainder[keep])
+                       span=self.span[keep], neurons=self.neurons[keep], remainder=self.remainder[keep])
 
 
 @dataclass
@@ -226,8 +230,8 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
         for group in groups:
             terms.append(ClusterTerms(cluster, k, phi[group], r[group], kappa[group[0]], beta[group[0]],
                                       eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
-                                      slice(start, start + len(basis)), np.ptp(remainder[group], axis=1),
-                                      np.ptp(tables.W_L[idx[group]], axis=1), idx[group], remainder[group]))
+                                      slice(start, start + len(basis)), np.ptp(tables.W_L[idx[group]], axis=1),
+                                      idx[group], remainder[group]))
     unclustered = tables.d_mlp - sum(len(term.r) for term in terms)
     kept = [~misfit for misfit in _misfits(terms, exact_neurons - unclustered, reach, ops)]
     terms = [term.subset(keep) if not keep.all() else term for term, keep in zip(terms, kept) if keep.any()]
