@@ -265,11 +265,11 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
     for the exact h and for the arcs' h' alike: the ideal activations expanded in harmonics of their phase, each
     harmonic's sum against ρ taken per output c, then the expansion's tail and the residuals by Cauchy–Schwarz
     (docs/bounds.md §1, the remainder by harmonics). O(M·n·p) per group plus O(p²·(M + 1)) per group."""
-    half = np.arange(p // 2 + 1)  # δ and −δ give the same |a_m|: differences d and p − d share a row
+    folded = np.arange(p // 2 + 1)  # δ and −δ give the same |a_m|: differences d and p − d share a row
     coefficients, harmonic_sums = [], []
-    tail_squares, residual_squares = np.zeros(len(half)), np.zeros((p, p))
+    tail_squares, residual_squares = np.zeros(len(folded)), np.zeros((p, p))
     for term in dec.clusters:
-        weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * half, harmonics)
+        weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * folded, harmonics)
         coefficients.append(np.abs(weights))
         angle = np.outer(np.arange(harmonics + 1), term.phase)  # R_m(c) = Σ_i r_i e^{imφ_i} ρ_i(c), in two real parts
         cosines, sines = term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder
@@ -278,13 +278,12 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
         residual = np.linalg.norm(term.eps_a, axis=1)[:, None] + np.linalg.norm(term.eps_b, axis=1)[None, :]
         residual_squares += residual ** 2
         n = len(term.r)
-        ops(WAVEFORM_GRID * len(half) * (12 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)
+        ops(WAVEFORM_GRID * len(folded) * (12 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)
             + 4 * p * n + 4 * p * p)
     if not coefficients:
         return np.zeros((p, p))
     by_difference = np.concatenate(coefficients, axis=1) @ np.concatenate(harmonic_sums)  # Q(d, c) [p // 2 + 1, p]
-    fold = np.minimum(np.arange(p), p - np.arange(p))
-    difference, target = fold[difference_index(p)], targets(p)
+    difference, target = np.minimum(difference_index(p), p - difference_index(p)), targets(p)
     norms = dec.remainder_norms
     ops(2 * by_difference.size * len(coefficients) * (harmonics + 1) + by_difference.size + 10 * p * p)
     return (by_difference[difference, target] + by_difference.max(1)[difference]
