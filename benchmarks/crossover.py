@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from bound_scaling import synthetic
-from quadlens.certify import run_tier, brute_force, load_compiled_kernels
+from quadlens.certify import brute_force, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
