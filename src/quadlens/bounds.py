@@ -45,7 +45,7 @@ from .tables import SeparableTables
 
 BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
 HARMONICS = 16  # the ideal activation's waveform expanded to this harmonic of the phase for the remainder (docs §1)
-WAVEFORM_GRID = 1024  # points on the circle where that expansion's tail is measured
+WAVEFORM_GRID = 256  # points on the circle where that expansion's tail is measured (docs §1)
 
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
@@ -244,20 +244,24 @@ def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, norms: np.
 def waveform_harmonics(kappa: float, beta: float, delta: np.ndarray, harmonics: int = HARMONICS,
                        grid: int = WAVEFORM_GRID) -> tuple[np.ndarray, np.ndarray]:
     """relu(κ + 2A cos θ + 2B cos 2θ) = Σ_{m ≤ M} a_m cos mθ + t(θ) for each δ (A = cos(δ/2), B = β cos δ): a_m
-    ``[len(δ), M + 1]`` and a bound on sup_θ |t(θ)| ``[len(δ)]``, its largest value on a grid of the circle plus
-    its Lipschitz constant times half the grid's spacing. Any a_m make this an identity; the grid's FFT makes the
-    tail small."""
+    ``[len(δ), M + 1]`` and a bound on sup_θ |t(θ)| ``[len(δ)]``. Any a_m make this an identity; the grid's FFT makes
+    the tail small. Between grid points t strays from its chord by the curvature of the waveform and the series,
+    and, where the relu's argument changes sign, by the kink's gap below the chord (docs/bounds.md §1)."""
     if not 0 <= harmonics < grid // 2:
         raise ValueError(f"the waveform's expansion needs 0 <= harmonics < grid / 2; got {harmonics} on {grid} points")
     A, B = np.cos(delta / 2), beta * np.cos(delta)
     theta = 2 * np.pi * np.arange(grid) / grid
-    wave = np.maximum(kappa + 2 * A[:, None] * np.cos(theta) + 2 * B[:, None] * np.cos(2 * theta), 0.0)
+    argument = kappa + 2 * A[:, None] * np.cos(theta) + 2 * B[:, None] * np.cos(2 * theta)
+    wave = np.maximum(argument, 0.0)
     spectrum = np.fft.rfft(wave, axis=1).real / grid  # the wave is even in θ: cosines alone
     spectrum[:, harmonics + 1:] = 0.0
     coefficients = spectrum[:, :harmonics + 1] * np.where(np.arange(harmonics + 1) > 0, 2.0, 1.0)
-    tail = np.abs(wave - np.fft.irfft(spectrum * grid, n=grid, axis=1)).max(1)
-    slope = 2 * np.abs(A) + 4 * np.abs(B) + np.abs(coefficients) @ np.arange(harmonics + 1)
-    return coefficients, tail + slope * np.pi / grid
+    tail = np.abs(wave - np.fft.irfft(spectrum * grid, n=grid, axis=1))
+    following, argument_following = np.roll(tail, -1, axis=1), np.roll(argument, -1, axis=1)
+    crossing = np.maximum(-argument * argument_following, 0.0)  # > 0 where the argument changes sign
+    kink = crossing / np.maximum(np.abs(argument) + np.abs(argument_following), np.finfo(float).tiny)
+    curvature = 2 * np.abs(A) + 8 * np.abs(B) + np.abs(coefficients) @ np.arange(harmonics + 1) ** 2
+    return coefficients, (np.maximum(tail, following) + kink).max(1) + curvature * (2 * np.pi / grid) ** 2 / 8
 
 
 def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops) -> np.ndarray:
@@ -269,7 +273,8 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
     coefficients, harmonic_sums = [], []
     tail_squares, residual_squares = np.zeros(len(folded)), np.zeros((p, p))
     for term in dec.clusters:
-        weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * folded, harmonics)
+        weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * folded, harmonics,
+                                           WAVEFORM_GRID)
         coefficients.append(np.abs(weights))
         angle = np.outer(np.arange(harmonics + 1), term.phase)  # R_m(c) = Σ_i r_i e^{imφ_i} ρ_i(c), in two real parts
         cosines, sines = term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder
@@ -278,7 +283,7 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
         residual = np.linalg.norm(term.eps_a, axis=1)[:, None] + np.linalg.norm(term.eps_b, axis=1)[None, :]
         residual_squares += residual ** 2
         n = len(term.r)
-        ops(WAVEFORM_GRID * len(folded) * (12 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)
+        ops(WAVEFORM_GRID * len(folded) * (20 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)
             + 4 * p * n + 4 * p * p)
     if not coefficients:
         return np.zeros((p, p))
