@@ -8,17 +8,26 @@ rows a (each row does the same work), timed and scaled to all p rows; its set-up
 arrays) is timed apart, with no row, and added once. The models are bound_scaling.py's synthetic pizzas
 (d_mlp = 4p). The tier runs as a user's first ``quadlens bound`` would meet it, after the compiled kernels are
 loaded, and then again (``--repeat``): the difference is what first touches of memory cost.
+
+``--json FILE`` appends this run (date, machine, ``bound.json`` schema version, command, rows) to the runs already
+in FILE, so that runs at different p, or before and after a change to the bounds, sit side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
+import sys
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from bound_scaling import synthetic
-from quadlens.certify import brute_force, load_compiled_kernels, run_tier
+from quadlens.certify import SCHEMA_VERSION, brute_force, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
@@ -30,6 +39,16 @@ def estimated_brute_force(tables, clusters, rows: int) -> float:
     return setup + (sampled - setup) * tables.p / min(rows, tables.p)
 
 
+def append_run(path: Path, rows: list[dict]) -> None:
+    """Add this run to the runs logged in ``path`` (created if absent)."""
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__}
+    runs.append({"date": datetime.date.today().isoformat(), "machine": machine, "schema_version": SCHEMA_VERSION,
+                 "command": " ".join(["python", *sys.argv]), "rows": rows})
+    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ps", type=int, nargs="*", default=[457, 1279, 2053, 2999])
@@ -37,7 +56,7 @@ def main() -> None:
     parser.add_argument("--tier", default="arcs")
     parser.add_argument("--full", action="store_true", help="also run brute force on every row")
     parser.add_argument("--repeat", type=int, default=2, help="runs of the tier at each p; the first is reported")
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--json", type=Path, help="append this run to the runs logged here")
     args = parser.parse_args()
     load_compiled_kernels()
     rows = []
@@ -54,14 +73,12 @@ def main() -> None:
                "tier_seconds_later_runs": [run.seconds for run in runs[1:]], "tier_ops": tier.ops,
                "certified_fraction": float(tier.certified.mean()), "max_bound": float(np.max(tier.bound))}
         rows.append(row)
-        later = ", ".join(f"{run.seconds:.2f} s" for run in runs[1:])
+        later = "".join(f", then {run.seconds:.2f} s" for run in runs[1:])
         print(f"p={p} d_mlp={tables.d_mlp}: brute force ≈ {estimate:.1f} s (from {sampled_rows} of {p} rows)"
               + (f", in full {full:.1f} s" if full else "") + f"; {args.tier} {tier.seconds:.2f} s "
-              f"({estimate / tier.seconds:.0f}× faster; later runs {later}), certified {tier.certified.mean():.4f}",
-              flush=True)
+              f"({estimate / tier.seconds:.0f}× faster{later}), certified {tier.certified.mean():.4f}", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        append_run(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,12 @@ class ClusterTerms:
         """[n] ptp of each output row's remainder ρ_i: the most one unit of activation moves it between outputs."""
         return np.ptp(self.remainder, axis=1)
 
+    @cached_property
+    def residual_norms(self) -> tuple[np.ndarray, np.ndarray]:
+        """‖ε_a[a, ·]‖₂ and ‖ε_b[b, ·]‖₂ over the group's neurons ``[p]`` each: the most the residuals move the
+        activations, in norm (the remainder's bounds by Cauchy–Schwarz and by harmonics, docs/bounds.md §1)."""
+        return np.linalg.norm(self.eps_a, axis=1), np.linalg.norm(self.eps_b, axis=1)
+
     @property
     def output_weights(self) -> np.ndarray:
         """Per neuron ``[n, W]``, real: the tracked phasor coefficients' real parts, then their imaginary parts,
