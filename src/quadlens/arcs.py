@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 SAFETY = 1e-8  # relative and absolute slack on every residual threshold (docs/bounds.md §6)
+CHORD_FLOOR = 0.01  # the band's chord divides by at least this threshold, so its rounding stays far below SAFETY
 MAX_ARCS = 10
 
 
@@ -227,19 +228,12 @@ def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2:
             total[w] += upper[w] - lower[w] + rest[w]
 
 
-@njit(cache=True, inline="always")
-def _arc_sum(prefix_row: np.ndarray, j1: int, j2: int) -> float:
-    """The sum over the doubled list's range [j1, j2) from prefix sums ``[n+1]`` over the list itself."""
-    start, end, wrapped = unwrapped(j1, j2, len(prefix_row) - 1)
-    return prefix_row[end] - prefix_row[start] + prefix_row[wrapped]
-
-
 @njit(cache=True)
 def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: np.ndarray, share_tables: np.ndarray,
                share_max: np.ndarray, iterations: int, band: np.ndarray, ops: np.ndarray) -> None:
     """The band term of every input (a, b) of row a into ``band[b]``: per sign, the band {0 < x ≤ τ} (or
     {−τ < x ≤ 0}), τ narrowed up to ``iterations`` times to the largest residual share inside it."""
-    phase2, buckets, _, A_of, B_of, _, _, _, zero_roots, zero_angles = shift_tables
+    phase2, buckets, turn, A_of, B_of, _, _, _, zero_roots, zero_angles = shift_tables
     p = len(band)
     i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
     tau, active = np.empty(p), np.empty(p, np.bool_)
@@ -270,11 +264,23 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: 
                 active[b] = narrowed < tau[b]
                 if active[b]:
                     tau[b] = narrowed
-        for b in range(p):
+        for b in range(p):  # each neuron's correction, at most its share, shrinks along the chord (1 − |x|/τ)
+            s0, s1, s2, s3, s4 = 0.0, 0.0, 0.0, 0.0, 0.0
             for q in range(count[b]):
-                band[b] += (_arc_sum(band_prefix[sign, 0, a], i1[b, q], i2[b, q])
-                            + _arc_sum(band_prefix[sign, 1, b], i1[b, q], i2[b, q]))
-            ops[a] += count[b] * 4
+                for row in (band_prefix[sign, 0, a], band_prefix[sign, 1, b]):
+                    start, end, wrapped = unwrapped(i1[b, q], i2[b, q], len(row) - 1)
+                    upper, lower, rest = row[end], row[start], row[wrapped]
+                    s0 += upper[0] - lower[0] + rest[0]
+                    s1 += upper[1] - lower[1] + rest[1]
+                    s2 += upper[2] - lower[2] + rest[2]
+                    s3 += upper[3] - lower[3] + rest[3]
+                    s4 += upper[4] - lower[4] + rest[4]
+            difference, cs = a - b + p - 1, turn[a + b]
+            A2, B2 = 2 * A_of[difference], 2 * B_of[difference]
+            moment = kappa * s0 + A2 * (cs[0] * s1 + cs[1] * s2) + B2 * (cs[2] * s3 + cs[3] * s4)  # Σ weight·x
+            moment /= max(tau[b], CHORD_FLOOR)
+            band[b] += min(s0 - moment if sign == 0 else s0 + moment, s0)
+            ops[a] += count[b] * 20 + 16
 
 
 @njit(cache=True)
@@ -321,7 +327,8 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
 
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
     residual_prefix_a/b ``[p, n+1, W]``: per row, prefix sums of ε v (``row_prefix``);
-    band_prefix ``[2, 2, p, n+1]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost;
+    band_prefix ``[2, 2, p, n+1, 5]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost times
+    (1, cos φ, sin φ, cos 2φ, sin 2φ), the last four for the band's chord;
     share_tables ``[2, 2, L, p, n]``: sparse tables of the shares relu(∓ε)/r (``range_max_table``);
     these per-row tables hold the neuron list once, and a wrapped arc reads its two parts (``unwrapped``);
     share_max ``[2, 2, p]``.

@@ -79,13 +79,16 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
-    band_prefix = workspace.array("band prefix", (2, 2, p, n + 1))
+    band_prefix = workspace.array("band prefix", (2, 2, p, n + 1, 5))
     tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, n), np.float32)
     share_max = np.empty((2, 2, p))
+    parts = np.stack([np.ones_like(term.phase), np.cos(term.phase), np.sin(term.phase), np.cos(2 * term.phase),
+                      np.sin(2 * term.phase)], axis=1)  # [n, 5]: x's Fourier parts, for the band's chord
+    for s, sign in enumerate((-1, 1)):
+        for side, eps in enumerate((term.eps_a, term.eps_b)):
+            arcs.row_prefix(np.maximum(sign * eps, 0.0), cost[s][:, None] * parts, band_prefix[s, side])
     for s in range(2):
         for side, share in enumerate(shares[s]):
-            band_prefix[s, side, :, 0] = 0.0
-            np.cumsum(share * term.r * cost[s], axis=1, out=band_prefix[s, side, :, 1:])
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
     return (*residual_prefix, band_prefix, tables, share_max)
@@ -96,7 +99,7 @@ def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
     """Exact sums over the ideal on-set {κ + Q > 0} of ĥ_i plus the signed residual η_i; the band term covers
     the neurons whose sign the residual may flip, on each side of the kink (docs/bounds.md §3)."""
     n, W = term.output_weights.shape
-    ops(p * n * (4 * W + 20 + 4 * np.log2(max(n, 2))) + n * 5 * W * 3)
+    ops(p * n * (4 * W + 60 + 4 * np.log2(max(n, 2))) + n * 5 * W * 3 + 10 * n)
     found, band = workspace.array("found", (W, p, p)), np.empty((p, p))
     performed = arcs.arc_sums(*sign_pattern_arguments(term, p, workspace), iterations, found, band)
     ops(performed.sum())
