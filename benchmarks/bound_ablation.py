@@ -34,8 +34,8 @@ VARIANTS = {  # name: (options of linear_error, exact maxima over c on this many
     "signed bands, |E(c*)| + peak, no narrowing, no directions, T = 10":
         (dict(band_iterations=0, directions=0, tracked_extra=10), 0),
     "+ 4 principal directions, T = 6": (dict(band_iterations=0), 0),
-    "+ 1 narrowing": (dict(band_iterations=1), 0),
-    "+ 2 narrowings (**`arcs`**)": (dict(), 0),
+    "+ 1 narrowing (**`arcs`**)": (dict(), 0),
+    "2 narrowings": (dict(band_iterations=2), 0),
     "4 narrowings": (dict(band_iterations=4), 0),
     "`arcs` + 4 exact differences per cluster": (dict(exact_differences=4), 0),
     "`arcs` with 2 waveform groups": (dict(waveform_groups=2), 0),

@@ -10,7 +10,7 @@ Tiers (costs counted in arithmetic operations as they are performed):
                          Lipschitz constant
   arcs          linear   the same, with sign patterns: the signed residual enters exactly over the ideal
                          on-set; only bands around the kink, as wide as the largest residual share inside
-                         them, are bounded
+                         them, are bounded, each neuron's flip by its share along the chord (1 − |x|/τ)
   arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, each
                          group's worst differences a − b (its blind spots) evaluated exactly, the exact
                          hidden activations on the 16·p to 32·p inputs where the rest weighs most, and
@@ -43,7 +43,7 @@ from .ladder import difference_index, targets
 from .ops import Ops
 from .tables import SeparableTables
 
-BAND_ITERATIONS = 2  # times the linear tier narrows each band to the residuals of the neurons inside it
+BAND_ITERATIONS = 1  # times the linear tiers narrow each band to the residuals of the neurons inside it (docs §8)
 HARMONICS = 16  # the ideal activation's waveform expanded to this harmonic of the phase for the remainder (docs §1)
 WAVEFORM_GRID = 256  # points on the circle where that expansion's tail is measured (docs §1)
 
