@@ -16,18 +16,13 @@ in FILE, so that runs at different p, or before and after a change to the bounds
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from bound_scaling import synthetic
-from quadlens.certify import SCHEMA_VERSION, brute_force, load_compiled_kernels, run_tier
+from runlog import append_run
+
+from quadlens.certify import brute_force, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 
@@ -37,16 +32,6 @@ def estimated_brute_force(tables, clusters, rows: int) -> float:
     setup = brute_force(tables, clusters, device="cpu", rows=0)[3]
     sampled = brute_force(tables, clusters, device="cpu", rows=rows)[3]
     return setup + (sampled - setup) * tables.p / min(rows, tables.p)
-
-
-def append_run(path: Path, rows: list[dict]) -> None:
-    """Add this run to the runs logged in ``path`` (created if absent)."""
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__}
-    runs.append({"date": datetime.date.today().isoformat(), "machine": machine, "schema_version": SCHEMA_VERSION,
-                 "command": " ".join(["python", *sys.argv]), "rows": rows})
-    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
 
 
 def main() -> None:
@@ -78,7 +63,7 @@ def main() -> None:
               + (f", in full {full:.1f} s" if full else "") + f"; {args.tier} {tier.seconds:.2f} s "
               f"({estimate / tier.seconds:.0f}× faster{later}), certified {tier.certified.mean():.4f}", flush=True)
     if args.json:
-        append_run(args.json, rows)
+        append_run(args.json, rows=rows)
 
 
 if __name__ == "__main__":

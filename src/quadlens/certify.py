@@ -42,7 +42,7 @@ SCHEMA_VERSION = 11  # 2: certified by the competitor certificate, arcs_refined 
 # neurons' remainder bounded by Cauchy–Schwarz too; 8: exact inputs on (p // 8 within 16…32)·p inputs (was 16·p);
 # 9: the remainder also bounded by the ideal waveform's harmonics (every tier but lipschitz); 10: that expansion's
 # tail bounded to second order between grid points, on 256 points (was to first order, on 1024); 11: each band
-# neuron's correction taken along the chord (1 − |x|/τ), not at its full share (arcs, arcs_grouped)
+# neuron's correction taken along the chord (1 − |x|/τ), not at its full share, and one band narrowing, not two
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
