@@ -59,13 +59,17 @@ class ClusterSums:
     band: np.ndarray
 
 
+def _waveform_parts(phase: np.ndarray) -> np.ndarray:
+    """(1, cos φ, sin φ, cos 2φ, sin 2φ) per neuron ``[n, 5]``: κ + Q(θ) for θ = u + φ is κ, 2A cos u, −2A sin u,
+    2B cos 2u, −2B sin 2u times these."""
+    return np.stack([np.ones_like(phase), np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)], axis=1)
+
+
 def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
-    """Prefix sums over the doubled phase list of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times each output
-    weight: ``[2n+1, 5, W]``; r (κ + Q(θ)) for θ = u + φ is κ, 2A cos u, −2A sin u, 2B cos 2u, −2B sin 2u
-    times these."""
-    phase = term.phase
-    parts = term.r * np.stack([np.ones_like(phase), np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)])
-    return arcs.prefix(parts.T[:, :, None] * weights[:, None, :])
+    """Prefix sums over the doubled phase list of r times the waveform's parts (``_waveform_parts``) times each
+    output weight: ``[2n+1, 5, W]``."""
+    parts = term.r[:, None] * _waveform_parts(term.phase)
+    return arcs.prefix(parts[:, :, None] * weights[:, None, :])
 
 
 def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) -> tuple[np.ndarray, ...]:
@@ -82,13 +86,11 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     band_prefix = workspace.array("band prefix", (2, 2, p, n + 1, 5))
     tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, n), np.float32)
     share_max = np.empty((2, 2, p))
-    parts = np.stack([np.ones_like(term.phase), np.cos(term.phase), np.sin(term.phase), np.cos(2 * term.phase),
-                      np.sin(2 * term.phase)], axis=1)  # [n, 5]: x's Fourier parts, for the band's chord
+    parts = _waveform_parts(term.phase)  # x's parts, for the band's chord
     for s, sign in enumerate((-1, 1)):
-        for side, eps in enumerate((term.eps_a, term.eps_b)):
-            arcs.row_prefix(np.maximum(sign * eps, 0.0), cost[s][:, None] * parts, band_prefix[s, side])
-    for s in range(2):
-        for side, share in enumerate(shares[s]):
+        band_weights = cost[s][:, None] * parts
+        for side, (eps, share) in enumerate(zip((term.eps_a, term.eps_b), shares[s])):
+            arcs.row_prefix(np.maximum(sign * eps, 0.0), band_weights, band_prefix[s, side])
             arcs.range_max_table(share, tables[s, side])
             share_max[s, side] = share.max(1)
     return (*residual_prefix, band_prefix, tables, share_max)
