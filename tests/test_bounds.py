@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -425,8 +426,6 @@ def test_bound_files(tmp_path, bundled):
 
     report = bound(bundled, device="cpu")
     report.save(tmp_path)
-    import json
-
     data = json.loads((tmp_path / "bound.json").read_text())
     required = {"name", "ops", "seconds", "certified_fraction", "max_bound", "tightness_max", "tightness_median"}
     assert required <= set(data["tiers"][0])
@@ -435,6 +434,30 @@ def test_bound_files(tmp_path, bundled):
     assert arrays["true_error"].shape == (59, 59) and "bound_arcs" in arrays and "margin_quadratic" in arrays
     paths = write_bound_figures(report, tmp_path)
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_without_brute_force_the_tiers_and_their_verdicts_are_the_same(tmp_path, bundled):
+    from quadlens.certify import bound
+    from quadlens.figures import write_bound_figures
+
+    checked = bound(bundled, device="cpu", tiers=["arcs", "quadratic"])
+    alone = bound(bundled, tiers=["arcs", "quadratic"], truth=False)
+    assert not alone.has_truth and alone.brute_force_ops is None
+    for with_truth, without in zip(checked.tiers, alone.tiers):
+        np.testing.assert_array_equal(without.bound, with_truth.bound)
+        np.testing.assert_array_equal(without.proven_margin, with_truth.proven_margin)
+        # what it certifies, the model gets right: the certified fraction is a lower bound on the accuracy
+        assert (checked.model_margin[without.certified] > 0).all()
+    alone.save(tmp_path)
+    data = json.loads((tmp_path / "bound.json").read_text())
+    assert data["brute_force"] is None
+    assert data["tiers"][0]["certified_fraction"] == checked.tier_summary(checked.tiers[0])["certified_fraction"]
+    assert data["tiers"][0]["tightness_max"] is None and data["tiers"][0]["violations"] is None
+    assert sorted(np.load(tmp_path / "bound.npz").files) == sorted(
+        f"{kind}_{name}" for kind in ("bound", "margin", "proven_margin", "certified") for name in ("arcs", "quadratic"))
+    paths = write_bound_figures(alone, tmp_path)
+    assert [p.name for p in paths] == ["frontier.png", "bounds.png"]
+    assert "no brute force" in repr(alone) and "99.8" in repr(alone)
 
 
 def test_chunked_evaluation_matches_whole(bundled):

@@ -65,3 +65,11 @@ def test_bound_runs_the_chosen_tiers_and_names_an_unknown_one(tmp_path):
     assert result.exit_code == 2
     assert "fastest" in result.output and "arcs_grouped" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_bound_without_brute_force_says_what_its_fractions_mean(tmp_path):
+    result = runner.invoke(app, ["bound", "--tiers", "arcs", "--no-brute-force", "--out", str(tmp_path), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert "lower bound on the model's accuracy" in " ".join(result.output.split())
+    data = json.loads((tmp_path / "bound.json").read_text())
+    assert data["brute_force"] is None and data["tiers"][0]["certified_fraction"] > 0.99

@@ -1,5 +1,6 @@
 """``quadlens bound``: brute force (the truth), then every tier's bound and certificate against it: certified
-fractions, tightness, cost."""
+fractions, tightness, cost. Without brute force (large p, where it takes hours) the tiers' certified fractions
+still stand: each is a proven lower bound on the model's accuracy."""
 
 from __future__ import annotations
 
@@ -113,51 +114,65 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
 
 @dataclass
 class BoundReport:
-    """Tiers, brute-force truth and model margin, all per input ``[p, p]``."""
+    """Tiers, brute-force truth and model margin, all per input ``[p, p]``; the brute-force fields are None when
+    it was not run (``has_truth``)."""
 
     p: int
     d_mlp: int
     tiers: list[Tier]
-    truth: np.ndarray
-    model_margin: np.ndarray
-    brute_force_ops: int
-    brute_force_seconds: float
+    truth: np.ndarray | None
+    model_margin: np.ndarray | None
+    brute_force_ops: int | None
+    brute_force_seconds: float | None
     clusters: list[Cluster] = field(default_factory=list)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.truth is not None
 
     def __repr__(self) -> str:
         """One line for notebooks and logs: each tier's certified fraction and B/truth maximum (the arrays are the
         fields, the summary :meth:`to_dict`)."""
-        tiers = ", ".join(f"{t.name}: {percent(t.certified.mean())} certified, B/truth max "
-                          f"{(t.bound / np.maximum(self.truth, 1e-12)).max():.3g}" for t in self.tiers)
-        accuracy = percent((self.model_margin > 0).mean(), 2)
-        return f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, accuracy={accuracy}, max error {self.truth.max():.3g}; {tiers})"
+        tiers = ", ".join(f"{t.name}: {percent(t.certified.mean())} certified" + (
+            f", B/truth max {(t.bound / np.maximum(self.truth, 1e-12)).max():.3g}" if self.has_truth else "")
+            for t in self.tiers)
+        truth = (f"accuracy={percent((self.model_margin > 0).mean(), 2)}, max error {self.truth.max():.3g}"
+                 if self.has_truth else "no brute force")
+        return f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, {truth}; {tiers})"
 
     def tier_summary(self, tier: Tier) -> dict:
-        ratio = tier.bound / np.maximum(self.truth, 1e-12)
-        return {"name": tier.name, "cost": tier.cost, "ops": tier.ops, "seconds": tier.seconds,
-                "certified_fraction": float(tier.certified.mean()), "max_bound": float(tier.bound.max()),
-                "min_proven_margin": float(tier.proven_margin.min()),
-                "tightness_max": float(ratio.max()), "tightness_median": float(np.median(ratio)),
-                "violations": int((tier.bound < self.truth).sum()),
-                "speedup_vs_brute_force": self.brute_force_seconds / max(tier.seconds, 1e-12),
-                "ops_ratio_vs_brute_force": self.brute_force_ops / max(tier.ops, 1)}
+        """The tier's figures for ``bound.json``; those against brute force are None where it was not run."""
+        summary = {"name": tier.name, "cost": tier.cost, "ops": tier.ops, "seconds": tier.seconds,
+                   "certified_fraction": float(tier.certified.mean()), "max_bound": float(tier.bound.max()),
+                   "min_proven_margin": float(tier.proven_margin.min()), "tightness_max": None,
+                   "tightness_median": None, "violations": None, "speedup_vs_brute_force": None,
+                   "ops_ratio_vs_brute_force": None}
+        if self.has_truth:
+            ratio = tier.bound / np.maximum(self.truth, 1e-12)
+            summary.update(tightness_max=float(ratio.max()), tightness_median=float(np.median(ratio)),
+                           violations=int((tier.bound < self.truth).sum()),
+                           speedup_vs_brute_force=self.brute_force_seconds / max(tier.seconds, 1e-12),
+                           ops_ratio_vs_brute_force=self.brute_force_ops / max(tier.ops, 1))
+        return summary
 
     def to_dict(self) -> dict:
+        brute = None if not self.has_truth else {
+            "ops": self.brute_force_ops, "seconds": self.brute_force_seconds, "max_error": float(self.truth.max()),
+            "median_error": float(np.median(self.truth)), "accuracy": float((self.model_margin > 0).mean()),
+            "min_model_margin": float(self.model_margin.min())}
         return json_ready({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
             "explanation": EXPLANATION, "certificate": CERTIFICATE, "competitors": COMPETITORS,
             "p": self.p, "d_mlp": self.d_mlp,
             "clusters": [c.frequency for c in self.clusters],
             "tiers": [self.tier_summary(t) for t in self.tiers],
-            "brute_force": {"ops": self.brute_force_ops, "seconds": self.brute_force_seconds,
-                            "max_error": float(self.truth.max()), "median_error": float(np.median(self.truth)),
-                            "accuracy": float((self.model_margin > 0).mean()),
-                            "min_model_margin": float(self.model_margin.min())},
+            "brute_force": brute,
         })
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Per-input arrays for ``bound.npz``: truth, model margin, and each tier's bound, margins and verdict."""
-        out = {"true_error": self.truth, "model_margin": self.model_margin}
+        """Per-input arrays for ``bound.npz``: truth and model margin (with brute force), and each tier's bound,
+        margins and verdict."""
+        out = {"true_error": self.truth, "model_margin": self.model_margin} if self.has_truth else {}
         for tier in self.tiers:
             out[f"bound_{tier.name}"] = tier.bound
             out[f"margin_{tier.name}"] = tier.margin
@@ -268,27 +283,32 @@ def load_compiled_kernels() -> None:
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                 tiers: Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None) -> BoundReport:
+                 tiers: Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
+                 truth: bool = True) -> BoundReport:
     """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
-    for the truth; ``on_stage`` hears the name of each stage as it starts (for a progress display)."""
+    for the truth unless ``truth`` is False; ``on_stage`` hears the name of each stage as it starts (for a progress
+    display)."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     names = check_tiers(tiers)
     stage = on_stage or (lambda name: None)
     stage("compiled kernels")
     load_compiled_kernels()
-    stage("brute force")
-    truth, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
+    true_error, model_margin, bf_ops, bf_seconds = None, None, None, None
+    if truth:
+        stage("brute force")
+        true_error, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
     chosen = []
     for i, name in enumerate(names):
         stage(f"{name} ({i + 1}/{len(names)})")
         chosen.append(run_tier(name, tables, clusters))
-    return BoundReport(tables.p, tables.d_mlp, chosen, truth, model_margin, bf_ops, bf_seconds, clusters)
+    return BoundReport(tables.p, tables.d_mlp, chosen, true_error, model_margin, bf_ops, bf_seconds, clusters)
 
 
 def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS,
-          on_stage: Callable[[str], None] | None = None) -> BoundReport:
-    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers."""
+          on_stage: Callable[[str], None] | None = None, truth: bool = True) -> BoundReport:
+    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers and,
+    unless ``truth`` is False, brute force."""
     tables = separable_tables(model)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    return bound_tables(tables, clusters, device, tiers, on_stage)
+    return bound_tables(tables, clusters, device, tiers, on_stage, truth)

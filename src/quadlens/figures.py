@@ -127,12 +127,14 @@ def frontier(report: BoundReport, path: Path) -> Path:
     for i, tier in enumerate(report.tiers):
         ax.scatter(tier.ops, tier.certified.mean(), s=45, zorder=3, marker=markers[i % len(markers)],
                    label=f"{tier.name}: {tier.cost}")
-    accuracy = float((report.model_margin > 0).mean())
-    ax.scatter(report.brute_force_ops, accuracy, marker="*", s=140, color="black", zorder=3,
-               label="brute force (the model's accuracy): O(p³·d_mlp)")
+    ops = [tier.ops for tier in report.tiers]
+    if report.has_truth:
+        accuracy = float((report.model_margin > 0).mean())
+        ax.scatter(report.brute_force_ops, accuracy, marker="*", s=140, color="black", zorder=3,
+                   label="brute force (the model's accuracy): O(p³·d_mlp)")
+        ops.append(report.brute_force_ops)
     ax.set(xscale="log", xlabel="arithmetic operations (counted)", ylabel="certified fraction of inputs",
            ylim=(-0.05, 1.05), title=f"cost and certified fraction per tier (p={report.p}, d_mlp={report.d_mlp})")
-    ops = [tier.ops for tier in report.tiers] + [report.brute_force_ops]
     decades = np.log10(max(ops) / max(min(ops), 1))
     if decades > 3:
         ax.xaxis.set_major_locator(LogLocator(base=10))
@@ -146,19 +148,21 @@ def frontier(report: BoundReport, path: Path) -> Path:
 
 
 def bound_vs_truth(report: BoundReport, path: Path) -> Path:
-    """The true error and each tier's bound over (a+b, a−b), on one logarithmic colour scale (bounds span orders of
-    magnitude across tiers); each tier's title gives its B/truth and certified share, and its uncertified inputs
-    are outlined."""
+    """The true error (where brute force ran) and each tier's bound over (a+b, a−b), on one logarithmic colour
+    scale (bounds span orders of magnitude across tiers); each tier's title gives its B/truth and certified share,
+    and its uncertified inputs are outlined."""
     from matplotlib.colors import LogNorm
 
-    panels = [("true error (brute force)", report.truth, None)]
+    panels = [("true error (brute force)", report.truth, None)] if report.has_truth else []
     for tier in report.tiers:
         summary = report.tier_summary(tier)
-        panels.append((f"{tier.name}\nB/truth median {summary['tightness_median']:.2f}, max "
-                       f"{summary['tightness_max']:.2f}; {percent(summary['certified_fraction'])} certified",
+        tightness = (f"B/truth median {summary['tightness_median']:.2f}, max {summary['tightness_max']:.2f}; "
+                     if report.has_truth else "")
+        panels.append((f"{tier.name}\n{tightness}{percent(summary['certified_fraction'])} certified",
                        tier.bound, tier.certified))
     vmax = max(float(values.max()) for _, values, _ in panels)
-    positive = report.truth[report.truth > 0]
+    scale = report.truth if report.has_truth else np.concatenate([tier.bound.ravel() for tier in report.tiers])
+    positive = scale[scale > 0]
     vmin = min(float(np.quantile(positive, 0.01)) if positive.size else vmax, vmax) / 1.01
     norm = LogNorm(vmin=max(vmin, 1e-6 * vmax, 1e-300), vmax=vmax)
     columns = min(4, len(panels))
@@ -175,17 +179,21 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
         ax.set(xlabel="a − b (mod p)", ylabel="a + b (mod p)")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes, shrink=0.9, label="max_c |err(c*) − err(c)|, or B (log)")
-    fig.suptitle(f"bounds against the true error (p={report.p}, d_mlp={report.d_mlp}); cyan outlines: inputs not "
-                 f"certified", fontsize=10)
+    label = "max_c |err(c*) − err(c)|, or B (log)" if report.has_truth else "B: a bound on max_c |err(c*) − err(c)| (log)"
+    fig.colorbar(image, ax=axes, shrink=0.9, label=label)
+    against = "against the true error " if report.has_truth else ""
+    fig.suptitle(f"bounds {against}(p={report.p}, d_mlp={report.d_mlp}); cyan outlines: inputs not certified",
+                 fontsize=10)
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
 
 
 def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:
+    """frontier.png and bound_vs_truth.png (bounds.png: the bounds alone, without brute force)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [frontier(report, out_dir / "frontier.png"), bound_vs_truth(report, out_dir / "bound_vs_truth.png")]
+    name = "bound_vs_truth.png" if report.has_truth else "bounds.png"
+    return [frontier(report, out_dir / "frontier.png"), bound_vs_truth(report, out_dir / name)]
 
 
 FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,
