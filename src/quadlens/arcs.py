@@ -229,10 +229,13 @@ def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2:
 
 
 @njit(cache=True)
-def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: np.ndarray, share_tables: np.ndarray,
-               share_max: np.ndarray, iterations: int, band: np.ndarray, ops: np.ndarray) -> None:
+def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_a: np.ndarray, band_prefix_b: np.ndarray,
+               share_a: np.ndarray, share_tables_b: np.ndarray, share_max: np.ndarray, iterations: int,
+               band: np.ndarray, ops: np.ndarray) -> None:
     """The band term of every input (a, b) of row a into ``band[b]``: per sign, the band {0 < x ≤ τ} (or
-    {−τ < x ≤ 0}), τ narrowed up to ``iterations`` times to the largest residual share inside it."""
+    {−τ < x ≤ 0}), τ narrowed up to ``iterations`` times to the largest residual share inside it. Row a's band
+    prefix sums ``band_a`` ``[2, n+1, 5]`` and share tables ``share_a`` ``[2, L, 1, n]`` are its own; side b's
+    are tables of every row (``arc_sums``)."""
     phase2, buckets, turn, A_of, B_of, _, _, _, zero_roots, zero_angles = shift_tables
     p = len(band)
     i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
@@ -257,8 +260,8 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: 
                     continue
                 max_a, max_b = 0.0, 0.0
                 for q in range(count[b]):
-                    max_a = max(max_a, range_max(share_tables[sign, 0], a, i1[b, q], i2[b, q]))
-                    max_b = max(max_b, range_max(share_tables[sign, 1], b, i1[b, q], i2[b, q]))
+                    max_a = max(max_a, range_max(share_a[sign], 0, i1[b, q], i2[b, q]))
+                    max_b = max(max_b, range_max(share_tables_b[sign], b, i1[b, q], i2[b, q]))
                 ops[a] += count[b] * 16 + 6
                 narrowed = _inflate(max_a + max_b)
                 active[b] = narrowed < tau[b]
@@ -267,7 +270,7 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_prefix: 
         for b in range(p):  # each neuron's correction, at most its share, shrinks along the chord (1 − |x|/τ)
             s0, s1, s2, s3, s4 = 0.0, 0.0, 0.0, 0.0, 0.0
             for q in range(count[b]):
-                for row in (band_prefix[sign, 0, a], band_prefix[sign, 1, b]):
+                for row in (band_a[sign], band_prefix_b[sign, b]):
                     start, end, wrapped = unwrapped(i1[b, q], i2[b, q], len(row) - 1)
                     upper, lower, rest = row[end], row[start], row[wrapped]
                     s0 += upper[0] - lower[0] + rest[0]
@@ -319,24 +322,32 @@ def _ideal_at(a: int, b: int, kappa: float, omega_k: float, shift_tables, ideal_
 
 @njit(cache=True, parallel=True)
 def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
-             residual_prefix_a: np.ndarray, residual_prefix_b: np.ndarray, band_prefix: np.ndarray,
-             share_tables: np.ndarray, share_max: np.ndarray, iterations: int, found: np.ndarray,
-             band: np.ndarray) -> np.ndarray:
+             eps_a: np.ndarray, weights: np.ndarray, residual_prefix_b: np.ndarray, band_weights: np.ndarray,
+             band_prefix_b: np.ndarray, shares_a: np.ndarray, share_tables_b: np.ndarray, share_max: np.ndarray,
+             iterations: int, found: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Fill ``found[W, a, b]`` and ``band[a, b]`` for one cluster with sign patterns; returns the operations
     performed per row a.
 
     ideal_prefix ``[2n+1, 5, W]``: prefix sums of (r, r cos φ, r sin φ, r cos 2φ, r sin 2φ) times v, real;
-    residual_prefix_a/b ``[p, n+1, W]``: per row, prefix sums of ε v (``row_prefix``);
-    band_prefix ``[2, 2, p, n+1, 5]``: for sign (−, +) and side (a, b), prefix sums of relu(∓ε) × cost times
-    (1, cos φ, sin φ, cos 2φ, sin 2φ), the last four for the band's chord;
-    share_tables ``[2, 2, L, p, n]``: sparse tables of the shares relu(∓ε)/r (``range_max_table``);
+    residual_prefix_b ``[p, n+1, W]``: per row b, prefix sums of ε_b v (``row_prefix``);
+    band_prefix_b ``[2, p, n+1, 5]``: for sign (−, +) and row b, prefix sums of relu(∓ε_b) × cost times
+    (1, cos φ, sin φ, cos 2φ, sin 2φ) (``band_weights`` ``[2, n, 5]``), the last four for the band's chord;
+    share_tables_b ``[2, L, p, n]``: sparse tables of the shares relu(∓ε_b)/r (``range_max_table``);
     these per-row tables hold the neuron list once, and a wrapped arc reads its two parts (``unwrapped``);
-    share_max ``[2, 2, p]``.
+    side a's, from ε_a ``[p, n]``, the output weights v ``[n, W]`` and its shares ``[2, p, n]``, are built row
+    by row here, each where it is used (half the tables' memory); share_max ``[2, 2, p]``.
     """
     W, p = found.shape[0], found.shape[1]
+    n, levels = weights.shape[0], share_tables_b.shape[1]
     tables = _shift_tables(phase, kappa, beta, omega_k, p)
     ops = np.zeros(p, np.int64)
     for a in prange(p):
+        residual_a, band_a = np.empty((n + 1, W)), np.empty((2, n + 1, 5))
+        share_a = np.empty((2, levels, 1, n), share_tables_b.dtype)
+        prefix_row(eps_a[a], weights, residual_a)
+        for sign in range(2):
+            prefix_row(np.maximum((2 * sign - 1) * eps_a[a], 0.0), band_weights[sign], band_a[sign])
+            range_max_row(shares_a[sign, a], share_a[sign], 0)
         # each phase runs over the whole row b = 0..p−1, so that the b-side table reads, whose rows are far apart
         # in memory, are issued many at a time instead of one input's at a time
         total = np.zeros((p, W))
@@ -345,11 +356,12 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
             count[b] = _ideal_at(a, b, kappa, omega_k, tables, ideal_prefix, total[b], i1[b], i2[b])
             ops[a] += 120 + count[b] * W * 15
         for b in range(p):
-            _add_residual(total[b], residual_prefix_a[a], i1[b], i2[b], count[b])
+            _add_residual(total[b], residual_a, i1[b], i2[b], count[b])
         for b in range(p):
             _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
             ops[a] += count[b] * W * 4
-        _row_bands(a, kappa, omega_k, tables, band_prefix, share_tables, share_max, iterations, band[a], ops)
+        _row_bands(a, kappa, omega_k, tables, band_a, band_prefix_b, share_a, share_tables_b, share_max, iterations,
+                   band[a], ops)
         for w in range(W):
             for b in range(p):
                 found[w, a, b] = total[b, w]
@@ -435,18 +447,24 @@ def square_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, sq
 def range_max_table(values: np.ndarray, out: np.ndarray) -> None:
     """Fill ``out`` ``[table_levels(n), p, n]`` with the sparse table over the neuron list of ``values`` ``[p, n]``
     (≥ 0), O(p·n·log n): level l holds the maximum over [j, j + 2^l) (0 past the end)."""
-    p, n = values.shape
-    for row in prange(p):
-        for j in range(n):
-            value = values[row, j]
-            stored = out.dtype.type(value)  # a narrower table rounds up, so that its maxima stay upper bounds
-            out[0, row, j] = stored if np.float64(stored) >= value else np.nextafter(stored, out.dtype.type(np.inf))
-        for level in range(1, out.shape[0]):
-            half = 1 << (level - 1)
-            for j in range(max(n - half, 0)):
-                out[level, row, j] = max(out[level - 1, row, j], out[level - 1, row, j + half])
-            for j in range(max(n - half, 0), n):
-                out[level, row, j] = 0.0
+    for row in prange(values.shape[0]):
+        range_max_row(values[row], out, row)
+
+
+@njit(cache=True, inline="always")
+def range_max_row(values: np.ndarray, out: np.ndarray, row: int) -> None:
+    """Row ``row`` of ``range_max_table``'s ``out`` from that row's ``values`` ``[n]``."""
+    n = len(values)
+    for j in range(n):
+        value = values[j]
+        stored = out.dtype.type(value)  # a narrower table rounds up, so that its maxima stay upper bounds
+        out[0, row, j] = stored if np.float64(stored) >= value else np.nextafter(stored, out.dtype.type(np.inf))
+    for level in range(1, out.shape[0]):
+        half = 1 << (level - 1)
+        for j in range(max(n - half, 0)):
+            out[level, row, j] = max(out[level - 1, row, j], out[level - 1, row, j + half])
+        for j in range(max(n - half, 0), n):
+            out[level, row, j] = 0.0
 
 
 def table_levels(n: int) -> int:
@@ -489,14 +507,19 @@ def row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray | None = N
 
 @njit(cache=True, parallel=True)
 def _row_prefix(rows: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    p, n = rows.shape
+    for r in prange(rows.shape[0]):
+        prefix_row(rows[r], weights, out[r])
+
+
+@njit(cache=True, inline="always")
+def prefix_row(row: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """One row of ``row_prefix``: ``out`` ``[n+1, W]`` from ``row`` ``[n]``."""
     W = weights.shape[1]
-    for r in prange(p):
+    for w in range(W):
+        out[0, w] = 0.0
+    for i in range(len(row)):
         for w in range(W):
-            out[r, 0, w] = 0.0
-        for i in range(n):
-            for w in range(W):
-                out[r, i + 1, w] = out[r, i, w] + rows[r, i] * weights[i, w]
+            out[i + 1, w] = out[i, w] + row[i] * weights[i, w]
 
 
 def prefix(values: np.ndarray, axis: int = 0) -> np.ndarray:

@@ -73,27 +73,26 @@ def _ideal_prefix(term: ClusterTerms, weights: np.ndarray) -> np.ndarray:
 
 
 def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) -> tuple[np.ndarray, ...]:
-    """The arc kernel's tables for sign patterns: each side's residual prefix sums, the band prefix sums, the
-    sparse tables of the residual shares and their largest values (``arcs.arc_sums`` documents each)."""
+    """The arc kernel's tables for sign patterns: side a's residuals, the output weights, side b's residual prefix
+    sums, the band's weights and side b's band prefix sums, side a's residual shares and side b's sparse tables
+    of them, and each side's largest shares (``arcs.arc_sums`` documents each; it builds side a's tables row by
+    row)."""
     weights = term.output_weights
     n, W = weights.shape
-    residual_prefix = [arcs.row_prefix(eps, weights, workspace.array(f"residual {side}", (p, n + 1, W)))
-                       for side, eps in enumerate((term.eps_a, term.eps_b))]
+    residual_prefix_b = arcs.row_prefix(term.eps_b, weights, workspace.array("residual b", (p, n + 1, W)))
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
-    band_prefix = workspace.array("band prefix", (2, 2, p, n + 1, 5))
-    tables = workspace.array("share tables", (2, 2, arcs.table_levels(n), p, n), np.float32)
-    share_max = np.empty((2, 2, p))
-    parts = _waveform_parts(term.phase)  # x's parts, for the band's chord
+    band_weights = np.stack([cost[s][:, None] * _waveform_parts(term.phase) for s in range(2)])  # x's parts: the chord
+    band_prefix_b = workspace.array("band prefix b", (2, p, n + 1, 5))
+    tables_b = workspace.array("share tables b", (2, arcs.table_levels(n), p, n), np.float32)
     for s, sign in enumerate((-1, 1)):
-        band_weights = cost[s][:, None] * parts
-        for side, (eps, share) in enumerate(zip((term.eps_a, term.eps_b), shares[s])):
-            arcs.row_prefix(np.maximum(sign * eps, 0.0), band_weights, band_prefix[s, side])
-            arcs.range_max_table(share, tables[s, side])
-            share_max[s, side] = share.max(1)
-    return (*residual_prefix, band_prefix, tables, share_max)
+        arcs.row_prefix(np.maximum(sign * term.eps_b, 0.0), band_weights[s], band_prefix_b[s])
+        arcs.range_max_table(shares[s][1], tables_b[s])
+    shares_a = np.stack([shares[s][0] for s in range(2)])
+    share_max = np.array([[share.max(1) for share in shares[s]] for s in range(2)])
+    return (term.eps_a, weights, residual_prefix_b, band_weights, band_prefix_b, shares_a, tables_b, share_max)
 
 
 def _sign_pattern_sums(term: ClusterTerms, p: int, iterations: int, ops: Ops,
