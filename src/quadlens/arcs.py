@@ -5,8 +5,9 @@ pre-activation x = κ + 2A cos θ + 2B cos 2θ (θ = ωk(a+b)/2 + φ, A = cos(δ
 level set ``lower < x ≤ upper`` form at most five pieces in X = cos θ, so at most ten arcs of φ (the two arcs
 of a piece that reaches X = ±1 meet there and are joined into one); sums over
 them are differences of prefix sums over the phase list doubled to [−π, 3π), so that an arc past π is one
-index range. The per-row tables (p of them per cluster: residual and band prefix sums, range-maximum tables)
-hold the list once, and read such a range in two parts (``unwrapped``). Per input this is O(1)
+index range. The per-row tables (residual and band prefix sums, range-maximum tables: side b's p of them per
+cluster, side a's built by each row a as it starts) hold the list once, and read such a range in two parts
+(``unwrapped``). Per input this is O(1)
 expected work, so the whole pass is linear in the parameter count. What depends on a − b alone (A, B,
 the on-set {x > 0} and the roots of x = 0, which the bands share) is computed once per difference, and
 the input's shift only moves those arcs; each band needs only its own roots at ±τ.

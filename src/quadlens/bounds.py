@@ -84,7 +84,8 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     # span for |h'|); one turned on gains at most relu(η)
     shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
     cost = [term.span + 2 * term.remainder_span, term.span]
-    band_weights = np.stack([cost[s][:, None] * _waveform_parts(term.phase) for s in range(2)])  # x's parts: the chord
+    parts = _waveform_parts(term.phase)  # x's parts, for the band's chord
+    band_weights = np.stack([sign_cost[:, None] * parts for sign_cost in cost])
     band_prefix_b = workspace.array("band prefix b", (2, p, n + 1, 5))
     tables_b = workspace.array("share tables b", (2, arcs.table_levels(n), p, n), np.float32)
     for s, sign in enumerate((-1, 1)):
