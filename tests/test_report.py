@@ -69,3 +69,32 @@ def test_percent_never_rounds_a_shortfall_away(fraction, decimals, text):
     from quadlens.text import percent
 
     assert percent(fraction, decimals) == text
+
+
+def test_report_without_brute_force_says_what_its_certified_shares_mean(tmp_path):
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--no-brute-force", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    parser = Images()
+    parser.feed(page)
+    assert len(parser.sources) == 6  # the bounds' figure without the truth's panel
+    assert "brute force was not run" in page and "proven lower bound on the accuracy" in page
+    assert "below the brute-force error" not in page
+
+
+def test_the_plain_words_count_bounds_below_the_truth():
+    """The sentence on soundness is measured: a bound forced below the true error on one input is reported."""
+    import dataclasses
+
+    import quadlens
+    from quadlens.certify import bound
+    from quadlens.report import _checked
+
+    report = bound(quadlens.load_model(), device="cpu", tiers=["arcs"])
+    assert _checked(report) == "no bound was below the brute-force error on any input"
+    tier = report.tiers[0]
+    broken = tier.bound.copy()
+    broken[3, 5] = report.truth[3, 5] / 2
+    report.tiers[0] = dataclasses.replace(tier, bound=broken)
+    assert "below the brute-force error on 1 input (arcs)" in _checked(report)

@@ -323,7 +323,10 @@ def sweep(
 def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' "
                                                    "(default: the bundled model)."),
            out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write."),
-           bounds: bool = typer.Option(True, help="Include the bound tiers (runs brute force).")) -> None:
+           bounds: bool = typer.Option(True, help="Include the bound tiers."),
+           brute_force: bool = typer.Option(True, "--brute-force/--no-brute-force",
+                                            help="Check the bounds against brute force (hours at large p).")
+           ) -> None:
     """One self-contained HTML page: the explanation in plain words, tables, bounds, every figure embedded."""
     from .report import model_report, study_report
 
@@ -340,7 +343,7 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
             explanation = explain_model(model)
             boundable = bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu"
             page = model_report((target or bundled_model_path()).name, explanation,
-                                bound_model(model) if boundable else None, model.cfg.to_dict())
+                                bound_model(model, truth=brute_force) if boundable else None, model.cfg.to_dict())
     from .files import atomic_write_bytes
 
     atomic_write_bytes(out, page.encode())

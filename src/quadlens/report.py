@@ -63,14 +63,27 @@ def plain_words(e: Explanation, b: BoundReport | None) -> str:
     if b is not None:
         best = max(b.tiers, key=lambda t: t.certified.mean())
         linear = max((t for t in b.tiers if t.cost == "O(p·d_mlp)"), key=lambda t: t.certified.mean(), default=None)
+        against = f" against {b.brute_force_ops:.2g} for brute force" if b.has_truth else ""
         text += (f" Proven bounds on the distance between model and explanation certify "
                  f"{percent(best.certified.mean(), 2)} of inputs with the {best.name} tier "
-                 f"({best.ops:.2g} operations against {b.brute_force_ops:.2g} for brute force)")
+                 f"({best.ops:.2g} operations{against})")
         if linear is not None and linear is not best:
             text += (f", and {percent(linear.certified.mean(), 2)} in time linear in the parameter count "
                      f"({linear.name}, {linear.ops:.2g} operations)")
-        text += "; no bound was ever below the brute-force error."
+        text += f"; {_checked(b)}."
     return text
+
+
+def _checked(b: BoundReport) -> str:
+    """What brute force says of the bounds, counted: how many inputs any tier's bound fell below the true error."""
+    if not b.has_truth:
+        return ("brute force was not run, so each certified share is a proven lower bound on the accuracy, and "
+                "the bounds' tightness is not known")
+    violations = {tier.name: int((tier.bound < b.truth).sum()) for tier in b.tiers}
+    if not any(violations.values()):
+        return "no bound was below the brute-force error on any input"
+    where = ", ".join(f"{count} input{'s' if count > 1 else ''} ({name})" for name, count in violations.items() if count)
+    return f"<b>a bound was below the brute-force error on {where}</b>: an unsound bound, please report it"
 
 
 def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -> str:
@@ -108,14 +121,18 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
         if b is not None:
             bound_figures = {p.name: p for p in write_bound_figures(b, Path(tmp))}
             summary = b.to_dict()
+            brute = summary["brute_force"]
+            unknown = lambda value: "-" if value is None else value  # noqa: E731  (not known without brute force)
             parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
                 ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
-                [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"], t["tightness_median"],
-                  t["tightness_max"], t["violations"]] for t in summary["tiers"]]
-                + [["brute force", "O(p³·d_mlp)", float(summary["brute_force"]["ops"]), summary["brute_force"]["seconds"],
-                    summary["brute_force"]["accuracy"], 1.0, 1.0, "-"]], left=2),
-                _image(bound_figures["frontier.png"], "Cost against certified fraction"),
-                _image(bound_figures["bound_vs_truth.png"], "Bounds against the brute-force error")]
+                [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"],
+                  unknown(t["tightness_median"]), unknown(t["tightness_max"]), unknown(t["violations"])]
+                 for t in summary["tiers"]]
+                + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
+                     "-"]] if brute else []), left=2),
+                _image(bound_figures["frontier.png"], "Cost against certified fraction")]
+            parts += ([_image(bound_figures["bound_vs_truth.png"], "Bounds against the brute-force error")]
+                      if b.has_truth else [_image(bound_figures["bounds.png"], "Bounds per input")])
     return _page(name, parts)
 
 
