@@ -150,3 +150,23 @@ def test_live_hooked_transformer():
     with torch.no_grad():
         expected = live(tokens)[:, 1].double().reshape(model.cfg.p, model.cfg.p, model.cfg.p)
         torch.testing.assert_close(imported.all_logits(), expected, rtol=0, atol=1e-4)
+
+
+def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, monkeypatch):
+    from quadlens import save_model
+
+    cfg = small_config()
+    other = tmp_path / "other.safetensors"
+    save_model(other, cfg, {k: v.detach().float() for k, v in random_model(cfg).params().items()})
+    out = tmp_path / "tl.safetensors"
+    assert CliRunner().invoke(app, ["export", str(other), "--out", str(out)]).exit_code == 0
+    before = out.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    result = CliRunner().invoke(app, ["export", "--out", str(out)])  # the bundled model: other bytes
+    assert isinstance(result.exception, OSError)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []

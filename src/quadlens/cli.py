@@ -376,8 +376,9 @@ def export(model: Optional[Path] = MODEL_ARG,
            out: Path = typer.Option(Path("out/export/model_tl.safetensors"), help="Output state dict (.safetensors)."),
            format: str = typer.Option("transformer-lens", "--format", help="transformer-lens.")) -> None:
     """Write a model as a TransformerLens HookedTransformer state dict, with its config beside it as JSON."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    from .files import atomic_write_bytes
     from .importers import to_transformer_lens
 
     if format != "transformer-lens":
@@ -386,8 +387,7 @@ def export(model: Optional[Path] = MODEL_ARG,
         state, tl_config = to_transformer_lens(_load(model))
     except ValueError as e:
         _fail(str(e))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    atomic_write_bytes(out, save({k: v.contiguous() for k, v in state.items()}))  # never half a file in its place
     atomic_write_json(out.with_suffix(".json"), tl_config)
     console.print(f"wrote {out} and {out.with_suffix('.json')}")
 
