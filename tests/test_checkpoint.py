@@ -113,3 +113,29 @@ def test_saving_mismatched_params_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="tensor 'W_E' has shape"):
         save_model(tmp_path / "x.safetensors", cfg, params)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_failed_figure_write_leaves_the_old_figure(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from quadlens.files import atomic_write_figure
+
+    path = tmp_path / "figure.png"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    atomic_write_figure(fig, path)
+    before = path.read_bytes()
+    ax.plot([0, 1], [1, 0])
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_figure(fig, path)
+    plt.close(fig)
+    assert path.read_bytes() == before and before[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]

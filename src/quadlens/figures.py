@@ -12,15 +12,18 @@ import numpy as np  # noqa: E402
 
 from .certify import BoundReport  # noqa: E402
 from .explain import Explanation  # noqa: E402
+from .files import atomic_write_figure  # noqa: E402
 from .clusters import lens_parameters  # noqa: E402
 from .fourier import wrap  # noqa: E402
 from .lens import lobe  # noqa: E402
 from .text import percent  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    """Write the figure (laid out tightly unless its layout is constrained already) and close it."""
+    if tight:
+        fig.tight_layout()
+    atomic_write_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -94,9 +97,7 @@ def logits_model_vs_lens(explanation: Explanation, path: Path) -> Path:
         image = ax.imshow(table, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
         ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
     fig.colorbar(image, ax=axes, shrink=0.9, label="correct logit − mean logit")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, path, tight=False)
 
 
 def error_ladder(explanation: Explanation, path: Path) -> Path:
@@ -179,14 +180,13 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
         ax.set(xlabel="a − b (mod p)", ylabel="a + b (mod p)")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    label = "max_c |err(c*) − err(c)|, or B (log)" if report.has_truth else "B: a bound on max_c |err(c*) − err(c)| (log)"
+    label = ("max_c |err(c*) − err(c)|, or B (log)" if report.has_truth
+             else "B: a bound on max_c |err(c*) − err(c)| (log)")
     fig.colorbar(image, ax=axes, shrink=0.9, label=label)
     against = "against the true error " if report.has_truth else ""
     fig.suptitle(f"bounds {against}(p={report.p}, d_mlp={report.d_mlp}); cyan outlines: inputs not certified",
                  fontsize=10)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, path, tight=False)
 
 
 def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
 from .explain import explain
-from .files import atomic_write_bytes, atomic_write_json, json_ready
+from .files import atomic_write_bytes, atomic_write_figure, atomic_write_json, json_ready
 from .model import ModelConfig, Transformer
 from .train import TrainConfig, seed_path, train
 
@@ -128,8 +128,7 @@ def write_figures(rows: list[dict], out_dir: Path) -> Path:
         ax.axis("off")
     fig.suptitle(f"{len(rows)} models")
     fig.tight_layout()
-    path = out_dir / "distributions.png"
-    fig.savefig(path, dpi=120)
+    path = atomic_write_figure(fig, out_dir / "distributions.png", dpi=120)
     plt.close(fig)
     return path
 
