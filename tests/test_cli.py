@@ -73,3 +73,18 @@ def test_bound_without_brute_force_says_what_its_fractions_mean(tmp_path):
     assert "lower bound on the model's accuracy" in " ".join(result.output.split())
     data = json.loads((tmp_path / "bound.json").read_text())
     assert data["brute_force"] is None and data["tiers"][0]["certified_fraction"] > 0.99
+
+
+def test_bad_devices_and_integer_lists_are_named(tmp_path):
+    import torch
+
+    result = runner.invoke(app, ["train", "--device", "tpu", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown device 'tpu'" in " ".join(result.output.split())
+    if not torch.cuda.is_available():
+        result = runner.invoke(app, ["bound", "--device", "cuda", "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "no CUDA device" in " ".join(result.output.split())
+    result = runner.invoke(app, ["sweep", "--p", "31", "--d-mlp", "abc", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--d-mlp must be integers" in " ".join(result.output.split())
+    result = runner.invoke(app, ["explain", str(tmp_path)])
+    assert result.exit_code == 2 and "a folder, not a checkpoint file" in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []  # nothing written

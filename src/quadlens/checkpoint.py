@@ -40,6 +40,8 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict) -> None
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     """Read a safetensors file written by :func:`save_tensors`: its tensors and its metadata."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file (seed_NNNN.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

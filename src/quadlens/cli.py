@@ -62,6 +62,31 @@ def parse_attention(text: str) -> float:
         raise typer.BadParameter(f"attention must be 'constant', 'learned' or a rate in [0, 1], got {text!r}") from None
 
 
+def _integers(option: str, text: str) -> list[int]:
+    """A comma-separated list of integers, or an error that names the option."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be integers separated by commas, got {text!r}") from None
+
+
+def check_device(value: Optional[str]) -> Optional[str]:
+    """A ``--device`` value torch knows and this machine has ('auto' and None pass), or a clear error."""
+    if value is None or value == "auto":
+        return value
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise typer.BadParameter(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"{value!r}: quadlens runs on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"{value!r}: this machine has no CUDA device (torch {torch.__version__})")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise typer.BadParameter(f"{value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return value
+
+
 def _load(model: Optional[Path]) -> Transformer:
     try:
         return load_model(model)
@@ -128,7 +153,7 @@ def train(
     early_stop: bool = typer.Option(False, help="Stop a batch once every seed has 100% test accuracy."),
     matmul_precision: str = typer.Option("highest", help="highest (fp32), high (TF32 on GPUs) or medium."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ...", callback=check_device),
     batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
 ) -> None:
     """Train one model per seed, all seeds as one batched computation, with checkpoints and resume."""
@@ -204,7 +229,8 @@ def print_explanation(explanation) -> None:
 @app.command()
 def bound(model: Optional[Path] = MODEL_ARG,
           out: Path = typer.Option(Path("out/bound"), help="Folder for bound.json, bound.npz and the figures."),
-          device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present)."),
+          device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present).",
+                                               callback=check_device),
           figures: bool = typer.Option(True, help="Write PNG figures."),
           tiers: Optional[str] = typer.Option(None, help="Comma-separated tiers to run (default: every tier)."),
           brute_force: bool = typer.Option(True, "--brute-force/--no-brute-force",
@@ -261,7 +287,7 @@ def reproduce(
     p: int = typer.Option(59), d_model: int = typer.Option(128), n_heads: int = typer.Option(4),
     d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
     attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
-    epochs: int = typer.Option(10_000), device: str = typer.Option("auto"),
+    epochs: int = typer.Option(10_000), device: str = typer.Option("auto", callback=check_device),
     batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
     bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
     matmul_precision: str = typer.Option("highest", help="Training: highest (fp32), high (TF32 on GPUs) or medium."),
@@ -307,7 +333,7 @@ def sweep(
 
     try:
         base = ModelConfig(d_model=d_model, n_heads=n_heads, d_head=d_head)
-        configs = grid(base, [int(x) for x in p.split(",")], [int(x) for x in d_mlp.split(",")],
+        configs = grid(base, _integers("--p", p), _integers("--d-mlp", d_mlp),
                        [parse_attention(x) for x in attention.split(",")], act_fn.split(","))
         summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
                             bounds, threads_per_task)
