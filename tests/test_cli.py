@@ -85,6 +85,8 @@ def test_bad_devices_and_integer_lists_are_named(tmp_path):
         assert result.exit_code == 2 and "no CUDA device" in " ".join(result.output.split())
     result = runner.invoke(app, ["sweep", "--p", "31", "--d-mlp", "abc", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--d-mlp must be integers" in " ".join(result.output.split())
+    result = runner.invoke(app, ["reproduce", "--seeds", "0", "--workers", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--workers" in result.output
     result = runner.invoke(app, ["explain", str(tmp_path)])
     assert result.exit_code == 2 and "a folder, not a checkpoint file" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []  # nothing written

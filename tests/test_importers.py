@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from conftest import naive_logits, random_model, small_config
 from quadlens import load_model
 from quadlens.cli import app
-from quadlens.importers import ImportFormatError, from_transformer_lens, import_model, to_transformer_lens
+from quadlens.importers import (ImportFormatError, from_transformer_lens, import_model, load_state_dict,
+                                to_transformer_lens)
 
 P, D, H, DH, M = 7, 12, 2, 5, 16
 
@@ -170,3 +171,15 @@ def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, monkeypatch)
     assert isinstance(result.exception, OSError)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_unreadable_files_are_named_without_unsafe_advice(tmp_path):
+    as_json = tmp_path / "config.pt"
+    as_json.write_text('{"C": 113}')
+    with pytest.raises(ImportFormatError, match="config.pt: not a plain tensor state dict") as caught:
+        load_state_dict(as_json)
+    assert "weights_only" not in str(caught.value)  # torch's advice to load it unsafely is not passed on
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ImportFormatError, match="broken.safetensors: not a readable safetensors file"):
+        load_state_dict(broken)

@@ -291,7 +291,7 @@ def reproduce(
     batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
     bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
     matmul_precision: str = typer.Option("highest", help="Training: highest (fp32), high (TF32 on GPUs) or medium."),
-    workers: int = typer.Option(1, help="Local processes that explain and bound the trained models."),
+    workers: int = typer.Option(1, min=1, help="Local processes that explain and bound the trained models."),
 ) -> None:
     """The paper's many-seed study: train (or reuse) seeds, explain and bound each, tabulate and summarise."""
     from .study import run_study
@@ -322,9 +322,9 @@ def sweep(
     act_fn: str = typer.Option("relu", help="relu, gelu or both."),
     d_model: int = typer.Option(128), n_heads: int = typer.Option(4), d_head: int = typer.Option(32),
     epochs: int = typer.Option(10_000),
-    workers: int = typer.Option(1, help="Local processes (configurations in parallel)."),
+    workers: int = typer.Option(1, min=1, help="Local processes (configurations in parallel)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Ray cluster address ('local' starts one here)."),
-    threads_per_task: int = typer.Option(1, help="torch threads per configuration (fixed, so results never "
+    threads_per_task: int = typer.Option(1, min=1, help="torch threads per configuration (fixed, so results never "
                                                 "depend on how tasks are scheduled)."),
     bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
 ) -> None:

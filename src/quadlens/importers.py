@@ -40,19 +40,30 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise ImportFormatError(f"{path}: no such file")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as e:
+            raise ImportFormatError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from e
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise ImportFormatError(f"{path}: not a plain tensor state dict (refused, nothing was unpickled beyond "
-                           f"tensors): {e}") from e
+                                f"tensors): {_load_failure(e)}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ImportFormatError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return {k: v.detach().to("cpu") for k, v in state.items()}
+
+
+def _load_failure(error: Exception) -> str:
+    """What torch.load objected to, without its advice to load the file unsafely (which quadlens never does)."""
+    text = str(error)
+    reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    return next((line.strip() for line in reason.splitlines() if line.strip()), type(error).__name__)
 
 
 def _take(state: dict[str, Tensor], key: str, shape: tuple[int, ...], source: str) -> Tensor:
