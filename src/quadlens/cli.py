@@ -252,8 +252,9 @@ def bound(model: Optional[Path] = MODEL_ARG,
         _fail(f"bounds need constant attention and relu; this model has "
               f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
     with console.status("bounding ...") as status:
-        report = bound_model(loaded, device, chosen, on_stage=lambda name: status.update(f"bounding: {name} ..."),
-                             truth=brute_force)
+        hint = " (O(p³·d_mlp), the longest stage at this p; --no-brute-force skips it)" if loaded.cfg.p >= 400 else ""
+        report = bound_model(loaded, device, chosen, truth=brute_force, on_stage=lambda name: status.update(
+            f"bounding: {name}{hint if name == 'brute force' else ''} ..."))
         report.save(out)
         written = write_bound_figures(report, out) if figures else []
     console.print(_bound_table(report.to_dict()))
