@@ -219,9 +219,9 @@ def _add_arcs(total: np.ndarray, ideal_prefix: np.ndarray, i1: np.ndarray, i2: n
 
 
 @njit(cache=True, inline="always")
-def _add_residual(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2: np.ndarray, count: int) -> None:
-    """total += Σ over the arcs [i1, i2) of one side's residual times each output weight (``prefix_row``
-    ``[n+1, W]`` over the neuron list once; a wrapped arc adds its part from the start, row 0 being zero)."""
+def _add_row_sums(total: np.ndarray, prefix_row: np.ndarray, i1: np.ndarray, i2: np.ndarray, count: int) -> None:
+    """total += Σ over the arcs [i1, i2) of one row's per-neuron values (``prefix_row`` ``[n+1, W]``: prefix sums
+    over the neuron list once; a wrapped arc adds its part from the start, row 0 being zero)."""
     for q in range(count):
         start, end, wrapped = unwrapped(i1[q], i2[q], len(prefix_row) - 1)
         upper, lower, rest = prefix_row[end], prefix_row[start], prefix_row[wrapped]
@@ -241,7 +241,7 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_a: np.nd
     p = len(band)
     i1, i2, count = np.empty((p, MAX_ARCS), np.int64), np.empty((p, MAX_ARCS), np.int64), np.empty(p, np.int64)
     tau, active = np.empty(p), np.empty(p, np.bool_)
-    starts, lengths, cuts = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12)
+    starts, lengths, cuts, sums = np.empty(MAX_ARCS), np.empty(MAX_ARCS), np.empty(12), np.empty(5)
     band[:] = 0.0
     for sign in range(2):  # 0: on-band {0 < x ≤ τ⁻}, 1: off-band {−τ⁺ < x ≤ 0}
         for b in range(p):
@@ -269,16 +269,10 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_a: np.nd
                 if active[b]:
                     tau[b] = narrowed
         for b in range(p):  # each neuron's correction, at most its share, shrinks along the chord (1 − |x|/τ)
-            s0, s1, s2, s3, s4 = 0.0, 0.0, 0.0, 0.0, 0.0
-            for q in range(count[b]):
-                for row in (band_a[sign], band_prefix_b[sign, b]):
-                    start, end, wrapped = unwrapped(i1[b, q], i2[b, q], len(row) - 1)
-                    upper, lower, rest = row[end], row[start], row[wrapped]
-                    s0 += upper[0] - lower[0] + rest[0]
-                    s1 += upper[1] - lower[1] + rest[1]
-                    s2 += upper[2] - lower[2] + rest[2]
-                    s3 += upper[3] - lower[3] + rest[3]
-                    s4 += upper[4] - lower[4] + rest[4]
+            sums[:] = 0.0
+            _add_row_sums(sums, band_a[sign], i1[b], i2[b], count[b])
+            _add_row_sums(sums, band_prefix_b[sign, b], i1[b], i2[b], count[b])
+            s0, s1, s2, s3, s4 = sums
             difference, cs = a - b + p - 1, turn[a + b]
             A2, B2 = 2 * A_of[difference], 2 * B_of[difference]
             moment = kappa * s0 + A2 * (cs[0] * s1 + cs[1] * s2) + B2 * (cs[2] * s3 + cs[3] * s4)  # Σ weight·x
@@ -357,9 +351,9 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
             count[b] = _ideal_at(a, b, kappa, omega_k, tables, ideal_prefix, total[b], i1[b], i2[b])
             ops[a] += 120 + count[b] * W * 15
         for b in range(p):
-            _add_residual(total[b], residual_a, i1[b], i2[b], count[b])
+            _add_row_sums(total[b], residual_a, i1[b], i2[b], count[b])
         for b in range(p):
-            _add_residual(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
+            _add_row_sums(total[b], residual_prefix_b[b], i1[b], i2[b], count[b])
             ops[a] += count[b] * W * 4
         _row_bands(a, kappa, omega_k, tables, band_a, band_prefix_b, share_a, share_tables_b, share_max, iterations,
                    band[a], ops)
