@@ -130,6 +130,10 @@ class BoundReport:
     def has_truth(self) -> bool:
         return self.truth is not None
 
+    def violations(self, tier: Tier) -> int | None:
+        """Inputs where the tier's bound is below the brute-force error (0 for a sound bound; None without it)."""
+        return int((tier.bound < self.truth).sum()) if self.has_truth else None
+
     def __repr__(self) -> str:
         """One line for notebooks and logs: each tier's certified fraction and B/truth maximum (the arrays are the
         fields, the summary :meth:`to_dict`)."""
@@ -150,7 +154,7 @@ class BoundReport:
         if self.has_truth:
             ratio = tier.bound / np.maximum(self.truth, 1e-12)
             summary.update(tightness_max=float(ratio.max()), tightness_median=float(np.median(ratio)),
-                           violations=int((tier.bound < self.truth).sum()),
+                           violations=self.violations(tier),
                            speedup_vs_brute_force=self.brute_force_seconds / max(tier.seconds, 1e-12),
                            ops_ratio_vs_brute_force=self.brute_force_ops / max(tier.ops, 1))
         return summary

@@ -79,7 +79,7 @@ def _checked(b: BoundReport) -> str:
     if not b.has_truth:
         return ("brute force was not run, so each certified share is a proven lower bound on the accuracy, and "
                 "the bounds' tightness is not known")
-    violations = {tier.name: int((tier.bound < b.truth).sum()) for tier in b.tiers}
+    violations = {tier.name: b.violations(tier) for tier in b.tiers}
     if not any(violations.values()):
         return "no bound was below the brute-force error on any input"
     where = ", ".join(f"{count} input{'s' if count > 1 else ''} ({name})" for name, count in violations.items() if count)
@@ -119,7 +119,7 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
                 _image(figures["error_ladder.png"], "What each idealisation costs"),
                 _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
         if b is not None:
-            bound_figures = {p.name: p for p in write_bound_figures(b, Path(tmp))}
+            frontier, bounds = write_bound_figures(b, Path(tmp))
             summary = b.to_dict()
             brute = summary["brute_force"]
             unknown = lambda value: "-" if value is None else value  # noqa: E731  (not known without brute force)
@@ -130,9 +130,8 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
                  for t in summary["tiers"]]
                 + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
                      "-"]] if brute else []), left=2),
-                _image(bound_figures["frontier.png"], "Cost against certified fraction")]
-            parts += ([_image(bound_figures["bound_vs_truth.png"], "Bounds against the brute-force error")]
-                      if b.has_truth else [_image(bound_figures["bounds.png"], "Bounds per input")])
+                _image(frontier, "Cost against certified fraction"),
+                _image(bounds, "Bounds against the brute-force error" if b.has_truth else "Bounds per input")]
     return _page(name, parts)
 
 
