@@ -531,12 +531,13 @@ def test_refining_takes_the_exact_maximum_on_the_loosest_inputs(bundled):
     error = linear_error(tables, clusters)
     steps = nearest_competitors(tables, clusters, Ops()).steps
     bound, exact = error.bound(Ops()), error.bound(Ops(), exact_over_c=True)
-    np.testing.assert_array_equal(error.refine(bound, steps, 59 * 59, Ops()), np.minimum(bound, exact))
+    # refining takes the inputs in its own order, so its exact maxima come from matrix products of other shapes
+    # and row orders, whose rounding may differ in the last bit (seen on one input of 3481): equal up to that
+    np.testing.assert_allclose(error.refine(bound, steps, 59 * 59, Ops()), np.minimum(bound, exact), rtol=1e-12)
     np.testing.assert_array_equal(error.refine(bound, steps, 0, Ops()), bound)
     refined = error.refine(bound, steps, 3 * 59, Ops())
     changed = refined != bound
     assert 0.9 * 3 * 59 <= changed.sum() <= 3 * 59
-    # a subset's exact maxima come from a matrix product of another shape: equal up to its rounding
     np.testing.assert_allclose(refined[changed], exact[changed], rtol=1e-12)
     sampled = error.tracked.differences(error.dec, steps, Ops()).max(-1)
     looseness = bound / sampled
