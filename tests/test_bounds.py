@@ -192,7 +192,8 @@ def test_exact_differences_everywhere_give_the_exact_tracked_sums(noisy_pizza, m
     for error in (whole, chunked):
         np.testing.assert_allclose(error.tracked.phasors, quadratic.tracked.phasors, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(error.tracked.coordinates, quadratic.tracked.coordinates, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(chunked.rest, whole.rest)
+    # chunks of one input take other matrix-product shapes than the whole batch: equal up to their rounding
+    np.testing.assert_allclose(chunked.rest, whole.rest, rtol=1e-12, atol=1e-12)
     assert (whole.rest <= linear_error(tables, clusters, waveform_groups=2).rest + 1e-12).all()
 
 
