@@ -59,3 +59,13 @@ def bundled():
     from quadlens import load_model
 
     return load_model()
+
+
+@pytest.fixture
+def fill_disk(monkeypatch):
+    """Call it to make every later fsync fail as on a full disk (OSError "disk full"): an atomic write must then
+    leave the file it would have replaced."""
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    return lambda: monkeypatch.setattr("os.fsync", broken_fsync)

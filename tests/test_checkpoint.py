@@ -91,13 +91,9 @@ def test_pickle_file_is_never_unpickled(tmp_path):
         load_model(path)
 
 
-def test_failed_write_leaves_the_good_file(saved, monkeypatch):
+def test_failed_write_leaves_the_good_file(saved, fill_disk):
     before = saved.read_bytes()
-
-    def broken_fsync(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("os.fsync", broken_fsync)
+    fill_disk()
     cfg = small_config()
     with pytest.raises(OSError, match="disk full"):
         save_model(saved, cfg, {k: torch.zeros_like(v) for k, v in float32_params(cfg).items()})
@@ -115,7 +111,7 @@ def test_saving_mismatched_params_is_refused(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_a_failed_figure_write_leaves_the_old_figure(tmp_path, monkeypatch):
+def test_a_failed_figure_write_leaves_the_old_figure(tmp_path, fill_disk):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,11 +125,7 @@ def test_a_failed_figure_write_leaves_the_old_figure(tmp_path, monkeypatch):
     atomic_write_figure(fig, path)
     before = path.read_bytes()
     ax.plot([0, 1], [1, 0])
-
-    def broken_fsync(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("os.fsync", broken_fsync)
+    fill_disk()
     with pytest.raises(OSError, match="disk full"):
         atomic_write_figure(fig, path)
     plt.close(fig)

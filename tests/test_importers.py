@@ -153,7 +153,7 @@ def test_live_hooked_transformer():
         torch.testing.assert_close(imported.all_logits(), expected, rtol=0, atol=1e-4)
 
 
-def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, monkeypatch):
+def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, fill_disk):
     from quadlens import save_model
 
     cfg = small_config()
@@ -162,11 +162,7 @@ def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, monkeypatch)
     out = tmp_path / "tl.safetensors"
     assert CliRunner().invoke(app, ["export", str(other), "--out", str(out)]).exit_code == 0
     before = out.read_bytes()
-
-    def broken_fsync(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("os.fsync", broken_fsync)
+    fill_disk()
     result = CliRunner().invoke(app, ["export", "--out", str(out)])  # the bundled model: other bytes
     assert isinstance(result.exception, OSError)
     assert out.read_bytes() == before
