@@ -29,7 +29,7 @@ The arc sums themselves run in ``quadlens.arcs`` (compiled).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -174,19 +174,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     p = tables.p
     budget = exact_loose * tables.d_mlp // p  # neurons evaluated exactly on every input
     dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups, budget, misfit_reach)
-    tracked = _Tracked.empty(p, dec)
-    remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
-    workspace = arcs.Workspace()
-    for term in dec.clusters:
-        if sign_patterns:
-            sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
-            norm_squares += _activation_norm(term, p, ops, workspace) ** 2
-        else:
-            sums = _lipschitz_sums(term, p, ops, workspace)
-        _exact_differences(sums, term, tables, exact_differences, ops)
-        tracked.add(term, sums.found[:-1])
-        remainder += sums.found[-1]
-        band += sums.band
+    tracked, remainder, band, norm_squares = _cluster_sums(dec, tables, sign_patterns, band_iterations,
+                                                           exact_differences, ops)
     if len(dec.loose) <= budget:
         loose = _exact_loose(tracked, tables, dec, ops)
     else:
@@ -201,6 +190,28 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     error = ErrorTerms(dec, tracked, remainder + band + loose)
     _exact_inputs(error, tables, exact_inputs * p, harmonic, ops)
     return error
+
+
+def _cluster_sums(dec: Decomposition, tables: SeparableTables, sign_patterns: bool, band_iterations: int,
+                  exact_differences: int, ops: Ops) -> tuple["_Tracked", np.ndarray, np.ndarray, np.ndarray]:
+    """Every cluster group's sums over arcs, added up: the tracked part, and per input ``[p, p]`` the remainder's
+    bound, the band's and (with sign patterns) ‖h‖₂²'s over the arcs. The groups' tables share one workspace,
+    freed on return, before the exact evaluations that follow allocate theirs."""
+    p = tables.p
+    tracked = _Tracked.empty(p, dec)
+    remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
+    workspace = arcs.Workspace()
+    for term in dec.clusters:
+        if sign_patterns:
+            sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
+            norm_squares += _activation_norm(term, p, ops, workspace) ** 2
+        else:
+            sums = _lipschitz_sums(term, p, ops, workspace)
+        _exact_differences(sums, term, tables, exact_differences, ops)
+        tracked.add(term, sums.found[:-1])
+        remainder += sums.found[-1]
+        band += sums.band
+    return tracked, remainder, band, norm_squares
 
 
 def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, harmonic: np.ndarray | None, ops: Ops,
@@ -315,7 +326,6 @@ class ErrorTerms:
     dec: Decomposition
     tracked: "_Tracked"
     rest: np.ndarray
-    _at_steps: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (steps, [p, p, J])
 
     def bound(self, ops: Ops, exact_over_c: bool = False) -> np.ndarray:
         """B(a, b) ≥ max_c |err(a+b) − err(c)| ``[p, p]``, rounding slack included."""
@@ -329,7 +339,7 @@ class ErrorTerms:
         linear in the parameter count for a fixed J and ``count`` ∝ p."""
         if count <= 0:
             return bound
-        sampled = self._tracked_differences(steps, ops).max(-1, initial=0.0)
+        sampled = self._largest_tracked_difference(steps, ops)
         looseness = (bound / np.maximum(sampled, 1e-12)).ravel()
         count = min(count, looseness.size)
         inputs = np.unravel_index(np.argpartition(-looseness, count - 1)[:count], bound.shape)
@@ -346,23 +356,21 @@ class ErrorTerms:
         """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
         ``[p, J]``, as in ``Competitors``), the tracked part exactly, plus rest: ``[p, p, J]``, or ``[n, J]``
         for the given inputs (a, b)."""
-        exact = self._tracked_differences(steps, ops, inputs)
+        exact = self.tracked.differences(self.dec, steps, ops, inputs)
         ops(exact.size * 3)
         rest = self.rest if inputs is None else self.rest[inputs]
         return _with_slack(exact + rest[..., None])
 
-    def _tracked_differences(self, steps: np.ndarray, ops: Ops,
-                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """The tracked part's exact differences at the listed steps; once computed on every input (to refine),
-        they are kept for the certificate, which reads them at the inputs it still needs."""
-        if self._at_steps is not None and self._at_steps[0] is steps:
-            every = self._at_steps[1]
-            return every if inputs is None else every[inputs]
-        if inputs is not None:
-            return self.tracked.differences(self.dec, steps, ops, inputs)
-        every = self.tracked.differences(self.dec, steps, ops)
-        self._at_steps = (steps, every)
-        return every
+    def _largest_tracked_difference(self, steps: np.ndarray, ops: Ops, chunk: int = 1 << 15) -> np.ndarray:
+        """max_j |E(a+b) − E(a+b − j)| over the listed steps per input ``[p, p]``: a lower bound on the tracked
+        part's maximum over c. Taken in chunks of inputs, so that the differences ``[p², J]`` (256 bytes per input
+        at J = 32) are never held all at once; the certificate computes its few inputs' again."""
+        p = self.rest.shape[0]
+        largest = np.empty(p * p)
+        for start in range(0, p * p, chunk):
+            flat = np.arange(start, min(start + chunk, p * p))
+            largest[flat] = self.tracked.differences(self.dec, steps, ops, np.divmod(flat, p)).max(-1, initial=0.0)
+        return largest.reshape(p, p)
 
 
 def _with_slack(bound: np.ndarray) -> np.ndarray:
