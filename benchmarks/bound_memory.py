@@ -28,9 +28,9 @@ STATUS = Path("/proc/self/status")
 
 
 def _status_mb(key: str) -> float:
-    """A memory figure of this process's /proc status (VmRSS now, VmHWM its peak since the last reset), in MB."""
+    """A memory figure of this process's /proc status (VmRSS now, VmHWM its peak since the last reset), in MiB."""
     line = next(line for line in STATUS.read_text().splitlines() if line.startswith(key + ":"))
-    return int(line.split()[1]) / 1024
+    return int(line.split()[1]) / 1024  # given in kB (KiB)
 
 
 def _reset_peak() -> None:
@@ -70,7 +70,7 @@ def main() -> None:
                  for name in check_tiers(args.tiers)]
         rows.append({"p": p, "d_mlp": tiers[0]["d_mlp"], "tiers": tiers})
         print(f"p={p} d_mlp={rows[-1]['d_mlp']}: " + ", ".join(
-            f"{t['name']} {t['peak_mb']:.0f} MB ({t['seconds']:.2f} s)" for t in tiers), flush=True)
+            f"{t['name']} {t['peak_mb']:.0f} MiB ({t['seconds']:.2f} s)" for t in tiers), flush=True)
     if args.json:
         append_run(args.json, rows=rows)
 
