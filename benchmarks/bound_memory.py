@@ -27,7 +27,7 @@ from quadlens.neurons import fit_neurons
 STATUS = Path("/proc/self/status")
 
 
-def _status_mb(key: str) -> float:
+def _status_mib(key: str) -> float:
     """A memory figure of this process's /proc status (VmRSS now, VmHWM its peak since the last reset), in MiB."""
     line = next(line for line in STATUS.read_text().splitlines() if line.startswith(key + ":"))
     return int(line.split()[1]) / 1024  # given in kB (KiB)
@@ -43,11 +43,11 @@ def measure_one(p: int, name: str) -> dict:
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     load_compiled_kernels()
     _reset_peak()
-    before = _status_mb("VmRSS")
+    before = _status_mib("VmRSS")
     start = time.perf_counter()
     tier = run_tier(name, tables, clusters)
     seconds = time.perf_counter() - start
-    return {"name": name, "d_mlp": tables.d_mlp, "peak_mb": _status_mb("VmHWM") - before, "seconds": seconds,
+    return {"name": name, "d_mlp": tables.d_mlp, "peak_mib": _status_mib("VmHWM") - before, "seconds": seconds,
             "certified_fraction": float(tier.certified.mean()), "ops": tier.ops}
 
 
@@ -70,7 +70,7 @@ def main() -> None:
                  for name in check_tiers(args.tiers)]
         rows.append({"p": p, "d_mlp": tiers[0]["d_mlp"], "tiers": tiers})
         print(f"p={p} d_mlp={rows[-1]['d_mlp']}: " + ", ".join(
-            f"{t['name']} {t['peak_mb']:.0f} MiB ({t['seconds']:.2f} s)" for t in tiers), flush=True)
+            f"{t['name']} {t['peak_mib']:.0f} MiB ({t['seconds']:.2f} s)" for t in tiers), flush=True)
     if args.json:
         append_run(args.json, rows=rows)
 

@@ -547,8 +547,7 @@ def test_refining_takes_the_exact_maximum_on_the_loosest_inputs(bundled):
     # and the same operations as all inputs at once
     whole, chunked = Ops(), Ops()
     error.tracked.differences(error.dec, steps, whole)
-    np.testing.assert_array_equal(error._largest_tracked_difference(steps, chunked, chunk=1000),
-                                  sampled)
+    np.testing.assert_array_equal(error._largest_tracked_difference(steps, chunked, chunk=1000), sampled)
     assert chunked.count == whole.count
 
 
