@@ -1,4 +1,5 @@
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -71,6 +72,7 @@ def test_bound_without_brute_force_says_what_its_fractions_mean(tmp_path):
     result = runner.invoke(app, ["bound", "--tiers", "arcs", "--no-brute-force", "--out", str(tmp_path), "--no-figures"])
     assert result.exit_code == 0, result.output
     assert "lower bound on the model's accuracy" in " ".join(result.output.split())
+    assert re.search(r"arcs( +\S+){2} +\S+ % +- +- +- *$", result.output, re.MULTILINE)  # B/truth, max, viol. unknown
     data = json.loads((tmp_path / "bound.json").read_text())
     assert data["brute_force"] is None and data["tiers"][0]["certified_fraction"] > 0.99
 

@@ -81,6 +81,7 @@ def test_report_without_brute_force_says_what_its_certified_shares_mean(tmp_path
     assert len(parser.sources) == 6  # the bounds' figure without the truth's panel
     assert "brute force was not run" in page and "proven lower bound on the accuracy" in page
     assert "below the brute-force error" not in page
+    assert "<td>-</td><td>-</td><td>-</td></tr>" in page  # a tier's tightness and violations: unknown
 
 
 def test_the_plain_words_count_bounds_below_the_truth():

@@ -82,14 +82,15 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     residual_prefix_b = arcs.row_prefix(term.eps_b, weights, workspace.array("residual b", (p, n + 1, W)))
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
-    shares = [term.residual_shares(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
+    signed = [term.signed_residuals(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
+    shares = [(side_a / term.r, side_b / term.r) for side_a, side_b in signed]
     cost = [term.span + 2 * term.remainder_span, term.span]
     parts = _waveform_parts(term.phase)  # x's parts, for the band's chord
     band_weights = np.stack([sign_cost[:, None] * parts for sign_cost in cost])
     band_prefix_b = workspace.array("band prefix b", (2, p, n + 1, 5))
     tables_b = workspace.array("share tables b", (2, arcs.table_levels(n), p, n), np.float32)
-    for s, sign in enumerate((-1, 1)):
-        arcs.row_prefix(np.maximum(sign * term.eps_b, 0.0), band_weights[s], band_prefix_b[s])
+    for s in range(2):
+        arcs.row_prefix(signed[s][1], band_weights[s], band_prefix_b[s])
         arcs.range_max_table(shares[s][1], tables_b[s])
     shares_a = np.stack([shares[s][0] for s in range(2)])
     share_max = np.array([[share.max(1) for share in shares[s]] for s in range(2)])
@@ -244,16 +245,9 @@ def _activation_norm(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Works
     squares = workspace.array("squares", (p, p))
     performed = arcs.square_sums(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p,
                                  arcs.square_prefix(term.phase, term.r), squares)
-    residual_a, residual_b = _residual_norms(term, ops)
+    residual_a, residual_b = term.residual_norms(ops)
     ops(performed.sum() + n * 9 * 4 + 4 * p * p)
     return np.sqrt(np.maximum(squares, 0.0)) + residual_a[:, None] + residual_b[None, :]
-
-
-def _residual_norms(term: ClusterTerms, ops: Ops) -> tuple[np.ndarray, np.ndarray]:
-    """``ClusterTerms.residual_norms``, its operations counted where it is first computed (two bounds read it)."""
-    if "residual_norms" not in vars(term):
-        ops(2 * term.eps_a.size + 2 * term.eps_b.size)
-    return term.residual_norms
 
 
 def _remainder_by_norms(norm_squares: np.ndarray, target: np.ndarray, norms: np.ndarray, ops: Ops) -> np.ndarray:
@@ -303,7 +297,7 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
         cosines, sines = term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder
         harmonic_sums.append(np.hypot(cosines, sines))  # |R_m(c)| [M + 1, p]
         tail_squares += (tail * np.linalg.norm(term.r)) ** 2
-        residual_a, residual_b = _residual_norms(term, ops)
+        residual_a, residual_b = term.residual_norms(ops)
         residual_squares += (residual_a[:, None] + residual_b[None, :]) ** 2
         n = len(term.r)
         ops(WAVEFORM_GRID * len(folded) * (20 + 5 * np.log2(WAVEFORM_GRID)) + (harmonics + 1) * n * (4 * p + 10)

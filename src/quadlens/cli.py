@@ -219,9 +219,8 @@ def print_explanation(explanation) -> None:
     ladder = Table("level", "harmonics", "max logit-diff error", "step error", "worst margin", "accuracy",
                    title="error ladder (each level replaces the MLP)")
     for level in explanation.ladder + explanation.ablation:
-        harmonics = {None: "-", False: "k", True: "k, 2k"}[level.harmonics]
         step = "-" if math.isnan(level.step_error) else f"{level.step_error:.3f}"  # no level before it
-        ladder.add_row(level.level, harmonics, f"{level.max_logit_diff_error:.3f}", step,
+        ladder.add_row(level.level, level.harmonics_label, f"{level.max_logit_diff_error:.3f}", step,
                        f"{level.min_margin:.3f}", f"{level.accuracy:.4f}")
     console.print(ladder)
 
@@ -261,6 +260,11 @@ def bound(model: Optional[Path] = MODEL_ARG,
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
 
 
+def _known(value: float | int | None, spec: str = "") -> str:
+    """A figure of ``bound.json`` for the terminal: ``-`` where it is not known (no brute force ran)."""
+    return "-" if value is None else format(value, spec)
+
+
 def _bound_table(summary: dict) -> Table:
     """``bound.json``'s tiers (and brute force, where it ran) as a table for the terminal."""
     brute = summary["brute_force"]
@@ -270,11 +274,10 @@ def _bound_table(summary: dict) -> Table:
                                                            "viol.")),
                   box=box.SIMPLE_HEAD, pad_edge=False, caption=caption,
                   title=f"bounds against the L3 explanation (p={summary['p']}, d_mlp={summary['d_mlp']})")
-    number = lambda value: "-" if value is None else f"{value:.2f}"  # noqa: E731
     for tier in summary["tiers"]:
         table.add_row(tier["name"], f"{tier['ops']:.2g}", f"{tier['seconds']:.2f}",
-                      percent(tier['certified_fraction']), number(tier["tightness_median"]),
-                      number(tier["tightness_max"]), "-" if tier["violations"] is None else str(tier["violations"]))
+                      percent(tier['certified_fraction']), _known(tier["tightness_median"], ".2f"),
+                      _known(tier["tightness_max"], ".2f"), _known(tier["violations"]))
     if brute:
         table.add_row("brute force", f"{brute['ops']:.2g}", f"{brute['seconds']:.2f}",
                       f"{percent(brute['accuracy'])} acc.", "1", "1", "-")

@@ -76,17 +76,21 @@ class ClusterTerms:
     neurons: np.ndarray  # model neuron indices, in phase order
     remainder: np.ndarray  # [n, p] what the tracked frequencies and directions leave of each output row: ρ_i
     columns: np.ndarray | None = None  # the tracked frequencies' places in Decomposition.frequencies
+    _residual_norms: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @cached_property
     def remainder_span(self) -> np.ndarray:
         """[n] ptp of each output row's remainder ρ_i: the most one unit of activation moves it between outputs."""
         return np.ptp(self.remainder, axis=1)
 
-    @cached_property
-    def residual_norms(self) -> tuple[np.ndarray, np.ndarray]:
+    def residual_norms(self, ops: Ops) -> tuple[np.ndarray, np.ndarray]:
         """‖ε_a[a, ·]‖₂ and ‖ε_b[b, ·]‖₂ over the group's neurons ``[p]`` each: the most the residuals move the
-        activations, in norm (the remainder's bounds by Cauchy–Schwarz and by harmonics, docs/bounds.md §1)."""
-        return np.linalg.norm(self.eps_a, axis=1), np.linalg.norm(self.eps_b, axis=1)
+        activations, in norm (the remainder's bounds by Cauchy–Schwarz and by harmonics, docs/bounds.md §1).
+        Computed, and counted, on first use: both bounds read them."""
+        if self._residual_norms is None:
+            ops(2 * self.eps_a.size + 2 * self.eps_b.size)
+            self._residual_norms = np.linalg.norm(self.eps_a, axis=1), np.linalg.norm(self.eps_b, axis=1)
+        return self._residual_norms
 
     @property
     def output_weights(self) -> np.ndarray:
@@ -95,9 +99,13 @@ class ClusterTerms:
         return np.concatenate([self.gamma.real, self.gamma.imag, self.coordinates, self.remainder_span[:, None]],
                               axis=1)
 
+    def signed_residuals(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
+        """relu(sign·ε) for a and b ``[p, n]``: the most a residual of that sign moves the pre-activation, per side."""
+        return np.maximum(sign * self.eps_a, 0), np.maximum(sign * self.eps_b, 0)
+
     def residual_shares(self, sign: int) -> tuple[np.ndarray, np.ndarray]:
         """relu(sign·ε)/r for a and b ``[p, n]``: the most a residual of that sign moves κ + Q, per side."""
-        return np.maximum(sign * self.eps_a, 0) / self.r, np.maximum(sign * self.eps_b, 0) / self.r
+        return tuple(side / self.r for side in self.signed_residuals(sign))
 
     def reach(self) -> np.ndarray:
         """[n] the furthest each neuron's residuals move its κ + Q, either way, over all inputs: its share of the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +20,11 @@ from .lens import lobe  # noqa: E402
 from .text import percent  # noqa: E402
 
 
-def _save(fig, path: Path, tight: bool = True) -> Path:
+def _save(fig, path: Path, tight: bool = True, dpi: int = 150) -> Path:
     """Write the figure (laid out tightly unless its layout is constrained already) and close it."""
     if tight:
         fig.tight_layout()
-    atomic_write_figure(fig, path)
+    atomic_write_figure(fig, path, dpi)
     plt.close(fig)
     return path
 
@@ -194,6 +195,19 @@ def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "bound_vs_truth.png" if report.has_truth else "bounds.png"
     return [frontier(report, out_dir / "frontier.png"), bound_vs_truth(report, out_dir / name)]
+
+
+def distributions(rows: list[dict], columns: Sequence[str], path: Path) -> Path:
+    """Histograms of a study's headline figures across its models, one panel per column of its table."""
+    panels = -(-len(columns) // 2)
+    fig, axes = plt.subplots(2, panels, figsize=(3.4 * panels, 6))
+    for ax, column in zip(axes.ravel(), columns):
+        ax.hist([r[column] for r in rows if r.get(column) is not None], bins=20, color="tab:blue", alpha=0.8)
+        ax.set_title(column, fontsize=9)
+    for ax in axes.ravel()[len(columns):]:
+        ax.axis("off")
+    fig.suptitle(f"{len(rows)} models")
+    return _save(fig, path, dpi=120)
 
 
 FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,

@@ -40,6 +40,12 @@ class Level:
     accuracy: float = float("nan")
     loss: float = float("nan")
 
+    @property
+    def harmonics_label(self) -> str:
+        """Which input harmonics the level's neurons are fitted with, as tables show it: ``k``, ``k, 2k`` or ``-``
+        (the model itself)."""
+        return {None: "-", False: "k", True: "k, 2k"}[self.harmonics]
+
     def summary(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "logits"}
 

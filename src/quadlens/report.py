@@ -32,8 +32,9 @@ def _image(path: Path, alt: str) -> str:
 
 
 def _table(header: list[str], rows: list[list], left: int = 1) -> str:
+    """An HTML table; floats to four figures, ``None`` (not known, e.g. without brute force) as ``-``."""
     def cell(i, value, tag):
-        text = f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+        text = f"{value:.4g}" if isinstance(value, float) else "-" if value is None else html.escape(str(value))
         return f'<{tag}{" class=left" if i < left else ""}>{text}</{tag}>'
     head = "".join(cell(i, h, "th") for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell(i, v, "td") for i, v in enumerate(row)) + "</tr>" for row in rows)
@@ -114,7 +115,7 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
                 _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
                 "<h2>Error ladder</h2>", _table(
                     ["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
-                    [[lv.level, {None: "-", False: "k", True: "k, 2k"}[lv.harmonics], lv.max_logit_diff_error,
+                    [[lv.level, lv.harmonics_label, lv.max_logit_diff_error,
                       lv.min_margin, lv.accuracy, lv.loss] for lv in e.ladder + e.ablation], left=2),
                 _image(figures["error_ladder.png"], "What each idealisation costs"),
                 _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
@@ -122,11 +123,10 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
             frontier, bounds = write_bound_figures(b, Path(tmp))
             summary = b.to_dict()
             brute = summary["brute_force"]
-            unknown = lambda value: "-" if value is None else value  # noqa: E731  (not known without brute force)
             parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
                 ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
                 [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"],
-                  unknown(t["tightness_median"]), unknown(t["tightness_max"]), unknown(t["violations"])]
+                  t["tightness_median"], t["tightness_max"], t["violations"]]
                  for t in summary["tiers"]]
                 + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
                      "-"]] if brute else []), left=2),

@@ -21,7 +21,7 @@ from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
 from .explain import explain
-from .files import atomic_write_bytes, atomic_write_figure, atomic_write_json, json_ready
+from .files import atomic_write_bytes, atomic_write_json, json_ready
 from .model import ModelConfig, Transformer
 from .train import TrainConfig, seed_path, train
 
@@ -111,28 +111,6 @@ def write_table(rows: list[dict], out_dir: Path) -> None:
     atomic_write_bytes(out_dir / "models.parquet", buffer.getvalue())
 
 
-def write_figures(rows: list[dict], out_dir: Path) -> Path:
-    """Histograms of the headline figures across models."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = -(-len(SUMMARY_COLUMNS) // 2)
-    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6))
-    for ax, column in zip(axes.ravel(), SUMMARY_COLUMNS):
-        values = [r[column] for r in rows if r.get(column) is not None]
-        ax.hist(values, bins=20, color="tab:blue", alpha=0.8)
-        ax.set_title(column, fontsize=9)
-    for ax in axes.ravel()[len(SUMMARY_COLUMNS):]:
-        ax.axis("off")
-    fig.suptitle(f"{len(rows)} models")
-    fig.tight_layout()
-    path = atomic_write_figure(fig, out_dir / "distributions.png", dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _analyse(model: Transformer, cache: Path, with_bounds: bool, device: str | None = None) -> dict:
     """One model's row, computed and cached."""
     row = model_row(model, with_bounds, device)
@@ -185,7 +163,9 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     write_table(rows, out_dir)
     summary = summarise(rows)
     atomic_write_json(out_dir / "summary.json", summary)
-    write_figures(rows, out_dir)
+    from .figures import distributions
+
+    distributions(rows, SUMMARY_COLUMNS, out_dir / "distributions.png")
     return summary
 
 
