@@ -92,7 +92,7 @@ class ClusterTerms:
             self._residual_norms = np.linalg.norm(self.eps_a, axis=1), np.linalg.norm(self.eps_b, axis=1)
         return self._residual_norms
 
-    @property
+    @cached_property
     def output_weights(self) -> np.ndarray:
         """Per neuron ``[n, W]``, real: the tracked phasor coefficients' real parts, then their imaginary parts,
         direction coordinates, remainder span (``_Tracked.add`` reads sums of them in this order)."""
