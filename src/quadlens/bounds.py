@@ -76,24 +76,26 @@ def _sign_pattern_tables(term: ClusterTerms, p: int, workspace: arcs.Workspace) 
     """The arc kernel's tables for sign patterns: side a's residuals, the output weights, side b's residual prefix
     sums, the band's weights and side b's band prefix sums, side a's residual shares and side b's sparse tables
     of them, and each side's largest shares (``arcs.arc_sums`` documents each; it builds side a's tables row by
-    row)."""
+    row, taking relu(∓ε_a) again there rather than holding it)."""
     weights = term.output_weights
     n, W = weights.shape
     residual_prefix_b = arcs.row_prefix(term.eps_b, weights, workspace.array("residual b", (p, n + 1, W)))
     # a neuron turned off by its residual loses at most relu(−η) (span for the logits, twice the remainder's
     # span for |h'|); one turned on gains at most relu(η)
-    signed = [term.signed_residuals(sign) for sign in (-1, 1)]  # [sign][side] -> [p, n]
-    shares = [(side_a / term.r, side_b / term.r) for side_a, side_b in signed]
     cost = [term.span + 2 * term.remainder_span, term.span]
     parts = _waveform_parts(term.phase)  # x's parts, for the band's chord
     band_weights = np.stack([sign_cost[:, None] * parts for sign_cost in cost])
     band_prefix_b = workspace.array("band prefix b", (2, p, n + 1, 5))
     tables_b = workspace.array("share tables b", (2, arcs.table_levels(n), p, n), np.float32)
-    for s in range(2):
-        arcs.row_prefix(signed[s][1], band_weights[s], band_prefix_b[s])
-        arcs.range_max_table(shares[s][1], tables_b[s])
-    shares_a = np.stack([shares[s][0] for s in range(2)])
-    share_max = np.array([[share.max(1) for share in shares[s]] for s in range(2)])
+    shares_a, share_max = np.empty((2, p, n)), np.empty((2, 2, p))
+    for s, sign in enumerate((-1, 1)):
+        signed_a, signed_b = term.signed_residuals(sign)
+        np.divide(signed_a, term.r, out=shares_a[s])
+        arcs.row_prefix(signed_b, band_weights[s], band_prefix_b[s])
+        share_b = np.divide(signed_b, term.r, out=signed_b)  # relu(∓ε_b) has been read: its shares take its place
+        arcs.range_max_table(share_b, tables_b[s])
+        share_max[s] = shares_a[s].max(1), share_b.max(1)
+        del signed_a, signed_b, share_b  # before the next sign's are made: the tables' peak is the tier's
     return (term.eps_a, weights, residual_prefix_b, band_weights, band_prefix_b, shares_a, tables_b, share_max)
 
 
