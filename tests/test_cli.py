@@ -92,3 +92,17 @@ def test_bad_devices_and_integer_lists_are_named(tmp_path):
     result = runner.invoke(app, ["explain", str(tmp_path)])
     assert result.exit_code == 2 and "a folder, not a checkpoint file" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_file_in_the_way_of_an_output_is_named_before_any_work(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    for command, out in [("train", blocker), ("explain", blocker), ("bound", blocker / "deeper"),
+                         ("reproduce", blocker), ("sweep", blocker), ("export", blocker / "model.safetensors"),
+                         ("report", tmp_path)]:
+        result = runner.invoke(app, [command, "--out", str(out)], env={"COLUMNS": "400"})  # paths unbroken
+        message = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2, (command, result.output)
+        expected = "is a folder; give the file's name" if out == tmp_path else f"{blocker.name} is a file, not a folder"
+        assert expected in message, (command, message)
+    assert blocker.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [blocker]

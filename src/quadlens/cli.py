@@ -87,6 +87,30 @@ def check_device(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _no_file_in_the_way(folder: Path, out: Path) -> None:
+    """A clear error when a file stands where ``folder`` (``out``'s folder, or ``out`` itself) or a parent should be."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise typer.BadParameter(f"{part} is a file, not a folder" + ("" if part == out else f" (in {out})"))
+            return
+
+
+def output_folder(path: Path) -> Path:
+    """An ``--out`` folder that exists or can be made, checked before any work starts: a file in its way is named
+    at once, not met after hours of training or brute force."""
+    _no_file_in_the_way(path, path)
+    return path
+
+
+def output_file(path: Path) -> Path:
+    """An ``--out`` file that is not a folder, in a folder that exists or can be made (``output_folder``)."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; give the file's name")
+    _no_file_in_the_way(path.parent, path)
+    return path
+
+
 def _load(model: Optional[Path]) -> Transformer:
     try:
         return load_model(model)
@@ -139,7 +163,8 @@ def info(model: Optional[Path] = MODEL_ARG,
 @app.command()
 def train(
     seeds: str = typer.Option("0", help="Seeds to train: '0-150', '3' or '1,4,7-9'."),
-    out: Path = typer.Option(Path("runs/train"), help="Output folder (one checkpoint per seed; resumable)."),
+    out: Path = typer.Option(Path("runs/train"), help="Output folder (one checkpoint per seed; resumable).",
+                          callback=output_folder),
     p: int = typer.Option(59, help="Modulus."),
     d_model: int = typer.Option(128), n_heads: int = typer.Option(4), d_head: int = typer.Option(32),
     d_mlp: int = typer.Option(512),
@@ -179,7 +204,8 @@ def train(
 
 @app.command()
 def explain(model: Optional[Path] = MODEL_ARG,
-            out: Path = typer.Option(Path("out/explain"), help="Folder for explain.json and the figures."),
+            out: Path = typer.Option(Path("out/explain"), help="Folder for explain.json and the figures.",
+                                      callback=output_folder),
             figures: bool = typer.Option(True, help="Write PNG figures."),
             min_share: float = typer.Option(0.5, help="Least key-frequency energy share for a neuron to join a cluster.")) -> None:
     """Explain the MLP as a quadrature scheme: clusters, doubling, lens, quadrature error, error ladder, verdict."""
@@ -227,7 +253,8 @@ def print_explanation(explanation) -> None:
 
 @app.command()
 def bound(model: Optional[Path] = MODEL_ARG,
-          out: Path = typer.Option(Path("out/bound"), help="Folder for bound.json, bound.npz and the figures."),
+          out: Path = typer.Option(Path("out/bound"), help="Folder for bound.json, bound.npz and the figures.",
+                                    callback=output_folder),
           device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present).",
                                                callback=check_device),
           figures: bool = typer.Option(True, help="Write PNG figures."),
@@ -287,7 +314,8 @@ def _bound_table(summary: dict) -> Table:
 @app.command()
 def reproduce(
     seeds: str = typer.Option("0-150", help="Seeds: '0-150', '3' or '1,4,7-9'."),
-    out: Path = typer.Option(Path("runs/reproduce"), help="Study folder (models/, results/, tables, summary)."),
+    out: Path = typer.Option(Path("runs/reproduce"), help="Study folder (models/, results/, tables, summary).",
+                          callback=output_folder),
     p: int = typer.Option(59), d_model: int = typer.Option(128), n_heads: int = typer.Option(4),
     d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
     attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
@@ -320,7 +348,8 @@ def reproduce(
 @app.command()
 def sweep(
     seeds: str = typer.Option("0-3", help="Seeds for every configuration."),
-    out: Path = typer.Option(Path("runs/sweep"), help="Sweep folder (one study folder per configuration)."),
+    out: Path = typer.Option(Path("runs/sweep"), help="Sweep folder (one study folder per configuration).",
+                          callback=output_folder),
     p: str = typer.Option("59", help="Comma-separated moduli."), d_mlp: str = typer.Option("512", help="Widths."),
     attention: str = typer.Option("constant", help="Attention kinds or rates, comma-separated."),
     act_fn: str = typer.Option("relu", help="relu, gelu or both."),
@@ -352,7 +381,7 @@ def sweep(
 @app.command()
 def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' "
                                                    "(default: the bundled model)."),
-           out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write."),
+           out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write.", callback=output_file),
            bounds: bool = typer.Option(True, help="Include the bound tiers."),
            brute_force: bool = typer.Option(True, "--brute-force/--no-brute-force",
                                             help="Check the bounds against brute force (hours at large p).")
@@ -384,7 +413,8 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
 def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state dict or .safetensors."),
             format: str = typer.Option(..., "--format", help="transformer-lens or grokking."),
             config: Optional[Path] = typer.Option(None, help="Its JSON config."),
-            out: Path = typer.Option(Path("out/imported"), help="Folder for the quadlens checkpoint."),
+            out: Path = typer.Option(Path("out/imported"), help="Folder for the quadlens checkpoint.",
+                                    callback=output_folder),
             name: Optional[str] = typer.Option(None, help="File name (default: the source's stem).")) -> None:
     """Convert a TransformerLens or grokking-style checkpoint into a quadlens checkpoint (identical logits)."""
     from .checkpoint import save_model
@@ -403,7 +433,8 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
 
 @app.command()
 def export(model: Optional[Path] = MODEL_ARG,
-           out: Path = typer.Option(Path("out/export/model_tl.safetensors"), help="Output state dict (.safetensors)."),
+           out: Path = typer.Option(Path("out/export/model_tl.safetensors"), help="Output state dict (.safetensors).",
+                                     callback=output_file),
            format: str = typer.Option("transformer-lens", "--format", help="transformer-lens.")) -> None:
     """Write a model as a TransformerLens HookedTransformer state dict, with its config beside it as JSON."""
     from safetensors.torch import save
