@@ -93,6 +93,23 @@ def test_explain_json_has_the_documented_fields(bundled_explanation, tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
 
 
+def test_figures_leave_the_callers_backend_alone_and_return_figures(bundled_explanation):
+    """In a notebook a drawing function's Figure shows inline: importing quadlens.figures must not switch the
+    user's matplotlib backend (as matplotlib.use("Agg") at import did), nor leave figures open in pyplot."""
+    import subprocess
+    import sys
+
+    script = ("import matplotlib; matplotlib.use('svg'); import quadlens.figures; import matplotlib.pyplot as plt; "
+              "print(matplotlib.get_backend(), len(plt.get_fignums()))")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True).stdout.split() == ["svg", "0"]
+    from quadlens import figures
+
+    for draw in figures.FIGURES.values():
+        fig = draw(bundled_explanation)
+        assert fig.axes and figures.png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_learned_attention_model_is_refused():
     e = explain(Transformer(small_config(p=13, attention_rate=0.0), seed=2))
     failed = {c.name for c in e.criteria if not c.passed}

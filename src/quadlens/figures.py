@@ -1,37 +1,47 @@
-"""PNG figures of an explanation, for papers: phase doubling, quadrature rectangles, logits, error ladder."""
+"""Figures of an explanation and its bounds, for papers and notebooks: phase doubling, quadrature rectangles,
+logits, error ladder, the bounds' frontier and their map over inputs, a study's distributions.
+
+Each drawing function returns a matplotlib ``Figure`` made without pyplot, so importing this module leaves the
+caller's backend alone (a notebook shows the figure inline) and nothing is kept in pyplot's registry;
+``save`` writes one as a PNG atomically.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .certify import BoundReport  # noqa: E402
-from .explain import Explanation  # noqa: E402
-from .files import atomic_write_figure  # noqa: E402
-from .clusters import lens_parameters  # noqa: E402
-from .fourier import wrap  # noqa: E402
-from .lens import lobe  # noqa: E402
-from .text import percent  # noqa: E402
+from .certify import BoundReport
+from .clusters import lens_parameters
+from .explain import Explanation
+from .files import atomic_write_bytes
+from .fourier import wrap
+from .lens import lobe
+from .text import percent
 
 
-def _save(fig, path: Path, tight: bool = True, dpi: int = 150) -> Path:
-    """Write the figure (laid out tightly unless its layout is constrained already) and close it."""
-    if tight:
-        fig.tight_layout()
-    atomic_write_figure(fig, path, dpi)
-    plt.close(fig)
+def png(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save(fig: Figure, path: Path, dpi: int = 150) -> Path:
+    """Write the figure to ``path`` as a PNG, atomically: readers see the old file or the whole new one."""
+    atomic_write_bytes(path, png(fig, dpi))
     return path
 
 
-def phase_doubling(explanation: Explanation, path: Path) -> Path:
+def phase_doubling(explanation: Explanation) -> Figure:
     """Output phase ψ against input phase φ, per cluster, with the line ψ = 2φ + ψ0."""
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5), layout="tight")
+    ax = fig.subplots()
     line = np.linspace(-np.pi, np.pi, 400)
     for report in explanation.clusters:
         c = report.cluster
@@ -42,7 +52,7 @@ def phase_doubling(explanation: Explanation, path: Path) -> Path:
     ax.set(xlabel="input phase φ (rad)", ylabel="output phase ψ (rad)", title="Phase doubling: ψ ≈ 2φ",
            xlim=(-np.pi, np.pi), ylim=(-np.pi, np.pi))
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return fig
 
 
 def _lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
@@ -50,11 +60,12 @@ def _lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
     return lobe(act_fn, scale, theta) * np.cos(2 * theta)
 
 
-def quadrature(explanation: Explanation, path: Path) -> Path:
+def quadrature(explanation: Explanation) -> Figure:
     """Per cluster, relu(cos θ)·cos 2θ with one rectangle per neuron: width ∝ its weight, at its phase."""
     n = len(explanation.clusters)
     act_fn = explanation.model_config["act_fn"]
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.2), squeeze=False)
+    fig = Figure(figsize=(3.6 * n, 3.2), layout="tight")
+    axes = fig.subplots(1, n, squeeze=False)
     theta = np.linspace(-np.pi, np.pi, 1000)
     for ax, report in zip(axes[0], explanation.clusters):
         c = report.cluster
@@ -69,7 +80,7 @@ def quadrature(explanation: Explanation, path: Path) -> Path:
                xlabel="θ = φ_i (offset 0)", xlim=(-np.pi, np.pi))
         ax.title.set_fontsize(8)
     axes[0][0].set_ylabel(f"{act_fn}(s cos θ)/s · cos 2θ" if act_fn != "relu" else "relu(cos θ) cos 2θ")
-    return _save(fig, path)
+    return fig
 
 
 def _by_sum_and_difference(values: np.ndarray) -> np.ndarray:
@@ -87,23 +98,25 @@ def _correct_logit(logits: np.ndarray) -> np.ndarray:
     return logits[a, b, (a + b) % p] - logits.mean(-1)
 
 
-def logits_model_vs_lens(explanation: Explanation, path: Path) -> Path:
+def logits_model_vs_lens(explanation: Explanation) -> Figure:
     """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
     panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
               ("closed form L∞", explanation.level("Linf", False))]
     tables = [_by_sum_and_difference(_correct_logit(level.logits)) for _, level in panels]
     vmin, vmax = min(t.min() for t in tables), max(t.max() for t in tables)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), layout="constrained")
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3)
     for ax, (title, _), table in zip(axes, panels, tables):
         image = ax.imshow(table, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
         ax.set(title=title, xlabel="a − b (mod p)", ylabel="a + b (mod p)")
     fig.colorbar(image, ax=axes, shrink=0.9, label="correct logit − mean logit")
-    return _save(fig, path, tight=False)
+    return fig
 
 
-def error_ladder(explanation: Explanation, path: Path) -> Path:
+def error_ladder(explanation: Explanation) -> Figure:
     """Max error in logit differences and worst margin at each level, with and without the 2k harmonic."""
-    fig, (ax_err, ax_margin) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6), layout="tight")
+    ax_err, ax_margin = fig.subplots(1, 2)
     names = ["L1", "L2", "L3"]
     x = np.arange(len(names))
     for offset, harmonics, label in ((-0.2, False, "key frequency k"), (0.2, True, "k and 2k")):
@@ -117,14 +130,15 @@ def error_ladder(explanation: Explanation, path: Path) -> Path:
         ax.set_xticks(x, names)
         ax.set_title(title)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def frontier(report: BoundReport, path: Path) -> Path:
+def frontier(report: BoundReport) -> Figure:
     """Cost–tightness frontier: operations against certified fraction, one point per tier and brute force."""
     from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig = Figure(figsize=(7.5, 4), layout="tight")
+    ax = fig.subplots()
     markers = "osD^vP<>"
     for i, tier in enumerate(report.tiers):
         ax.scatter(tier.ops, tier.certified.mean(), s=45, zorder=3, marker=markers[i % len(markers)],
@@ -146,10 +160,10 @@ def frontier(report: BoundReport, path: Path) -> Path:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    return _save(fig, path)
+    return fig
 
 
-def bound_vs_truth(report: BoundReport, path: Path) -> Path:
+def bound_vs_truth(report: BoundReport) -> Figure:
     """The true error (where brute force ran) and each tier's bound over (a+b, a−b), on one logarithmic colour
     scale (bounds span orders of magnitude across tiers); each tier's title gives its B/truth and certified share,
     and its uncertified inputs are outlined."""
@@ -169,8 +183,8 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
     norm = LogNorm(vmin=max(vmin, 1e-6 * vmax, 1e-300), vmax=vmax)
     columns = min(4, len(panels))
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.5 * rows), layout="constrained",
-                             squeeze=False)
+    fig = Figure(figsize=(3.6 * columns, 3.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, (title, values, certified) in zip(axes.ravel(), panels):
         image = ax.imshow(np.maximum(_by_sum_and_difference(values), norm.vmin), origin="lower", aspect="auto",
                           norm=norm, cmap="magma")
@@ -187,27 +201,28 @@ def bound_vs_truth(report: BoundReport, path: Path) -> Path:
     against = "against the true error " if report.has_truth else ""
     fig.suptitle(f"bounds {against}(p={report.p}, d_mlp={report.d_mlp}); cyan outlines: inputs not certified",
                  fontsize=10)
-    return _save(fig, path, tight=False)
+    return fig
 
 
 def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:
     """frontier.png and bound_vs_truth.png (bounds.png: the bounds alone, without brute force)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "bound_vs_truth.png" if report.has_truth else "bounds.png"
-    return [frontier(report, out_dir / "frontier.png"), bound_vs_truth(report, out_dir / name)]
+    return [save(frontier(report), out_dir / "frontier.png"), save(bound_vs_truth(report), out_dir / name)]
 
 
-def distributions(rows: list[dict], columns: Sequence[str], path: Path) -> Path:
+def distributions(rows: list[dict], columns: Sequence[str]) -> Figure:
     """Histograms of a study's headline figures across its models, one panel per column of its table."""
     panels = -(-len(columns) // 2)
-    fig, axes = plt.subplots(2, panels, figsize=(3.4 * panels, 6))
+    fig = Figure(figsize=(3.4 * panels, 6), layout="tight")
+    axes = fig.subplots(2, panels)
     for ax, column in zip(axes.ravel(), columns):
         ax.hist([r[column] for r in rows if r.get(column) is not None], bins=20, color="tab:blue", alpha=0.8)
         ax.set_title(column, fontsize=9)
     for ax in axes.ravel()[len(columns):]:
         ax.axis("off")
     fig.suptitle(f"{len(rows)} models")
-    return _save(fig, path, dpi=120)
+    return fig
 
 
 FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,
@@ -219,4 +234,4 @@ def write_figures(explanation: Explanation, out_dir: Path) -> list[Path]:
     if not explanation.fits_picture:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [draw(explanation, out_dir / name) for name, draw in FIGURES.items()]
+    return [save(draw(explanation), out_dir / name) for name, draw in FIGURES.items()]

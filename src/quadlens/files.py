@@ -43,16 +43,6 @@ def json_ready(value):
     return value
 
 
-def atomic_write_figure(fig, path: Path, dpi: int = 150) -> Path:
-    """Save a matplotlib figure as a PNG at ``path``, atomically (``atomic_write_bytes``)."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def atomic_write_json(path: Path, data: dict) -> None:
     text = json.dumps(json_ready(data), indent=2, sort_keys=True, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import tempfile
 from pathlib import Path
 
 from . import __version__
@@ -26,8 +25,8 @@ p.plain { font-size: 1.05em; line-height: 1.5; }
 """
 
 
-def _image(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+def _image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode()
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
@@ -89,7 +88,7 @@ def _checked(b: BoundReport) -> str:
 
 def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -> str:
     """The HTML page for one model."""
-    from .figures import write_bound_figures, write_figures
+    from .figures import FIGURES, bound_vs_truth, frontier, png
 
     badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
     parts = [f"<h1>{html.escape(name)}</h1>",
@@ -102,36 +101,34 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
              _table(["criterion", "measured", "threshold", "passed", "required"],
                     [[c.description, c.value, c.threshold, "yes" if c.passed else "NO", "yes" if c.required else "indicator"]
                      for c in e.criteria])]
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = {p.name: p for p in write_figures(e, Path(tmp))}
-        if e.fits_picture:
-            parts += ["<h2>Clusters</h2>", _table(
-                ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
-                [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
-                  r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
-                  r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
-                  r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0),
-                _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
-                _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
-                "<h2>Error ladder</h2>", _table(
-                    ["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
-                    [[lv.level, lv.harmonics_label, lv.max_logit_diff_error,
-                      lv.min_margin, lv.accuracy, lv.loss] for lv in e.ladder + e.ablation], left=2),
-                _image(figures["error_ladder.png"], "What each idealisation costs"),
-                _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
-        if b is not None:
-            frontier, bounds = write_bound_figures(b, Path(tmp))
-            summary = b.to_dict()
-            brute = summary["brute_force"]
-            parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
-                ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
-                [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"],
-                  t["tightness_median"], t["tightness_max"], t["violations"]]
-                 for t in summary["tiers"]]
-                + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
-                     "-"]] if brute else []), left=2),
-                _image(frontier, "Cost against certified fraction"),
-                _image(bounds, "Bounds against the brute-force error" if b.has_truth else "Bounds per input")]
+    if e.fits_picture:
+        figures = {name: png(draw(e)) for name, draw in FIGURES.items()}
+        parts += ["<h2>Clusters</h2>", _table(
+            ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
+            [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
+              r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
+              r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
+              r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0),
+            _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
+            _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
+            "<h2>Error ladder</h2>", _table(
+                ["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
+                [[lv.level, lv.harmonics_label, lv.max_logit_diff_error,
+                  lv.min_margin, lv.accuracy, lv.loss] for lv in e.ladder + e.ablation], left=2),
+            _image(figures["error_ladder.png"], "What each idealisation costs"),
+            _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
+    if b is not None:
+        summary = b.to_dict()
+        brute = summary["brute_force"]
+        parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
+            ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
+            [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"],
+              t["tightness_median"], t["tightness_max"], t["violations"]]
+             for t in summary["tiers"]]
+            + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
+                 "-"]] if brute else []), left=2),
+            _image(png(frontier(b)), "Cost against certified fraction"),
+            _image(png(bound_vs_truth(b)), "Bounds against the brute-force error" if b.has_truth else "Bounds per input")]
     return _page(name, parts)
 
 
@@ -147,7 +144,7 @@ def study_report(run_dir: Path) -> str:
              f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
              f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
              _table(["figure", "mean", "median", "min", "max"], stats),
-             _image(run_dir / "distributions.png", "Distributions across models"),
+             _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),
              "<h2>Models</h2>", _table(columns, [[r.get(c, "") if r.get(c) is not None else "" for c in columns] for r in rows], left=2)]
     return _page(f"study {run_dir.name}", parts)
 

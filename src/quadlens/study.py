@@ -163,9 +163,9 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     write_table(rows, out_dir)
     summary = summarise(rows)
     atomic_write_json(out_dir / "summary.json", summary)
-    from .figures import distributions
+    from .figures import distributions, save
 
-    distributions(rows, SUMMARY_COLUMNS, out_dir / "distributions.png")
+    save(distributions(rows, SUMMARY_COLUMNS), out_dir / "distributions.png", dpi=120)
     return summary
 
 
