@@ -564,14 +564,15 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
     stages = []
     report = bound(bundled, device="cpu", tiers=["quadratic", "lipschitz"], on_stage=stages.append)
     assert [t.name for t in report.tiers] == ["lipschitz", "quadratic"]
-    assert stages == ["compiled kernels", "brute force", "lipschitz (1/2)", "quadratic (2/2)"]
+    assert stages == ["compiled kernels", "brute force", "brute force: 59 of 59 rows", "lipschitz (1/2)",
+                      "quadratic (2/2)"]
     text = repr(report)  # one short line for a notebook: each tier's verdict, not its arrays
     assert "\n" not in text and len(text) < 300
     assert "lipschitz: 0.0 % certified" in text and "quadratic: 100.0 % certified" in text
     assert repr(report.tiers[1]).startswith("Tier('quadratic', O(p²·d_mlp): 100.0 % certified")
     with pytest.raises(ValueError, match="'lipshitz'.*arcs_grouped"):
         bound(bundled, device="cpu", tiers=["lipshitz"], on_stage=stages.append)
-    assert len(stages) == 4  # refused before any work
+    assert len(stages) == 5  # refused before any work
 
 
 def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences_and_inputs():

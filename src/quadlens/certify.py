@@ -24,10 +24,12 @@ from .lens import by_difference_and_step
 from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
+from .partial import Partial, fingerprint
 from .tables import SeparableTables, separable_tables
 from .text import percent
 
 SCHEMA = "quadlens.bound"
+BRUTE_FORCE = "brute_force"  # the stage name of brute force's rows among a run's partial results
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
 EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
@@ -73,18 +75,22 @@ class Tier:
                 f"{self.bound.max():.3g}, {self.ops:.3g} ops, {self.seconds:.3g} s)")
 
 
-def _row_chunks(count: int, per_row: int, chunk_elements: int) -> list[slice]:
+def _row_chunks(count: int, per_row: int, chunk_elements: int, first: int = 0) -> list[slice]:
     step = max(1, chunk_elements // max(per_row, 1))
-    return [slice(lo, min(lo + step, count)) for lo in range(0, count, step)]
+    return [slice(lo, min(lo + step, count)) for lo in range(first, count, step)]
 
 
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                chunk_elements: int = 1 << 25, rows: int | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
+                chunk_elements: int = 1 << 25, rows: int | None = None, partial: Partial | None = None,
+                save_every: float = 60.0, on_rows: Callable[[int, int], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, int, float]:
     """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
 
     Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available; with ``rows``, on the
     first ``rows`` rows a alone (``[rows, p]`` each: a sample to time, where the whole would take hours).
-    Returns (truth, model_margin, ops, seconds).
+    With ``partial``, the rows done are saved there at least every ``save_every`` seconds and once all are done,
+    and a later call for the same inputs takes them up: an interrupted run resumes, its seconds summed over the
+    runs. ``on_rows(done, total)`` hears the progress. Returns (truth, model_margin, ops, seconds).
     """
     start = time.perf_counter()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -98,7 +104,12 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     count = p if rows is None else min(max(rows, 0), p)
     truth = torch.empty(count, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)
-    for chunk in _row_chunks(count, p * max(m, p), chunk_elements):
+    done, earlier = _resume_rows(partial, truth, model_margin)
+    progress = on_rows or (lambda done, total: None)
+    if done:
+        progress(done, count)
+    saved_at = time.perf_counter()
+    for chunk in _row_chunks(count, p * max(m, p), chunk_elements, first=done):
         mlp = torch.relu(F_a[chunk, None, :] + F_b[None, :, :] + b_in) @ W_L
         err = mlp - by_difference_and_step(explanation, t, chunk)
         target = y[chunk, :, None]
@@ -106,10 +117,29 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
         logits = mlp + D_a[chunk, None, :] + D_b[None, :, :]
         correct = logits.gather(-1, target)
         model_margin[chunk] = (correct - logits.scatter(-1, target, -torch.inf)).amin(-1)
+        if partial is not None and (chunk.stop == count or time.perf_counter() - saved_at >= save_every):
+            partial.save(BRUTE_FORCE, {"truth": truth[:chunk.stop].cpu().numpy(),
+                                       "model_margin": model_margin[:chunk.stop].cpu().numpy(),
+                                       "seconds": np.array(earlier + time.perf_counter() - start)})
+            saved_at = time.perf_counter()
+        progress(chunk.stop, count)
     # the hidden layer and its readout; per output: the explanation's index (3), its subtraction, the difference
     # to the correct output, its size and maximum, the direct path (2) and the margin's difference and minimum
     ops = count * p * (2 * m * p + 4 * m + 11 * p)
-    return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, time.perf_counter() - start
+    return truth.cpu().numpy(), model_margin.cpu().numpy(), ops, earlier + time.perf_counter() - start
+
+
+def _resume_rows(partial: Partial | None, truth: torch.Tensor, model_margin: torch.Tensor) -> tuple[int, float]:
+    """Fill the first rows of ``truth`` and ``model_margin`` from the partial results saved for these inputs, if
+    any fit: how many rows, and the seconds spent on them."""
+    saved = partial.load(BRUTE_FORCE) if partial is not None else None
+    if saved is None or saved["truth"].ndim != 2 or saved["truth"].shape[1] != truth.shape[1] \
+            or len(saved["truth"]) > len(truth):
+        return 0, 0.0
+    done = len(saved["truth"])
+    truth[:done] = torch.as_tensor(saved["truth"], device=truth.device)
+    model_margin[:done] = torch.as_tensor(saved["model_margin"], device=truth.device)
+    return done, float(saved["seconds"])
 
 
 @dataclass
@@ -288,31 +318,49 @@ def load_compiled_kernels() -> None:
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                  tiers: Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
-                 truth: bool = True) -> BoundReport:
+                 truth: bool = True, resume: Path | None = None) -> BoundReport:
     """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
-    for the truth unless ``truth`` is False; ``on_stage`` hears the name of each stage as it starts (for a progress
-    display)."""
+    for the truth unless ``truth`` is False; ``on_stage`` hears what runs (for a progress display): each stage's
+    name as it starts, and brute force's rows as they finish. With ``resume``, a folder, brute force's rows and
+    each finished tier are saved there as they come, and a later call for the same model, explanation and quadlens
+    version takes them up (``quadlens.partial``); the caller removes the folder once it has the results."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     names = check_tiers(tiers)
     stage = on_stage or (lambda name: None)
+    partial = None if resume is None else Partial(resume, fingerprint(__version__, SCHEMA_VERSION, tables, clusters))
     stage("compiled kernels")
     load_compiled_kernels()
     true_error, model_margin, bf_ops, bf_seconds = None, None, None, None
     if truth:
         stage("brute force")
-        true_error, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device)
+        true_error, model_margin, bf_ops, bf_seconds = brute_force(
+            tables, clusters, device, partial=partial,
+            on_rows=lambda done, total: stage(f"brute force: {done} of {total} rows"))
     chosen = []
     for i, name in enumerate(names):
         stage(f"{name} ({i + 1}/{len(names)})")
-        chosen.append(run_tier(name, tables, clusters))
+        chosen.append(_resumed_tier(name, tables, clusters, partial))
     return BoundReport(tables.p, tables.d_mlp, chosen, true_error, model_margin, bf_ops, bf_seconds, clusters)
 
 
+def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], partial: Partial | None) -> Tier:
+    """``run_tier``, or the tier as a resumed run saved it; saved for a later one."""
+    saved = partial.load(f"tier_{name}") if partial is not None else None
+    if saved is not None:
+        return Tier(name, _TIER_SPECS[name][0], saved["bound"], saved["margin"], saved["proven_margin"],
+                    int(saved["ops"]), float(saved["seconds"]))
+    tier = run_tier(name, tables, clusters)
+    if partial is not None:
+        partial.save(f"tier_{name}", {"bound": tier.bound, "margin": tier.margin, "proven_margin": tier.proven_margin,
+                                      "ops": np.array(tier.ops), "seconds": np.array(tier.seconds)})
+    return tier
+
+
 def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS,
-          on_stage: Callable[[str], None] | None = None, truth: bool = True) -> BoundReport:
+          on_stage: Callable[[str], None] | None = None, truth: bool = True, resume: Path | None = None) -> BoundReport:
     """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers and,
-    unless ``truth`` is False, brute force."""
+    unless ``truth`` is False, brute force; ``resume`` as in ``bound_tables``."""
     tables = separable_tables(model)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    return bound_tables(tables, clusters, device, tiers, on_stage, truth)
+    return bound_tables(tables, clusters, device, tiers, on_stage, truth, resume)

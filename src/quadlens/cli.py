@@ -34,6 +34,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+PARTIAL = ".partial"  # the folder inside --out where ``quadlens bound`` keeps what an interrupted run has done
 MODEL_ARG = typer.Argument(None, help="Checkpoint (.safetensors); default: the bundled pizza model.")
 
 
@@ -268,6 +269,7 @@ def bound(model: Optional[Path] = MODEL_ARG,
     from .certify import TIERS, check_tiers
     from .certify import bound as bound_model
     from .figures import write_bound_figures
+    from .partial import discard
 
     try:
         chosen = check_tiers(TIERS if tiers is None else [name.strip() for name in tiers.split(",") if name.strip()])
@@ -277,12 +279,20 @@ def bound(model: Optional[Path] = MODEL_ARG,
     if loaded.cfg.attention_kind != "constant" or loaded.cfg.act_fn != "relu":
         _fail(f"bounds need constant attention and relu; this model has "
               f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
+    partial = out / PARTIAL
     with console.status("bounding ...") as status:
         hint = " (O(p³·d_mlp), the longest stage at this p; --no-brute-force skips it)" if loaded.cfg.p >= 400 else ""
-        report = bound_model(loaded, device, chosen, truth=brute_force, on_stage=lambda name: status.update(
-            f"bounding: {name}{hint if name == 'brute force' else ''} ..."))
+        try:
+            report = bound_model(loaded, device, chosen, truth=brute_force, resume=partial, on_stage=lambda name:
+                                 status.update(f"bounding: {name}{hint if name.startswith('brute force') else ''} ..."))
+        except KeyboardInterrupt:
+            kept = sorted(path.stem for path in partial.glob("*.npz"))
+            console.print(f"interrupted; kept in {partial}: {', '.join(kept)}. Run the same command again to resume"
+                          if kept else "interrupted before any stage was saved", soft_wrap=True)
+            raise typer.Exit(130) from None
         report.save(out)
         written = write_bound_figures(report, out) if figures else []
+    discard(partial)
     console.print(_bound_table(report.to_dict()))
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
 
