@@ -106,3 +106,14 @@ def test_bound_command_interrupted_then_run_again_gives_the_uninterrupted_result
             np.testing.assert_array_equal(resumed[key], expected[key])
     summary = json.loads((out / "bound.json").read_text())
     assert summary["brute_force"]["accuracy"] == 1.0 and summary["tiers"][1]["certified_fraction"] > 0.99
+
+
+def test_bound_command_on_a_full_disk_says_so_and_keeps_the_last_results(tmp_path, fill_disk):
+    args = ["bound", "--tiers", "lipschitz", "--no-figures", "--out", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (tmp_path / "bound.npz").read_bytes()
+    fill_disk()
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert f"error: could not write under {tmp_path}: disk full, before any stage was saved" in result.output
+    assert (tmp_path / "bound.npz").read_bytes() == before

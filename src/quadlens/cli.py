@@ -285,16 +285,23 @@ def bound(model: Optional[Path] = MODEL_ARG,
         try:
             report = bound_model(loaded, device, chosen, truth=brute_force, resume=partial, on_stage=lambda name:
                                  status.update(f"bounding: {name}{hint if name.startswith('brute force') else ''} ..."))
+            report.save(out)
+            written = write_bound_figures(report, out) if figures else []
         except KeyboardInterrupt:
-            kept = sorted(path.stem for path in partial.glob("*.npz"))
-            console.print(f"interrupted; kept in {partial}: {', '.join(kept)}. Run the same command again to resume"
-                          if kept else "interrupted before any stage was saved", soft_wrap=True)
+            console.print(_kept(partial, "interrupted"), soft_wrap=True)
             raise typer.Exit(130) from None
-        report.save(out)
-        written = write_bound_figures(report, out) if figures else []
+        except OSError as error:  # a full disk, say: every write is atomic, so no good file was replaced
+            _fail(_kept(partial, f"could not write under {out}: {error}"))
     discard(partial)
     console.print(_bound_table(report.to_dict()))
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
+
+
+def _kept(partial: Path, what: str) -> str:
+    """What stopped a ``quadlens bound`` run, and what of it is kept to resume from."""
+    kept = sorted(path.stem for path in partial.glob("*.npz"))
+    return (f"{what}; kept in {partial}: {', '.join(kept)}. Run the same command again to resume" if kept
+            else f"{what}, before any stage was saved")
 
 
 def _known(value: float | int | None, spec: str = "") -> str:
