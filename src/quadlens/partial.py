@@ -37,7 +37,7 @@ def fingerprint(*parts) -> str:
         elif isinstance(value, np.ndarray):
             array = np.ascontiguousarray(value)
             digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(array.tobytes())
+            digest.update(array.data)  # hashed in place, not copied
         else:
             digest.update(repr(value).encode())
 
