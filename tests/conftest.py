@@ -61,6 +61,13 @@ def bundled():
     return load_model()
 
 
+@pytest.fixture(scope="session")
+def bundled_explanation(bundled):
+    from quadlens import explain
+
+    return explain(bundled)
+
+
 @pytest.fixture
 def fill_disk(monkeypatch):
     """Call it to make every later fsync fail as on a full disk (OSError "disk full"): an atomic write must then

@@ -20,11 +20,6 @@ def synthetic():
     return spec, explain(model_from_tables(pizza_tables(spec)))
 
 
-@pytest.fixture(scope="module")
-def bundled_explanation(bundled):
-    return explain(bundled)
-
-
 def test_repr_is_one_short_line(bundled_explanation):
     """A notebook cell that ends in ``explain(model)`` shows the verdict, not every array."""
     text = repr(bundled_explanation)

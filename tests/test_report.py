@@ -99,3 +99,19 @@ def test_the_plain_words_count_bounds_below_the_truth():
     broken[3, 5] = report.truth[3, 5] / 2
     report.tiers[0] = dataclasses.replace(tier, bound=broken)
     assert "below the brute-force error on 1 input (arcs)" in _checked(report)
+
+
+def test_a_notebook_shows_the_explanation_and_bounds_as_the_reports_tables(bundled, bundled_explanation):
+    """Jupyter displays ``_repr_html_``: the same tables as the report, cell for cell, without figures."""
+    from quadlens.certify import bound
+    from quadlens.report import model_report
+
+    report = bound(bundled, device="cpu", tiers=["arcs"])
+    page = model_report("bundled", bundled_explanation, report, bundled_explanation.model_config)
+    shown = bundled_explanation._repr_html_()
+    tables = shown.split("<div class=scroll>")[1:]
+    assert len(tables) == 3 and all(table in page for table in tables)  # criteria, clusters, ladder
+    assert '<span class="badge pizza">pizza</span>' in shown and "<img" not in shown
+    bounds = report._repr_html_()
+    assert bounds.count("<tr>") == 3 and "<td class=left>arcs</td>" in bounds  # header, arcs, brute force
+    assert bounds.split("<div class=scroll>")[1] in page and "no bound was below the brute-force error" in bounds

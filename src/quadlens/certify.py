@@ -174,6 +174,12 @@ class BoundReport:
                  if self.has_truth else "no brute force")
         return f"BoundReport(p={self.p}, d_mlp={self.d_mlp}, {truth}; {tiers})"
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the tiers' table of ``quadlens report``."""
+        from .report import bounds_html
+
+        return bounds_html(self)
+
     def tier_summary(self, tier: Tier) -> dict:
         """The tier's figures for ``bound.json``; those against brute force are None where it was not run."""
         summary = {"name": tier.name, "cost": tier.cost, "ops": tier.ops, "seconds": tier.seconds,

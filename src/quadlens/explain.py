@@ -97,6 +97,13 @@ class Explanation:
             parts.append(f"reasons={self.reasons}")
         return f"Explanation({', '.join(parts)})"
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the verdict and the tables of ``quadlens report``, without its figures
+        (``quadlens.figures`` draws them)."""
+        from .report import explanation_html
+
+        return explanation_html(self)
+
     @property
     def fits_picture(self) -> bool:
         return self.verdict == PIZZA

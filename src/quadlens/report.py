@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from . import __version__
-from .certify import BoundReport
+from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
 from .text import percent
 
@@ -86,49 +86,78 @@ def _checked(b: BoundReport) -> str:
     return f"<b>a bound was below the brute-force error on {where}</b>: an unsound bound, please report it"
 
 
+def _verdict(e: Explanation) -> str:
+    badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
+    return (f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {e.accuracy:.4f} · gradient '
+            f'symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>')
+
+
+def _criteria(e: Explanation) -> str:
+    return _table(["criterion", "measured", "threshold", "passed", "required"],
+                  [[c.description, c.value, c.threshold, "yes" if c.passed else "NO", "yes" if c.required else "indicator"]
+                   for c in e.criteria])
+
+
+def _clusters(e: Explanation) -> str:
+    return _table(
+        ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
+        [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
+          r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
+          r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
+          r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0)
+
+
+def _ladder(e: Explanation) -> str:
+    return _table(["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
+                  [[lv.level, lv.harmonics_label, lv.max_logit_diff_error, lv.min_margin, lv.accuracy, lv.loss]
+                   for lv in e.ladder + e.ablation], left=2)
+
+
+def _tiers(b: BoundReport) -> str:
+    summary = b.to_dict()
+    brute = summary["brute_force"]
+    return _table(
+        ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
+        [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"], t["tightness_median"],
+          t["tightness_max"], t["violations"]] for t in summary["tiers"]]
+        + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0, "-"]]
+           if brute else []), left=2)
+
+
+def explanation_html(e: Explanation) -> str:
+    """The explanation's verdict, criteria, clusters and ladder as HTML, without figures: a notebook's view of it."""
+    parts = [_verdict(e), _criteria(e)]
+    if e.fits_picture:
+        parts += [_clusters(e), _ladder(e)]
+    return "".join(parts)
+
+
+def bounds_html(b: BoundReport) -> str:
+    """The bound tiers' table as HTML, with what brute force says of them: a notebook's view of the report."""
+    return f"<p>Explanation: {html.escape(EXPLANATION)}; {_checked(b)}.</p>{_tiers(b)}"
+
+
 def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -> str:
     """The HTML page for one model."""
     from .figures import FIGURES, bound_vs_truth, frontier, png
 
-    badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
     parts = [f"<h1>{html.escape(name)}</h1>",
              f'<p class=muted>quadlens {__version__} · p={info["p"]}, d_model={info["d_model"]}, '
              f'{info["n_heads"]} heads, d_mlp={info["d_mlp"]}, {info["act_fn"]}, attention rate ρ={info["attention_rate"]}</p>',
-             f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {e.accuracy:.4f} · gradient '
-             f'symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>',
-             "<h2>In plain words</h2>", f"<p class=plain>{plain_words(e, b)}</p>",
-             "<h2>Criteria</h2>",
-             _table(["criterion", "measured", "threshold", "passed", "required"],
-                    [[c.description, c.value, c.threshold, "yes" if c.passed else "NO", "yes" if c.required else "indicator"]
-                     for c in e.criteria])]
+             _verdict(e), "<h2>In plain words</h2>", f"<p class=plain>{plain_words(e, b)}</p>",
+             "<h2>Criteria</h2>", _criteria(e)]
     if e.fits_picture:
         figures = {name: png(draw(e)) for name, draw in FIGURES.items()}
-        parts += ["<h2>Clusters</h2>", _table(
-            ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
-            [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
-              r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
-              r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
-              r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0),
-            _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
-            _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
-            "<h2>Error ladder</h2>", _table(
-                ["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
-                [[lv.level, lv.harmonics_label, lv.max_logit_diff_error,
-                  lv.min_margin, lv.accuracy, lv.loss] for lv in e.ladder + e.ablation], left=2),
-            _image(figures["error_ladder.png"], "What each idealisation costs"),
-            _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
+        parts += ["<h2>Clusters</h2>", _clusters(e),
+                  _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
+                  _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
+                  "<h2>Error ladder</h2>", _ladder(e),
+                  _image(figures["error_ladder.png"], "What each idealisation costs"),
+                  _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
     if b is not None:
-        summary = b.to_dict()
-        brute = summary["brute_force"]
-        parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(summary['explanation'])}.</p>", _table(
-            ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
-            [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"],
-              t["tightness_median"], t["tightness_max"], t["violations"]]
-             for t in summary["tiers"]]
-            + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0,
-                 "-"]] if brute else []), left=2),
-            _image(png(frontier(b)), "Cost against certified fraction"),
-            _image(png(bound_vs_truth(b)), "Bounds against the brute-force error" if b.has_truth else "Bounds per input")]
+        parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(EXPLANATION)}.</p>", _tiers(b),
+                  _image(png(frontier(b)), "Cost against certified fraction"),
+                  _image(png(bound_vs_truth(b)), "Bounds against the brute-force error" if b.has_truth else "Bounds per input")]
     return _page(name, parts)
 
 
