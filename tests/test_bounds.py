@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -564,8 +565,8 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
     stages = []
     report = bound(bundled, device="cpu", tiers=["quadratic", "lipschitz"], on_stage=stages.append)
     assert [t.name for t in report.tiers] == ["lipschitz", "quadratic"]
-    assert stages == ["compiled kernels", "brute force", "brute force: 59 of 59 rows", "lipschitz (1/2)",
-                      "quadratic (2/2)"]
+    assert stages[:2] == ["compiled kernels", "brute force"] and stages[3:] == ["lipschitz (1/2)", "quadratic (2/2)"]
+    assert re.fullmatch(r"brute force: 59 of 59 rows, about 0 s left", stages[2])
     text = repr(report)  # one short line for a notebook: each tier's verdict, not its arrays
     assert "\n" not in text and len(text) < 300
     assert "lipschitz: 0.0 % certified" in text and "quadratic: 100.0 % certified" in text

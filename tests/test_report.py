@@ -71,6 +71,15 @@ def test_percent_never_rounds_a_shortfall_away(fraction, decimals, text):
     assert percent(fraction, decimals) == text
 
 
+@pytest.mark.parametrize("seconds, text", [(0.2, "0 s"), (40.4, "40 s"), (59.4, "59 s"), (59.6, "1 min"),
+                                           (7 * 60 + 20, "7 min"), (3599, "1 h 00 min"), (2 * 3600 + 5 * 60, "2 h 05 min"),
+                                           (-1, "0 s")])
+def test_durations_read_as_a_person_waiting_needs_them(seconds, text):
+    from quadlens.text import duration
+
+    assert duration(seconds) == text
+
+
 def test_report_without_brute_force_says_what_its_certified_shares_mean(tmp_path):
     out = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["report", "--no-brute-force", "--out", str(out)])

@@ -26,7 +26,7 @@ from .neurons import fit_neurons
 from .ops import Ops
 from .partial import Partial, fingerprint
 from .tables import SeparableTables, separable_tables
-from .text import percent
+from .text import duration, percent
 
 SCHEMA = "quadlens.bound"
 BRUTE_FORCE = "brute_force"  # the stage name of brute force's rows among a run's partial results
@@ -90,7 +90,8 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     first ``rows`` rows a alone (``[rows, p]`` each: a sample to time, where the whole would take hours).
     With ``partial``, the rows done are saved there at least every ``save_every`` seconds and once all are done,
     and a later call for the same inputs takes them up: an interrupted run resumes, its seconds summed over the
-    runs. ``on_rows(done, total)`` hears the progress. Returns (truth, model_margin, ops, seconds).
+    runs. ``on_rows(done, total)`` hears the progress: once before the first row (``done`` > 0 when resumed),
+    then after each chunk of rows. Returns (truth, model_margin, ops, seconds).
     """
     start = time.perf_counter()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -106,8 +107,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     model_margin = torch.empty_like(truth)
     done, earlier = _resume_rows(partial, truth, model_margin)
     progress = on_rows or (lambda done, total: None)
-    if done:
-        progress(done, count)
+    progress(done, count)
     saved_at = time.perf_counter()
     for chunk in _row_chunks(count, p * max(m, p), chunk_elements, first=done):
         mlp = torch.relu(F_a[chunk, None, :] + F_b[None, :, :] + b_in) @ W_L
@@ -339,15 +339,29 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
     load_compiled_kernels()
     true_error, model_margin, bf_ops, bf_seconds = None, None, None, None
     if truth:
-        stage("brute force")
-        true_error, model_margin, bf_ops, bf_seconds = brute_force(
-            tables, clusters, device, partial=partial,
-            on_rows=lambda done, total: stage(f"brute force: {done} of {total} rows"))
+        true_error, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device, partial=partial,
+                                                                   on_rows=_rows_heard(stage))
     chosen = []
     for i, name in enumerate(names):
         stage(f"{name} ({i + 1}/{len(names)})")
         chosen.append(_resumed_tier(name, tables, clusters, partial))
     return BoundReport(tables.p, tables.d_mlp, chosen, true_error, model_margin, bf_ops, bf_seconds, clusters)
+
+
+def _rows_heard(stage: Callable[[str], None]) -> Callable[[int, int], None]:
+    """Brute force's progress as stages: its start ("brute force", or where it resumes), then the rows done and,
+    at this run's pace, about how long is left."""
+    start, first = time.perf_counter(), []
+
+    def heard(done: int, total: int) -> None:
+        if not first:
+            first.append(done)
+            stage(f"brute force: resuming at row {done} of {total}" if done else "brute force")
+            return
+        left = (total - done) * (time.perf_counter() - start) / max(done - first[0], 1)
+        stage(f"brute force: {done} of {total} rows, about {duration(left)} left")
+
+    return heard
 
 
 def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], partial: Partial | None) -> Tier:

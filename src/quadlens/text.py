@@ -12,3 +12,12 @@ def percent(fraction: float, decimals: int = 1) -> str:
         if (fraction >= 1 or float(text) < 100) and (fraction <= 0 or float(text) > 0):
             return f"{text} %"
     return f"> {100 - 10 ** -places:.{places}f} %" if fraction > 0.5 else f"< {10 ** -places:.{places}f} %"
+
+
+def duration(seconds: float) -> str:
+    """A time span to the precision a person waiting needs: ``'40 s'``, ``'7 min'``, ``'2 h 05 min'``."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
