@@ -27,6 +27,9 @@ def test_separable_tables_reproduce_every_logit(overrides):
     tables = separable_tables(model)
     assert tables.F_a.shape == (model.cfg.p, model.cfg.d_mlp) and tables.W_L.shape == (model.cfg.d_mlp, model.cfg.p)
     np.testing.assert_allclose(tables.logits(), naive_logits(model).detach().numpy(), rtol=0, atol=1e-12)
+    # a row a at a time (as at large p, where [p, p, d_mlp] pre-activations would not fit) gives the same logits
+    np.testing.assert_allclose(tables._logits(direct=True, chunk_elements=1), tables.logits(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tables.mlp_logits() + tables.direct_logits(), tables.logits(), rtol=0, atol=1e-12)
 
 
 def test_separable_tables_need_constant_attention():

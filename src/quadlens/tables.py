@@ -36,15 +36,13 @@ class SeparableTables:
     def d_mlp(self) -> int:
         return self.F_a.shape[1]
 
-    def pre_activations(self) -> np.ndarray:
-        """``pre[a, b, i]`` for every input, ``[p, p, d_mlp]``."""
-        return self.F_a[:, None, :] + self.F_b[None, :, :] + self.b_in
+    def pre_activations(self, rows: slice = slice(None)) -> np.ndarray:
+        """``pre[a, b, i]`` for every input (or the rows a in ``rows``), ``[p, p, d_mlp]``."""
+        return self.F_a[rows, None, :] + self.F_b[None, :, :] + self.b_in
 
     def mlp_logits(self) -> np.ndarray:
         """The MLP's contribution ``act(pre) W_L``, ``[p, p, p]`` indexed ``(a, b, c)``."""
-        pre = torch.from_numpy(self.pre_activations())
-        hidden = activation(self.act_fn, pre).numpy()
-        return hidden @ self.W_L
+        return self._logits(direct=False)
 
     def direct_logits(self) -> np.ndarray:
         """The direct path ``D_a[a] + D_b[b]``, ``[p, p, p]``."""
@@ -52,7 +50,20 @@ class SeparableTables:
 
     def logits(self) -> np.ndarray:
         """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)``."""
-        return self.mlp_logits() + self.direct_logits()
+        return self._logits(direct=True)
+
+    def _logits(self, direct: bool, chunk_elements: int = 1 << 22) -> np.ndarray:
+        """``act(pre) W_L`` (plus the direct path), a few rows a at a time, so that the pre-activations
+        (``[p, p, d_mlp]``: 3 GB at p = 457) are never held whole."""
+        p = self.p
+        out = np.empty((p, p, p))
+        step = max(1, chunk_elements // (p * self.d_mlp))
+        for start in range(0, p, step):
+            rows = slice(start, min(start + step, p))
+            out[rows] = activation(self.act_fn, torch.from_numpy(self.pre_activations(rows))).numpy() @ self.W_L
+            if direct:
+                out[rows] += self.D_a[rows, None, :] + self.D_b[None, :, :]
+        return out
 
 
 def separable_tables(model: Transformer) -> SeparableTables:
