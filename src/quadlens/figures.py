@@ -8,6 +8,7 @@ caller's backend alone (a notebook shows the figure inline) and nothing is kept 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +26,6 @@ from .text import percent
 
 def png(fig: Figure, dpi: int = 150) -> bytes:
     """The figure as PNG bytes."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
