@@ -192,7 +192,11 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     tables = separable_tables(model)
     fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
     clusters = build_clusters(fits, tables.b_in)
-    ladder = error_ladder(tables, fits, clusters) if clusters else [score(Level("L0", None, tables.logits()), tables.logits(), None)]
+    if clusters:
+        ladder = error_ladder(tables, fits, clusters)
+    else:
+        logits = tables.logits()
+        ladder = [score(Level("L0", None, logits), logits, None)]
     model_level = ladder[0]
     irrelevance = distance_irrelevance(model_level.logits)
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
