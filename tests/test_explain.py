@@ -105,6 +105,20 @@ def test_figures_leave_the_callers_backend_alone_and_return_figures(bundled_expl
         assert fig.axes and figures.png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_only_the_kept_levels_hold_their_logits(bundled_explanation):
+    """Each level's [p, p, p] logits are dropped once scored but for the few that explain and the figures read,
+    so that explain's memory does not grow with the ladder (12 levels); the kept ones are the level's own."""
+    from quadlens.ladder import KEPT_LOGITS, integral_logits
+
+    e = bundled_explanation
+    levels = e.ladder + e.ablation
+    assert {(lv.level, lv.harmonics) for lv in levels if lv.logits is not None} == KEPT_LOGITS
+    assert len(levels) == 12 and all(lv.min_margin == lv.min_margin for lv in levels)  # every level scored
+    clusters = [report.cluster for report in e.clusters]
+    np.testing.assert_array_equal(e.level("L3", True).logits, integral_logits(e.tables, clusters, True))
+    np.testing.assert_array_equal(e.level("L0", None).logits, e.tables.logits())
+
+
 def test_learned_attention_model_is_refused():
     e = explain(Transformer(small_config(p=13, attention_rate=0.0), seed=2))
     failed = {c.name for c in e.criteria if not c.passed}

@@ -15,7 +15,7 @@ import torch
 from . import __version__
 from .clusters import Cluster, build_clusters, lens_parameters
 from .files import json_ready
-from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, score
+from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, scored
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
@@ -172,7 +172,7 @@ def _ablate_rules(tables: SeparableTables, clusters: list[Cluster], model_logits
         rules = {c.frequency: baseline_rules(c.phi, c.weights)[name] for c in clusters}
         for harmonics in (False, True):
             logits = quadrature_tables(tables, clusters, harmonics, rules).logits()
-            levels.append(score(Level(f"L2 {name}", harmonics, logits), model_logits, None))
+            levels.append(scored(f"L2 {name}", harmonics, logits, model_logits, None))
     return levels
 
 
@@ -196,7 +196,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
         ladder = error_ladder(tables, fits, clusters)
     else:
         logits = tables.logits()
-        ladder = [score(Level("L0", None, logits), logits, None)]
+        ladder = [scored("L0", None, logits, logits, None)]
     model_level = ladder[0]
     irrelevance = distance_irrelevance(model_level.logits)
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)

@@ -27,13 +27,20 @@ from .neurons import CLUSTERED, NeuronFits
 from .tables import SeparableTables
 
 
+# The levels whose logits an explanation keeps: the model, the fits (explain's margins by difference) and the two
+# that the logits figure draws beside the model. Every other level's are dropped once it is scored, so that explain
+# holds five [p, p, p] arrays, not twelve (0.76 GB each at p = 457).
+KEPT_LOGITS = {("L0", None), ("L1", False), ("L1", True), ("L3", True), ("Linf", False)}
+
+
 @dataclass(frozen=True)
 class Level:
-    """One rung: its logits ``[p, p, p]`` and how they compare with the model's."""
+    """One rung: its logits ``[p, p, p]`` (None once scored, but for ``KEPT_LOGITS``: the tables the level is built
+    from give them again) and how they compare with the model's."""
 
     level: str
     harmonics: bool | None
-    logits: np.ndarray
+    logits: np.ndarray | None
     max_logit_diff_error: float = float("nan")
     step_error: float = float("nan")
     min_margin: float = float("nan")
@@ -93,6 +100,13 @@ def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None) -
                                accuracy=float((margin > 0).mean()), loss=float(loss))
 
 
+def scored(level: str, harmonics: bool | None, logits: np.ndarray, model_logits: np.ndarray,
+           previous: np.ndarray | None) -> Level:
+    """The level scored (``score``), keeping its logits only if it is one of ``KEPT_LOGITS``."""
+    scored_level = score(Level(level, harmonics, logits), model_logits, previous)
+    return scored_level if (level, harmonics) in KEPT_LOGITS else dataclasses.replace(scored_level, logits=None)
+
+
 def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
     """L1: clustered neurons as their fits, the others dropped."""
     F_a, F_b = fits.inputs(n_harmonics)
@@ -141,19 +155,26 @@ def integral_table(tables: SeparableTables, clusters: list[Cluster], harmonics: 
 
 
 def error_ladder(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Level]:
-    """L0, then L1 → L2 → L3 with and without the second harmonic, then L∞; each level scored."""
+    """L0, then L1 → L2 → L3 with and without the second harmonic, then L∞; each level scored, one at a time."""
     model = tables.logits()
-    levels = [score(Level("L0", None, model), model, None)]
+    levels = [scored("L0", None, model, model, None)]
     for harmonics in (False, True):
         previous = model
-        for name, logits in (("L1", fitted_tables(tables, fits, 1 + harmonics).logits()),
-                             ("L2", quadrature_tables(tables, clusters, harmonics).logits()),
-                             ("L3", integral_logits(tables, clusters, harmonics))):
-            levels.append(score(Level(name, harmonics, logits), model, previous))
+        for name in ("L1", "L2", "L3"):
+            logits = _level_logits(name, tables, fits, clusters, harmonics)
+            levels.append(scored(name, harmonics, logits, model, previous))
             previous = logits
-    levels.append(score(Level("Linf", False, integral_logits(tables, clusters, False, with_offsets=False)),
-                        model, None))
+    levels.append(scored("Linf", False, integral_logits(tables, clusters, False, with_offsets=False), model, None))
     return levels
+
+
+def _level_logits(name: str, tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster],
+                  harmonics: bool) -> np.ndarray:
+    if name == "L1":
+        return fitted_tables(tables, fits, 1 + harmonics).logits()
+    if name == "L2":
+        return quadrature_tables(tables, clusters, harmonics).logits()
+    return integral_logits(tables, clusters, harmonics)
 
 
 def margin_by_difference(logits: np.ndarray) -> np.ndarray:
