@@ -119,6 +119,19 @@ def test_only_the_kept_levels_hold_their_logits(bundled_explanation):
     np.testing.assert_array_equal(e.level("L0", None).logits, e.tables.logits())
 
 
+def test_levels_scored_a_few_rows_at_a_time_score_the_same(bundled_explanation):
+    """``score`` works in chunks of rows at large p; chunks of one row and of seven give every figure bit for bit."""
+    from quadlens.ladder import Level, score
+
+    e = bundled_explanation
+    model, fits = e.level("L0", None).logits, e.level("L1", True).logits
+    whole = score(Level("L1", True, fits), model, model)
+    for rows in (1, 7):
+        chunked = score(Level("L1", True, fits), model, model, chunk_elements=rows * 59 * 59)
+        assert chunked.summary() == whole.summary()
+    assert whole.step_error > 0 and whole.accuracy == e.level("L1", True).accuracy
+
+
 def test_learned_attention_model_is_refused():
     e = explain(Transformer(small_config(p=13, attention_rate=0.0), seed=2))
     failed = {c.name for c in e.criteria if not c.passed}

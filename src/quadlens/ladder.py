@@ -87,17 +87,26 @@ def centred(logits: np.ndarray) -> np.ndarray:
     return logits - logits.mean(-1, keepdims=True)
 
 
-def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None) -> Level:
-    """Fill in a level's errors (in logit differences), margin, accuracy and cross-entropy loss."""
+def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None, chunk_elements: int = 1 << 22) -> Level:
+    """Fill in a level's errors (in logit differences), margin, accuracy and cross-entropy loss; a few rows a at
+    a time, so that the temporaries stay small beside the ``[p, p, p]`` logits."""
     logits = level.logits
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    loss = -np.take_along_axis(log_probs, targets(logits.shape[-1])[..., None], -1).mean()
-    margin = margins(logits)
-    step = np.nan if previous is None else np.abs(centred(logits) - centred(previous)).max()
-    return dataclasses.replace(level, max_logit_diff_error=float(np.abs(centred(logits) - centred(model_logits)).max()),
-                               step_error=float(step), min_margin=float(margin.min()),
-                               accuracy=float((margin > 0).mean()), loss=float(loss))
+    p = logits.shape[-1]
+    error, step, margin, loss = 0.0, 0.0, np.empty((p, p)), np.empty((p, p))
+    step_rows = max(1, chunk_elements // (p * p))
+    for start in range(0, p, step_rows):
+        rows = slice(start, start + step_rows)
+        chunk = logits[rows]
+        shifted = chunk - chunk.max(-1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        loss[rows] = -np.take_along_axis(log_probs, targets(p)[rows][..., None], -1)[..., 0]
+        margin[rows] = margins(chunk, rows)
+        error = max(error, float(np.abs(centred(chunk) - centred(model_logits[rows])).max()))
+        if previous is not None:
+            step = max(step, float(np.abs(centred(chunk) - centred(previous[rows])).max()))
+    return dataclasses.replace(level, max_logit_diff_error=error, step_error=np.nan if previous is None else step,
+                               min_margin=float(margin.min()), accuracy=float((margin > 0).mean()),
+                               loss=float(loss.mean()))
 
 
 def scored(level: str, harmonics: bool | None, logits: np.ndarray, model_logits: np.ndarray,
