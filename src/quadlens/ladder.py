@@ -93,9 +93,9 @@ def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None, c
     logits = level.logits
     p = logits.shape[-1]
     error, step, margin, loss = 0.0, 0.0, np.empty((p, p)), np.empty((p, p))
-    step_rows = max(1, chunk_elements // (p * p))
-    for start in range(0, p, step_rows):
-        rows = slice(start, start + step_rows)
+    rows_per_chunk = max(1, chunk_elements // (p * p))
+    for start in range(0, p, rows_per_chunk):
+        rows = slice(start, start + rows_per_chunk)
         chunk = logits[rows]
         shifted = chunk - chunk.max(-1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
