@@ -25,7 +25,7 @@ from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
 from .partial import Partial, fingerprint
-from .tables import SeparableTables, separable_tables
+from .tables import SeparableTables, row_chunks, separable_tables
 from .text import duration, percent
 
 SCHEMA = "quadlens.bound"
@@ -75,11 +75,6 @@ class Tier:
                 f"{self.bound.max():.3g}, {self.ops:.3g} ops, {self.seconds:.3g} s)")
 
 
-def _row_chunks(count: int, per_row: int, chunk_elements: int, first: int = 0) -> list[slice]:
-    step = max(1, chunk_elements // max(per_row, 1))
-    return [slice(lo, min(lo + step, count)) for lo in range(first, count, step)]
-
-
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                 chunk_elements: int = 1 << 25, rows: int | None = None, partial: Partial | None = None,
                 save_every: float = 60.0, on_rows: Callable[[int, int], None] | None = None
@@ -109,7 +104,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     progress = on_rows or (lambda done, total: None)
     progress(done, count)
     saved_at = time.perf_counter()
-    for chunk in _row_chunks(count, p * max(m, p), chunk_elements, first=done):
+    for chunk in row_chunks(count, p * max(m, p), chunk_elements, first=done):
         mlp = torch.relu(F_a[chunk, None, :] + F_b[None, :, :] + b_in) @ W_L
         err = mlp - by_difference_and_step(explanation, t, chunk)
         target = y[chunk, :, None]

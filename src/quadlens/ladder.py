@@ -24,7 +24,7 @@ from .clusters import Cluster, lens_parameters
 from .fourier import cosine
 from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, NeuronFits
-from .tables import SeparableTables
+from .tables import SeparableTables, row_chunks
 
 
 # The levels whose logits an explanation keeps: the model, the fits (explain's margins by difference) and the two
@@ -93,9 +93,7 @@ def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None, c
     logits = level.logits
     p = logits.shape[-1]
     error, step, margin, loss = 0.0, 0.0, np.empty((p, p)), np.empty((p, p))
-    rows_per_chunk = max(1, chunk_elements // (p * p))
-    for start in range(0, p, rows_per_chunk):
-        rows = slice(start, start + rows_per_chunk)
+    for rows in row_chunks(p, p * p, chunk_elements):
         chunk = logits[rows]
         shifted = chunk - chunk.max(-1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))

@@ -74,7 +74,6 @@ class Partial:
         atomic_write_bytes(self._path(name), buffer.getvalue())
 
 
-
 def discard(folder: Path) -> None:
     """Remove a run's partial results, once its results are written."""
     shutil.rmtree(folder, ignore_errors=True)

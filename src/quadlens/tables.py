@@ -57,13 +57,18 @@ class SeparableTables:
         (``[p, p, d_mlp]``: 3 GB at p = 457) are never held whole."""
         p = self.p
         out = np.empty((p, p, p))
-        step = max(1, chunk_elements // (p * self.d_mlp))
-        for start in range(0, p, step):
-            rows = slice(start, min(start + step, p))
+        for rows in row_chunks(p, p * self.d_mlp, chunk_elements):
             out[rows] = activation(self.act_fn, torch.from_numpy(self.pre_activations(rows))).numpy() @ self.W_L
             if direct:
                 out[rows] += self.D_a[rows, None, :] + self.D_b[None, :, :]
         return out
+
+
+def row_chunks(count: int, per_row: int, chunk_elements: int, first: int = 0) -> list[slice]:
+    """Slices of rows ``first`` … ``count`` − 1, each of about ``chunk_elements`` / ``per_row`` rows (at least one):
+    how the ``[p, p, …]`` computations go a few rows a at a time, so that their temporaries stay small."""
+    step = max(1, chunk_elements // max(per_row, 1))
+    return [slice(lo, min(lo + step, count)) for lo in range(first, count, step)]
 
 
 def separable_tables(model: Transformer) -> SeparableTables:
