@@ -105,31 +105,39 @@ def test_figures_leave_the_callers_backend_alone_and_return_figures(bundled_expl
         assert fig.axes and figures.png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_only_the_kept_levels_hold_their_logits(bundled_explanation):
-    """Each level's [p, p, p] logits are dropped once scored but for the few that explain and the figures read,
-    so that explain's memory does not grow with the ladder (12 levels); the kept ones are the level's own."""
-    from quadlens.ladder import KEPT_LOGITS, integral_logits
+def test_levels_keep_per_input_arrays_from_their_own_logits(bundled_explanation):
+    """No level holds its [p, p, p] logits (explain's memory does not grow with the ladder's 12 levels); the
+    per-input margin, correct logit and mean logit each keeps are those of the level's own logits."""
+    from quadlens.ladder import correct_logits, integral_logits, margins
 
     e = bundled_explanation
     levels = e.ladder + e.ablation
-    assert {(lv.level, lv.harmonics) for lv in levels if lv.logits is not None} == KEPT_LOGITS
-    assert len(levels) == 12 and all(lv.min_margin == lv.min_margin for lv in levels)  # every level scored
+    assert len(levels) == 12 and not any(hasattr(lv, "logits") for lv in levels)
     clusters = [report.cluster for report in e.clusters]
-    np.testing.assert_array_equal(e.level("L3", True).logits, integral_logits(e.tables, clusters, True))
-    np.testing.assert_array_equal(e.level("L0", None).logits, e.tables.logits())
+    for level, logits in ((e.level("L0", None), e.tables.logits()),
+                          (e.level("L3", True), integral_logits(e.tables, clusters, True))):
+        np.testing.assert_array_equal(level.margin, margins(logits))
+        np.testing.assert_array_equal(level.correct_logit, correct_logits(logits))
+        np.testing.assert_array_equal(level.mean_logit, logits.mean(-1))
+        assert level.min_margin == level.margin.min() and level.accuracy == (level.margin > 0).mean()
 
 
 def test_levels_scored_a_few_rows_at_a_time_score_the_same(bundled_explanation):
-    """``score`` works in chunks of rows at large p; chunks of one row and of seven give every figure bit for bit."""
-    from quadlens.ladder import Level, score
+    """At large p the ladder goes a few rows a at a time: chunks of one row and of seven give every figure and
+    every per-input array bit for bit, the step errors included."""
+    from quadlens.explain import _ablation_rungs
+    from quadlens.ladder import PER_INPUT, error_ladder, ladder_rungs
 
     e = bundled_explanation
-    model, fits = e.level("L0", None).logits, e.level("L1", True).logits
-    whole = score(Level("L1", True, fits), model, model)
+    clusters = [report.cluster for report in e.clusters]
+    rungs = ladder_rungs(e.tables, e.fits, clusters) + _ablation_rungs(e.tables, clusters)
     for rows in (1, 7):
-        chunked = score(Level("L1", True, fits), model, model, chunk_elements=rows * 59 * 59)
-        assert chunked.summary() == whole.summary()
-    assert whole.step_error > 0 and whole.accuracy == e.level("L1", True).accuracy
+        chunked = error_ladder(e.tables, rungs, chunk_elements=rows * 59 * 512)
+        for whole, level in zip(e.ladder + e.ablation, chunked, strict=True):
+            assert level.summary() == whole.summary()
+            for name in PER_INPUT:
+                np.testing.assert_array_equal(getattr(level, name), getattr(whole, name))
+    assert e.level("L2", True).step_error > 0 and np.isnan(e.level("Linf", False).step_error)
 
 
 def test_learned_attention_model_is_refused():

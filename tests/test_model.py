@@ -30,6 +30,10 @@ def test_separable_tables_reproduce_every_logit(overrides):
     # a row a at a time (as at large p, where [p, p, d_mlp] pre-activations would not fit) gives the same logits
     np.testing.assert_allclose(tables._logits(direct=True, chunk_elements=1), tables.logits(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(tables.mlp_logits() + tables.direct_logits(), tables.logits(), rtol=0, atol=1e-12)
+    rows = slice(3, 11)  # the rows a of a chunk alone, as the error ladder asks for them
+    np.testing.assert_allclose(tables.logits(rows), tables.logits()[rows], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tables._logits(direct=False, rows=rows, chunk_elements=1), tables.mlp_logits()[rows],
+                               rtol=0, atol=1e-12)
 
 
 def test_separable_tables_need_constant_attention():

@@ -15,7 +15,8 @@ import torch
 from . import __version__
 from .clusters import Cluster, build_clusters, lens_parameters
 from .files import json_ready
-from .ladder import Level, error_ladder, margin_by_difference, margins, quadrature_tables, scored
+from .ladder import (Level, Rung, correct_logits, error_ladder, ladder_rungs, margin_by_difference, margins,
+                     model_rung, quadrature_tables)
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
@@ -165,15 +166,14 @@ def _cluster_report(cluster: Cluster, p: int, act_fn: str) -> ClusterReport:
         blind_spots=d[blind].tolist(), lobe_integral=lobe_integral(act_fn, scale))
 
 
-def _ablate_rules(tables: SeparableTables, clusters: list[Cluster], model_logits: np.ndarray) -> list[Level]:
+def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster]) -> list[Rung]:
     """L2 with the model's rule swapped for each baseline rule of the same total weight."""
-    levels = []
+    rungs = []
     for name in ("equal_weights", "evenly_spaced"):
         rules = {c.frequency: baseline_rules(c.phi, c.weights)[name] for c in clusters}
-        for harmonics in (False, True):
-            logits = quadrature_tables(tables, clusters, harmonics, rules).logits()
-            levels.append(scored(f"L2 {name}", harmonics, logits, model_logits, None))
-    return levels
+        rungs += [Rung(f"L2 {name}", harmonics, quadrature_tables(tables, clusters, harmonics, rules).logits)
+                  for harmonics in (False, True)]
+    return rungs
 
 
 def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) -> Explanation:
@@ -183,7 +183,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     if model.cfg.attention_kind != "constant":
         with torch.no_grad():
             logits = model.all_logits(torch.float64).numpy()
-        acc, irrelevance = float((margins(logits) > 0).mean()), distance_irrelevance(logits)
+        acc, irrelevance = float((margins(logits) > 0).mean()), distance_irrelevance(correct_logits(logits))
         criteria = clock_or_pizza_criteria(acc, symmetricity, irrelevance)
         criteria.append(at_least("constant_attention", model.cfg.attention_rate, 1.0,
                                  "attention rate ρ (the separable tables need constant attention)"))
@@ -192,13 +192,12 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     tables = separable_tables(model)
     fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
     clusters = build_clusters(fits, tables.b_in)
-    if clusters:
-        ladder = error_ladder(tables, fits, clusters)
-    else:
-        logits = tables.logits()
-        ladder = [scored("L0", None, logits, logits, None)]
+    # The ablation is scored with the ladder, in the same pass over the model's logits, and kept for a pizza.
+    ladder = ladder_rungs(tables, fits, clusters) if clusters else [model_rung(tables)]
+    levels = error_ladder(tables, ladder + (_ablation_rungs(tables, clusters) if clusters else []))
+    ladder, ablation = levels[:len(ladder)], levels[len(ladder):]
     model_level = ladder[0]
-    irrelevance = distance_irrelevance(model_level.logits)
+    irrelevance = distance_irrelevance(model_level.correct_logit)
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
     criteria += _structure_criteria(fits, clusters, ladder)
     explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
@@ -206,11 +205,11 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     if explanation.fits_picture:
         explanation.tables, explanation.fits, explanation.ladder = tables, fits, ladder
         explanation.clusters = [_cluster_report(c, tables.p, tables.act_fn) for c in clusters]
-        explanation.ablation = _ablate_rules(tables, clusters, model_level.logits)
+        explanation.ablation = ablation
         explanation.margin_by_difference = {
-            "model": margin_by_difference(model_level.logits),
-            "L1_key_frequency_only": margin_by_difference(explanation.level("L1", False).logits),
-            "L1_with_second_harmonic": margin_by_difference(explanation.level("L1", True).logits)}
+            "model": margin_by_difference(model_level.margin),
+            "L1_key_frequency_only": margin_by_difference(explanation.level("L1", False).margin),
+            "L1_with_second_harmonic": margin_by_difference(explanation.level("L1", True).margin)}
     explanation.seconds = time.perf_counter() - start
     return explanation
 

@@ -91,17 +91,11 @@ def _by_sum_and_difference(values: np.ndarray) -> np.ndarray:
     return table
 
 
-def _correct_logit(logits: np.ndarray) -> np.ndarray:
-    p = logits.shape[-1]
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    return logits[a, b, (a + b) % p] - logits.mean(-1)
-
-
 def logits_model_vs_lens(explanation: Explanation) -> Figure:
     """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
     panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
               ("closed form L∞", explanation.level("Linf", False))]
-    tables = [_by_sum_and_difference(_correct_logit(level.logits)) for _, level in panels]
+    tables = [_by_sum_and_difference(level.correct_logit - level.mean_logit) for _, level in panels]
     vmin, vmax = min(t.min() for t in tables), max(t.max() for t in tables)
     fig = Figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)

@@ -15,7 +15,8 @@ The direct path D_a + D_b is added exactly at every level. Each level's MLP can 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -26,26 +27,39 @@ from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, NeuronFits
 from .tables import SeparableTables, row_chunks
 
+Logits = Callable[[slice], np.ndarray]  # a level's logits for the inputs with a in the slice: [rows, p, p]
 
-# The levels whose logits an explanation keeps: the model, the fits (explain's margins by difference) and the two
-# that the logits figure draws beside the model. Every other level's are dropped once it is scored, so that explain
-# holds five [p, p, p] arrays, not twelve (0.76 GB each at p = 457).
-KEPT_LOGITS = {("L0", None), ("L1", False), ("L1", True), ("L3", True), ("Linf", False)}
+
+@dataclass(frozen=True)
+class Rung:
+    """A level to score: its logits, made a few rows a at a time, and the level ``after`` which its step error
+    is measured (None: no step error)."""
+
+    level: str
+    harmonics: bool | None
+    logits: Logits
+    after: tuple[str, bool | None] | None = None
+
+
+PER_INPUT = ("margin", "correct_logit", "mean_logit")  # the Level fields that hold one value per input
 
 
 @dataclass(frozen=True)
 class Level:
-    """One rung: its logits ``[p, p, p]`` (None once scored, but for ``KEPT_LOGITS``: the tables the level is built
-    from give them again) and how they compare with the model's."""
+    """One rung, scored against the model over all p² inputs. Per input ``[p, p]``: its ``margin``, its
+    ``correct_logit`` and its ``mean_logit`` over the p outputs; the ``[p, p, p]`` logits are never held whole (the
+    tables the level is built from give them again)."""
 
     level: str
     harmonics: bool | None
-    logits: np.ndarray | None
     max_logit_diff_error: float = float("nan")
     step_error: float = float("nan")
     min_margin: float = float("nan")
     accuracy: float = float("nan")
     loss: float = float("nan")
+    margin: np.ndarray | None = field(default=None, repr=False)
+    correct_logit: np.ndarray | None = field(default=None, repr=False)
+    mean_logit: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def harmonics_label(self) -> str:
@@ -54,7 +68,7 @@ class Level:
         return {None: "-", False: "k", True: "k, 2k"}[self.harmonics]
 
     def summary(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "logits"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in PER_INPUT}
 
 
 def targets(p: int) -> np.ndarray:
@@ -73,45 +87,64 @@ def difference_index(p: int) -> np.ndarray:
     return index
 
 
+def correct_logits(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+    """The logit of the correct output (a + b) mod p, ``[p, p]`` (or for the inputs with a in ``rows``)."""
+    return np.take_along_axis(logits, targets(logits.shape[-1])[rows][..., None], -1)[..., 0]
+
+
 def margins(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
     """Correct logit minus the largest other logit, ``[p, p]`` (or for the inputs with a in ``rows``)."""
     p = logits.shape[-1]
-    y = targets(p)[rows][..., None]
-    correct = np.take_along_axis(logits, y, -1)[..., 0]
     others = logits.copy()
-    np.put_along_axis(others, y, -np.inf, -1)
-    return correct - others.max(-1)
+    np.put_along_axis(others, targets(p)[rows][..., None], -np.inf, -1)
+    return correct_logits(logits, rows) - others.max(-1)
 
 
-def centred(logits: np.ndarray) -> np.ndarray:
-    return logits - logits.mean(-1, keepdims=True)
+class _Tally:
+    """What ``score`` gathers for one rung as the chunks of rows go by."""
 
+    def __init__(self, p: int):
+        self.error, self.step = 0.0, 0.0
+        self.margin, self.loss, self.correct, self.mean = (np.empty((p, p)) for _ in range(4))
 
-def score(level: Level, model_logits: np.ndarray, previous: np.ndarray | None, chunk_elements: int = 1 << 22) -> Level:
-    """Fill in a level's errors (in logit differences), margin, accuracy and cross-entropy loss; a few rows a at
-    a time, so that the temporaries stay small beside the ``[p, p, p]`` logits."""
-    logits = level.logits
-    p = logits.shape[-1]
-    error, step, margin, loss = 0.0, 0.0, np.empty((p, p)), np.empty((p, p))
-    for rows in row_chunks(p, p * p, chunk_elements):
-        chunk = logits[rows]
+    def add(self, rows: slice, chunk: np.ndarray, mean: np.ndarray, centred: np.ndarray, centred_model: np.ndarray,
+            centred_previous: np.ndarray | None) -> None:
         shifted = chunk - chunk.max(-1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-        loss[rows] = -np.take_along_axis(log_probs, targets(p)[rows][..., None], -1)[..., 0]
-        margin[rows] = margins(chunk, rows)
-        error = max(error, float(np.abs(centred(chunk) - centred(model_logits[rows])).max()))
-        if previous is not None:
-            step = max(step, float(np.abs(centred(chunk) - centred(previous[rows])).max()))
-    return dataclasses.replace(level, max_logit_diff_error=error, step_error=np.nan if previous is None else step,
-                               min_margin=float(margin.min()), accuracy=float((margin > 0).mean()),
-                               loss=float(loss.mean()))
+        self.loss[rows] = -correct_logits(log_probs, rows)
+        self.margin[rows] = margins(chunk, rows)
+        self.correct[rows], self.mean[rows] = correct_logits(chunk, rows), mean[..., 0]
+        self.error = max(self.error, float(np.abs(centred - centred_model).max()))
+        if centred_previous is not None:
+            self.step = max(self.step, float(np.abs(centred - centred_previous).max()))
+
+    def level(self, rung: Rung) -> Level:
+        return Level(rung.level, rung.harmonics, max_logit_diff_error=self.error,
+                     step_error=np.nan if rung.after is None else self.step, min_margin=float(self.margin.min()),
+                     accuracy=float((self.margin > 0).mean()), loss=float(self.loss.mean()), margin=self.margin,
+                     correct_logit=self.correct, mean_logit=self.mean)
 
 
-def scored(level: str, harmonics: bool | None, logits: np.ndarray, model_logits: np.ndarray,
-           previous: np.ndarray | None) -> Level:
-    """The level scored (``score``), keeping its logits only if it is one of ``KEPT_LOGITS``."""
-    scored_level = score(Level(level, harmonics, logits), model_logits, previous)
-    return scored_level if (level, harmonics) in KEPT_LOGITS else dataclasses.replace(scored_level, logits=None)
+def score(rungs: list[Rung], chunks: list[slice]) -> list[Level]:
+    """Every rung's errors (in logit differences) against the first, the model's; its margins, accuracy and
+    cross-entropy loss. All rungs go through the same chunks of rows a together, so that no ``[p, p, p]`` logits
+    are ever held whole (0.76 GB each at p = 457)."""
+    p = chunks[-1].stop
+    tallies = [_Tally(p) for _ in rungs]
+    wanted = {rung.after for rung in rungs}
+    for rows in chunks:
+        centred_chunks: dict[tuple[str, bool | None], np.ndarray] = {}
+        centred_model = None
+        for rung, tally in zip(rungs, tallies):
+            chunk = rung.logits(rows)
+            mean = chunk.mean(-1, keepdims=True)
+            centred = chunk - mean
+            centred_model = centred if centred_model is None else centred_model
+            tally.add(rows, chunk, mean, centred, centred_model,
+                      None if rung.after is None else centred_chunks[rung.after])
+            if (rung.level, rung.harmonics) in wanted:
+                centred_chunks[rung.level, rung.harmonics] = centred
+    return [tally.level(rung) for rung, tally in zip(rungs, tallies)]
 
 
 def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
@@ -144,8 +177,14 @@ def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics:
 
     ``rows`` restricts the result to the inputs with a in that slice: ``[len(rows), p, p]``.
     """
-    mlp = by_difference_and_step(integral_table(tables, clusters, harmonics, with_offsets), np.arange(tables.p), rows)
-    return tables.D_a[rows][:, None, :] + tables.D_b[None, :, :] + mlp
+    return integral_rows(tables, clusters, harmonics, with_offsets)(rows)
+
+
+def integral_rows(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                  with_offsets: bool = True) -> Logits:
+    """``integral_logits`` as a function of the rows, from a table made once (a ladder's rung)."""
+    table, t = integral_table(tables, clusters, harmonics, with_offsets), np.arange(tables.p)
+    return lambda rows: tables.D_a[rows][:, None, :] + tables.D_b[None, :, :] + by_difference_and_step(table, t, rows)
 
 
 def integral_table(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
@@ -161,33 +200,28 @@ def integral_table(tables: SeparableTables, clusters: list[Cluster], harmonics: 
     return table
 
 
-def error_ladder(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Level]:
-    """L0, then L1 → L2 → L3 with and without the second harmonic, then L∞; each level scored, one at a time."""
-    model = tables.logits()
-    levels = [scored("L0", None, model, model, None)]
+def model_rung(tables: SeparableTables) -> Rung:
+    """L0, the model itself: the rung every other is scored against."""
+    return Rung("L0", None, tables.logits)
+
+
+def ladder_rungs(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Rung]:
+    """L0, then L1 → L2 → L3 with and without the second harmonic (each with its step from the one before),
+    then L∞."""
+    rungs = [model_rung(tables)]
     for harmonics in (False, True):
-        previous = model
-        for name in ("L1", "L2", "L3"):
-            logits = _level_logits(name, tables, fits, clusters, harmonics)
-            levels.append(scored(name, harmonics, logits, model, previous))
-            previous = logits
-    levels.append(scored("Linf", False, integral_logits(tables, clusters, False, with_offsets=False), model, None))
-    return levels
+        rungs += [Rung("L1", harmonics, fitted_tables(tables, fits, 1 + harmonics).logits, ("L0", None)),
+                  Rung("L2", harmonics, quadrature_tables(tables, clusters, harmonics).logits, ("L1", harmonics)),
+                  Rung("L3", harmonics, integral_rows(tables, clusters, harmonics), ("L2", harmonics))]
+    return rungs + [Rung("Linf", False, integral_rows(tables, clusters, False, with_offsets=False))]
 
 
-def _level_logits(name: str, tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster],
-                  harmonics: bool) -> np.ndarray:
-    if name == "L1":
-        return fitted_tables(tables, fits, 1 + harmonics).logits()
-    if name == "L2":
-        return quadrature_tables(tables, clusters, harmonics).logits()
-    return integral_logits(tables, clusters, harmonics)
+def error_ladder(tables: SeparableTables, rungs: list[Rung], chunk_elements: int = 1 << 22) -> list[Level]:
+    """The rungs scored, in the chunks of rows that ``SeparableTables.logits`` works in."""
+    return score(rungs, row_chunks(tables.p, tables.p * tables.d_mlp, chunk_elements))
 
 
-def margin_by_difference(logits: np.ndarray) -> np.ndarray:
-    """Worst margin for each a − b (mod p): ``[p]``."""
-    p = logits.shape[-1]
-    t = np.arange(p)
-    difference = (t[:, None] - t[None, :]) % p
-    margin = margins(logits)
-    return np.array([margin[difference == d].min() for d in range(p)])
+def margin_by_difference(margin: np.ndarray) -> np.ndarray:
+    """Worst margin ``[p, p]`` for each a − b (mod p): ``[p]``."""
+    difference = difference_index(margin.shape[0])
+    return np.array([margin[difference == d].min() for d in range(margin.shape[0])])

@@ -40,27 +40,30 @@ class SeparableTables:
         """``pre[a, b, i]`` for every input (or the rows a in ``rows``), ``[p, p, d_mlp]``."""
         return self.F_a[rows, None, :] + self.F_b[None, :, :] + self.b_in
 
-    def mlp_logits(self) -> np.ndarray:
-        """The MLP's contribution ``act(pre) W_L``, ``[p, p, p]`` indexed ``(a, b, c)``."""
-        return self._logits(direct=False)
+    def mlp_logits(self, rows: slice = slice(None)) -> np.ndarray:
+        """The MLP's contribution ``act(pre) W_L``, ``[p, p, p]`` indexed ``(a, b, c)`` (or for the rows a in
+        ``rows``)."""
+        return self._logits(direct=False, rows=rows)
 
     def direct_logits(self) -> np.ndarray:
         """The direct path ``D_a[a] + D_b[b]``, ``[p, p, p]``."""
         return self.D_a[:, None, :] + self.D_b[None, :, :]
 
-    def logits(self) -> np.ndarray:
-        """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)``."""
-        return self._logits(direct=True)
+    def logits(self, rows: slice = slice(None)) -> np.ndarray:
+        """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)`` (or for the rows a in ``rows``)."""
+        return self._logits(direct=True, rows=rows)
 
-    def _logits(self, direct: bool, chunk_elements: int = 1 << 22) -> np.ndarray:
+    def _logits(self, direct: bool, rows: slice = slice(None), chunk_elements: int = 1 << 22) -> np.ndarray:
         """``act(pre) W_L`` (plus the direct path), a few rows a at a time, so that the pre-activations
         (``[p, p, d_mlp]``: 3 GB at p = 457) are never held whole."""
         p = self.p
-        out = np.empty((p, p, p))
-        for rows in row_chunks(p, p * self.d_mlp, chunk_elements):
-            out[rows] = activation(self.act_fn, torch.from_numpy(self.pre_activations(rows))).numpy() @ self.W_L
+        first, stop, _ = rows.indices(p)
+        out = np.empty((stop - first, p, p))
+        for chunk in row_chunks(stop, p * self.d_mlp, chunk_elements, first):
+            part = out[chunk.start - first:chunk.stop - first]
+            part[:] = activation(self.act_fn, torch.from_numpy(self.pre_activations(chunk))).numpy() @ self.W_L
             if direct:
-                out[rows] += self.D_a[rows, None, :] + self.D_b[None, :, :]
+                part += self.D_a[chunk, None, :] + self.D_b[None, :, :]
         return out
 
 

@@ -34,12 +34,12 @@ def gradient_symmetricity(model: Transformer, n_samples: int = 1000, seed: int =
     return float(torch.nn.functional.cosine_similarity(grad0, grad1, dim=-1).mean())
 
 
-def distance_irrelevance(logits: np.ndarray) -> float:
-    """Mean over a−b of the std over a+b of the correct logit, over its overall std (small for pizzas)."""
-    p = logits.shape[-1]
+def distance_irrelevance(correct: np.ndarray) -> float:
+    """Mean over a−b of the std over a+b of the correct logit ``[p, p]``, over its overall std (small for
+    pizzas)."""
+    p = correct.shape[0]
     t = np.arange(p)
     a, b = np.meshgrid(t, t, indexing="ij")
-    correct = logits[a, b, (a + b) % p]
     table = np.zeros((p, p))
     table[(a + b) % p, (a - b) % p] = correct
     return float(table.std(0).mean() / correct.std())
