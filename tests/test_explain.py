@@ -140,6 +140,35 @@ def test_levels_scored_a_few_rows_at_a_time_score_the_same(bundled_explanation):
     assert e.level("L2", True).step_error > 0 and np.isnan(e.level("Linf", False).step_error)
 
 
+def test_levels_of_low_rank_output_go_through_its_factors(bundled_explanation):
+    """L1's and L2's W_L have rank 1 + 2·harmonics·clusters and 2·clusters: the ladder's logits go through the
+    factors, which give each W_L as written out neuron by neuron (``fourier.cosine``) and the same logits."""
+    from quadlens.fourier import cosine
+    from quadlens.ladder import fitted_output, fitted_tables, quadrature_output, quadrature_tables
+    from quadlens.neurons import CLUSTERED
+
+    e = bundled_explanation
+    fits, clusters, p = e.fits, [report.cluster for report in e.clusters], e.tables.p
+    keep = fits.status == CLUSTERED
+    for n_harmonics in (1, 2):
+        factors = fitted_output(fits, n_harmonics)
+        assert factors[1].shape == (1 + 2 * n_harmonics * len(clusters), p)
+        W_L = fits.offset_L[:, None] + sum(cosine(p, (h + 1) * fits.frequency, fits.amp_L[h], fits.phase_L[h]).T
+                                           for h in range(n_harmonics))
+        np.testing.assert_allclose(factors[0] @ factors[1], W_L * keep[:, None], rtol=0, atol=1e-12)
+        tables = fitted_tables(e.tables, fits, n_harmonics)
+        np.testing.assert_allclose(tables.logits(W_L_factors=factors), tables.logits(), rtol=0, atol=1e-10)
+    factors = quadrature_output(e.tables.d_mlp, p, clusters)
+    assert factors[1].shape == (2 * len(clusters), p)
+    for cluster in clusters:
+        psi0 = cluster.shared_waveform()["psi0"]
+        np.testing.assert_allclose((factors[0] @ factors[1])[cluster.neurons],
+                                   cosine(p, cluster.frequency, cluster.weights / (2 * cluster.r),
+                                          2 * cluster.phi + psi0).T, rtol=0, atol=1e-12)
+    tables = quadrature_tables(e.tables, clusters, True)
+    np.testing.assert_allclose(tables.logits(W_L_factors=factors), tables.logits(), rtol=0, atol=1e-10)
+
+
 def test_learned_attention_model_is_refused():
     e = explain(Transformer(small_config(p=13, attention_rate=0.0), seed=2))
     failed = {c.name for c in e.criteria if not c.passed}

@@ -16,7 +16,7 @@ from . import __version__
 from .clusters import Cluster, build_clusters, lens_parameters
 from .files import json_ready
 from .ladder import (Level, Rung, correct_logits, error_ladder, ladder_rungs, margin_by_difference, margins,
-                     model_rung, quadrature_tables)
+                     model_rung, quadrature_rung)
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
@@ -171,8 +171,7 @@ def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster]) -> list[Ru
     rungs = []
     for name in ("equal_weights", "evenly_spaced"):
         rules = {c.frequency: baseline_rules(c.phi, c.weights)[name] for c in clusters}
-        rungs += [Rung(f"L2 {name}", harmonics, quadrature_tables(tables, clusters, harmonics, rules).logits)
-                  for harmonics in (False, True)]
+        rungs += [quadrature_rung(f"L2 {name}", tables, clusters, harmonics, rules) for harmonics in (False, True)]
     return rungs
 
 

@@ -43,6 +43,21 @@ def cosine(p: int, k: np.ndarray | int, amplitude: np.ndarray, phase: np.ndarray
     return amplitude * np.cos(2 * np.pi * np.asarray(k) * t / p + phase)
 
 
+def cosine_factors(p: int, k: np.ndarray | int, amplitude: np.ndarray,
+                   phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cosine(p, k, amplitude, phase).T`` (``[n, p]``) as coefficients ``[n, 2m]`` times a basis ``[2m, p]`` of
+    cos(ω k t) and sin(ω k t) over the m distinct k: rows of rank 2m, so that a product through them costs 2m/p as
+    much."""
+    k = np.broadcast_to(np.asarray(k) % p, np.shape(amplitude))
+    distinct, which = np.unique(k, return_inverse=True)
+    angles = 2 * np.pi * distinct[:, None] * np.arange(p) / p
+    m, rows = len(distinct), np.arange(len(k))
+    coefficients = np.zeros((len(k), 2 * m))
+    coefficients[rows, which] = amplitude * np.cos(phase)
+    coefficients[rows, m + which] = -amplitude * np.sin(phase)
+    return coefficients, np.concatenate([np.cos(angles), np.sin(angles)])
+
+
 def wrap(angle: np.ndarray) -> np.ndarray:
     """Angles into (−π, π]."""
     return np.angle(np.exp(1j * np.asarray(angle)))

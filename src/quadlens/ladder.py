@@ -17,15 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 
 from .clusters import Cluster, lens_parameters
-from .fourier import cosine
+from .fourier import cosine, cosine_factors
 from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, NeuronFits
-from .tables import SeparableTables, row_chunks
+from .tables import Factors, SeparableTables, row_chunks
 
 Logits = Callable[[slice], np.ndarray]  # a level's logits for the inputs with a in the slice: [rows, p, p]
 
@@ -150,25 +150,66 @@ def score(rungs: list[Rung], chunks: list[slice]) -> list[Level]:
 def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
     """L1: clustered neurons as their fits, the others dropped."""
     F_a, F_b = fits.inputs(n_harmonics)
-    keep = (fits.status == CLUSTERED).astype(float)
-    return dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=fits.outputs(n_harmonics) * keep[:, None])
+    coefficients, basis = fitted_output(fits, n_harmonics)
+    return dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=coefficients @ basis)
+
+
+def fitted_output(fits: NeuronFits, n_harmonics: int) -> Factors:
+    """L1's W_L (``fitted_tables``) as factors of low rank: one constant, and a cosine and a sine for each
+    cluster's frequency and harmonic."""
+    clustered = np.flatnonzero(fits.status == CLUSTERED)
+    coefficients, basis = fits.output_factors(n_harmonics, clustered)
+    return _on_rows(len(fits.status), clustered, coefficients), basis
 
 
 def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
                       rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> SeparableTables:
     """L2: each cluster as a symmetrised, phase-doubled quadrature; ``rules`` may replace nodes and weights."""
     p, m = tables.p, tables.d_mlp
-    F, b_in, W_L = np.zeros((p, m)), np.zeros(m), np.zeros((m, p))
+    F, b_in = np.zeros((p, m)), np.zeros(m)
     for cluster in clusters:
-        phi, weights = (cluster.phi, cluster.weights) if rules is None else rules[cluster.frequency]
+        phi, _ = _rule(cluster, rules)
         k, r, idx = cluster.frequency, cluster.r, cluster.neurons
-        shape = cluster.shared_waveform()
         F[:, idx] = cosine(p, k, r, phi)
         if harmonics:
+            shape = cluster.shared_waveform()
             F[:, idx] += cosine(p, 2 * k, shape["beta"] * r, 2 * phi + shape["lock"])
         b_in[idx] = cluster.offset
-        W_L[idx, :] = cosine(p, k, weights / (2 * r), 2 * phi + shape["psi0"]).T
-    return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=W_L)
+    coefficients, basis = quadrature_output(m, p, clusters, rules)
+    return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=coefficients @ basis)
+
+
+def quadrature_output(d_mlp: int, p: int, clusters: list[Cluster],
+                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> Factors:
+    """L2's W_L (``quadrature_tables``) as factors of rank two per cluster: a cosine and a sine at its frequency."""
+    coefficients, bases = [np.zeros((d_mlp, 0))], [np.zeros((0, p))]
+    for cluster in clusters:
+        phi, weights = _rule(cluster, rules)
+        part, basis = cosine_factors(p, cluster.frequency, weights / (2 * cluster.r),
+                                     2 * phi + cluster.shared_waveform()["psi0"])
+        coefficients.append(_on_rows(d_mlp, cluster.neurons, part))
+        bases.append(basis)
+    return np.hstack(coefficients), np.vstack(bases)
+
+
+def _rule(cluster: Cluster, rules: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray]:
+    return (cluster.phi, cluster.weights) if rules is None else rules[cluster.frequency]
+
+
+def _on_rows(count: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` placed at ``rows`` of ``count`` rows, zero elsewhere."""
+    out = np.zeros((count, values.shape[1]))
+    out[rows] = values
+    return out
+
+
+def quadrature_rung(level: str, tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                    rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                    after: tuple[str, bool | None] | None = None) -> Rung:
+    """An L2 level to score, its logits through ``quadrature_output``."""
+    return Rung(level, harmonics, partial(quadrature_tables(tables, clusters, harmonics, rules).logits,
+                                          W_L_factors=quadrature_output(tables.d_mlp, tables.p, clusters, rules)),
+                after)
 
 
 def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
@@ -210,8 +251,10 @@ def ladder_rungs(tables: SeparableTables, fits: NeuronFits, clusters: list[Clust
     then L∞."""
     rungs = [model_rung(tables)]
     for harmonics in (False, True):
-        rungs += [Rung("L1", harmonics, fitted_tables(tables, fits, 1 + harmonics).logits, ("L0", None)),
-                  Rung("L2", harmonics, quadrature_tables(tables, clusters, harmonics).logits, ("L1", harmonics)),
+        n_harmonics = 1 + harmonics
+        fitted = partial(fitted_tables(tables, fits, n_harmonics).logits, W_L_factors=fitted_output(fits, n_harmonics))
+        rungs += [Rung("L1", harmonics, fitted, ("L0", None)),
+                  quadrature_rung("L2", tables, clusters, harmonics, after=("L1", harmonics)),
                   Rung("L3", harmonics, integral_rows(tables, clusters, harmonics), ("L2", harmonics))]
     return rungs + [Rung("Linf", False, integral_rows(tables, clusters, False, with_offsets=False))]
 

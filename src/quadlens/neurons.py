@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fourier import amplitude_phase, cosine, energy_by_frequency
+from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency
 from .tables import SeparableTables
 
 DEAD, MIXED, CLUSTERED = "dead", "mixed", "cluster"
@@ -52,9 +52,14 @@ class NeuronFits:
         return (self._series(self.offset_a, self.amp_a, self.phase_a, n_harmonics),
                 self._series(self.offset_b, self.amp_b, self.phase_b, n_harmonics))
 
-    def outputs(self, n_harmonics: int) -> np.ndarray:
-        """Fitted W_L ``[d_mlp, p]`` with the first ``n_harmonics`` harmonics."""
-        return self._series(self.offset_L, self.amp_L, self.phase_L, n_harmonics).T
+    def output_factors(self, n_harmonics: int, neurons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted W_L of ``neurons`` (``[n, p]``) with the first ``n_harmonics`` harmonics, as coefficients
+        ``[n, R]`` times a basis ``[R, p]``: the constant, then cos and sin of each harmonic's distinct frequencies
+        (``fourier.cosine_factors``), so of low rank when the neurons share a few key frequencies."""
+        parts = [(self.offset_L[neurons, None], np.ones((1, self.p)))]
+        parts += [cosine_factors(self.p, (h + 1) * self.frequency[neurons], self.amp_L[h, neurons],
+                                 self.phase_L[h, neurons]) for h in range(n_harmonics)]
+        return np.hstack([c for c, _ in parts]), np.vstack([b for _, b in parts])
 
     def _series(self, offset: np.ndarray, amp: np.ndarray, phase: np.ndarray, n_harmonics: int) -> np.ndarray:
         columns = offset[None, :].repeat(self.p, 0)

@@ -15,6 +15,8 @@ import torch
 
 from .model import Transformer, activation, token_tables
 
+Factors = tuple[np.ndarray, np.ndarray]  # W_L as coefficients [d_mlp, R] @ basis [R, p], for a W_L of low rank R
+
 
 @dataclass(frozen=True)
 class SeparableTables:
@@ -49,11 +51,16 @@ class SeparableTables:
         """The direct path ``D_a[a] + D_b[b]``, ``[p, p, p]``."""
         return self.D_a[:, None, :] + self.D_b[None, :, :]
 
-    def logits(self, rows: slice = slice(None)) -> np.ndarray:
-        """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)`` (or for the rows a in ``rows``)."""
-        return self._logits(direct=True, rows=rows)
+    def logits(self, rows: slice = slice(None), W_L_factors: Factors | None = None) -> np.ndarray:
+        """The model's logits for every input, ``[p, p, p]`` indexed ``(a, b, c)`` (or for the rows a in ``rows``).
 
-    def _logits(self, direct: bool, rows: slice = slice(None), chunk_elements: int = 1 << 22) -> np.ndarray:
+        ``W_L_factors`` (coefficients ``[d_mlp, R]``, basis ``[R, p]``) is W_L of rank R, the same up to rounding:
+        the hidden layer then goes through both in turn, at R/p of the cost (an explanation's levels, R ≤ 20).
+        """
+        return self._logits(direct=True, rows=rows, W_L_factors=W_L_factors)
+
+    def _logits(self, direct: bool, rows: slice = slice(None), chunk_elements: int = 1 << 22,
+                W_L_factors: Factors | None = None) -> np.ndarray:
         """``act(pre) W_L`` (plus the direct path), a few rows a at a time, so that the pre-activations
         (``[p, p, d_mlp]``: 3 GB at p = 457) are never held whole."""
         p = self.p
@@ -61,7 +68,8 @@ class SeparableTables:
         out = np.empty((stop - first, p, p))
         for chunk in row_chunks(stop, p * self.d_mlp, chunk_elements, first):
             part = out[chunk.start - first:chunk.stop - first]
-            part[:] = activation(self.act_fn, torch.from_numpy(self.pre_activations(chunk))).numpy() @ self.W_L
+            hidden = activation(self.act_fn, torch.from_numpy(self.pre_activations(chunk))).numpy()
+            part[:] = hidden @ self.W_L if W_L_factors is None else (hidden @ W_L_factors[0]) @ W_L_factors[1]
             if direct:
                 part += self.D_a[chunk, None, :] + self.D_b[None, :, :]
         return out
