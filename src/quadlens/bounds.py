@@ -286,18 +286,18 @@ def waveform_harmonics(kappa: float, beta: float, delta: np.ndarray, harmonics: 
 def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops) -> np.ndarray:
     """A third bound on |Σ_i h_i (ρ_i(a+b) − ρ_i(c))| over the neurons in the arcs, for every c ``[p, p]``, valid
     for the exact h and for the arcs' h' alike: the ideal activations expanded in harmonics of their phase, each
-    harmonic's sum against ρ taken per output c, then the expansion's tail and the residuals by Cauchy–Schwarz
-    (docs/bounds.md §1, the remainder by harmonics). O(M·n·p) per group plus O(p²·(M + 1)) per group."""
-    folded = np.arange(p // 2 + 1)  # δ and −δ give the same |a_m|: differences d and p − d share a row
+    harmonic's sum against ρ taken per output c (the groups of one frequency together), then the expansion's tail
+    and the residuals by Cauchy–Schwarz (docs/bounds.md §1, the remainder by harmonics). O(M·n·p) per group plus
+    O(p²·(M + 1)) per group."""
+    folded = np.arange(p // 2 + 1)  # δ and −δ give the same a_m: differences d and p − d share a row
     coefficients, harmonic_sums = [], []
     tail_squares, residual_squares = np.zeros(len(folded)), np.zeros((p, p))
     for term in dec.clusters:
         weights, tail = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * folded, harmonics,
                                            WAVEFORM_GRID)
-        coefficients.append(np.abs(weights))
-        angle = np.outer(np.arange(harmonics + 1), term.phase)  # R_m(c) = Σ_i r_i e^{imφ_i} ρ_i(c), in two real parts
-        cosines, sines = term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder
-        harmonic_sums.append(np.hypot(cosines, sines))  # |R_m(c)| [M + 1, p]
+        coefficients.append(weights)
+        angle = np.outer(np.arange(harmonics + 1), term.phase)  # R_m(c) = Σ_i r_i e^{imφ_i} ρ_i(c)
+        harmonic_sums.append((term.r * np.cos(angle) @ term.remainder, term.r * np.sin(angle) @ term.remainder))
         tail_squares += (tail * np.linalg.norm(term.r)) ** 2
         residual_a, residual_b = term.residual_norms(ops)
         residual_squares += (residual_a[:, None] + residual_b[None, :]) ** 2
@@ -306,12 +306,38 @@ def _remainder_by_harmonics(dec: Decomposition, p: int, harmonics: int, ops: Ops
             + 3 * p * p)
     if not coefficients:
         return np.zeros((p, p))
-    by_difference = np.concatenate(coefficients, axis=1) @ np.concatenate(harmonic_sums)  # Q(d, c) [p // 2 + 1, p]
+    by_difference = _harmonic_table(coefficients, harmonic_sums, [term.frequency for term in dec.clusters], ops)
     difference, target = np.minimum(difference_index(p), p - difference_index(p)), targets(p)
     norms = dec.remainder_norms
-    ops(2 * by_difference.size * len(coefficients) * (harmonics + 1) + by_difference.size + 10 * p * p)
+    ops(by_difference.size + 10 * p * p)
     return (by_difference[difference, target] + by_difference.max(1)[difference]
             + (np.sqrt(tail_squares)[difference] + np.sqrt(residual_squares)) * (norms[target] + norms.max()))
+
+
+def _harmonic_table(coefficients: list[np.ndarray], harmonic_sums: list[tuple[np.ndarray, np.ndarray]],
+                    frequencies: list[int], ops: Ops) -> np.ndarray:
+    """Q(δ, c) = Σ_k Σ_m |Σ_g a_{g,m}(δ) R_{g,m}(c)| ``[p // 2 + 1, p]``, the inner sum over the groups g of
+    frequency k: they share the input's shift u and δ, so their harmonics add before the modulus is taken. A
+    frequency with one group takes |a_m|·|R_m| in one product; ``coefficients`` a ``[p // 2 + 1, M + 1]`` and
+    ``harmonic_sums`` (Re R, Im R) ``[M + 1, p]`` per group."""
+    rows, p = coefficients[0].shape[0], harmonic_sums[0][0].shape[1]
+    table, single_weights, single_sums = np.zeros((rows, p)), [], []
+    for frequency in dict.fromkeys(frequencies):
+        groups = [g for g, k in enumerate(frequencies) if k == frequency]
+        if len(groups) == 1:
+            single_weights.append(np.abs(coefficients[groups[0]]))
+            single_sums.append(np.hypot(*harmonic_sums[groups[0]]))
+            continue
+        for m in range(coefficients[0].shape[1]):
+            weights = np.stack([coefficients[g][:, m] for g in groups], axis=1)  # [rows, G]
+            real = weights @ np.stack([harmonic_sums[g][0][m] for g in groups])
+            imaginary = weights @ np.stack([harmonic_sums[g][1][m] for g in groups])
+            table += np.hypot(real, imaginary)
+        ops(coefficients[0].size * p * (4 * len(groups) + 6))
+    if single_weights:
+        table += np.concatenate(single_weights, axis=1) @ np.concatenate(single_sums)
+        ops(2 * rows * p * sum(w.shape[1] for w in single_weights))
+    return table
 
 
 @dataclass

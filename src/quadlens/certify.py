@@ -38,14 +38,16 @@ EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs
 # within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 11  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 12  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
 # neurons' remainder bounded by Cauchy–Schwarz too; 8: exact inputs on (p // 8 within 16…32)·p inputs (was 16·p);
 # 9: the remainder also bounded by the ideal waveform's harmonics (every tier but lipschitz); 10: that expansion's
 # tail bounded to second order between grid points, on 256 points (was to first order, on 1024); 11: each band
-# neuron's correction taken along the chord (1 − |x|/τ), not at its full share, and one band narrowing, not two
+# neuron's correction taken along the chord (1 − |x|/τ), not at its full share, and one band narrowing, not two;
+# 12: in the remainder's bound by harmonics, the waveform groups of one frequency add their harmonics before the
+# modulus (arcs_grouped; the other tiers have one group per frequency and are unchanged)
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
