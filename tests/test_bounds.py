@@ -275,6 +275,32 @@ def test_the_harmonic_bound_holds_for_the_exact_remainder(seed, p, neurons, outp
     assert (truth <= bound * (1 + 1e-9) + 1e-9).all()
 
 
+def test_waveform_groups_of_one_waveform_lose_nothing_in_the_harmonic_bound():
+    """The groups of one frequency add their harmonics before the modulus (schema version 12): where every neuron
+    has one waveform, four waveform groups bound the harmonic part exactly as one group does, and the whole bound by
+    harmonics is no larger. Taking each group's modulus alone, as before, gave a bound about √G times larger."""
+    spec = pizza_spec(31, (1, 3, 5), neurons_per_cluster=80, seed=3)
+    clean = pizza_tables(spec, noise=0.0, seed=3)  # one waveform (κ, β) for every neuron
+    noise = 0.3 * np.abs(clean.W_L).mean() * np.random.default_rng(3).normal(size=clean.W_L.shape)
+    tables = dataclasses.replace(clean, W_L=clean.W_L + noise)
+    one, four = (decompose(tables, clusters_of(tables), Ops(), waveform_groups=g) for g in (1, 4))
+    assert len(four.clusters) == 4 * len(one.clusters) == 12
+    assert np.ptp([t.kappa for t in four.clusters]) < 1e-9 and np.ptp([t.beta for t in four.clusters]) < 1e-9
+    p, M = tables.p, bounds.HARMONICS
+    whole, grouped = (bounds._remainder_by_harmonics(dec, p, M, Ops()) for dec in (one, four))
+    assert (grouped <= whole * (1 + 1e-12)).all() and np.median(grouped / whole) > 0.99
+
+    def harmonics(term):  # a_m per folded difference [p // 2 + 1, M + 1], and R_m(c) [M + 1, p] complex
+        weights, _ = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * np.arange(p // 2 + 1), M)
+        return weights, (term.r * np.exp(1j * np.outer(np.arange(M + 1), term.phase))) @ term.remainder
+
+    parts = [harmonics(term) for term in four.clusters]
+    separately = sum(np.abs(weights) @ np.abs(sums) for weights, sums in parts)  # Σ_g Σ_m |a_gm| |R_gm|
+    together = bounds._harmonic_table([weights for weights, _ in parts], [(sums.real, sums.imag) for _, sums in parts],
+                                      [term.frequency for term in four.clusters], Ops())
+    assert (together <= separately * (1 + 1e-12)).all() and np.median(separately / together) > 1.5
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10_000), kinks=st.integers(1, 30))
 def test_sound_with_neurons_exactly_on_their_kink(seed, kinks):
