@@ -291,7 +291,8 @@ def test_waveform_groups_of_one_waveform_lose_nothing_in_the_harmonic_bound():
     assert (grouped <= whole * (1 + 1e-12)).all() and np.median(grouped / whole) > 0.99
 
     def harmonics(term):  # a_m per folded difference [p // 2 + 1, M + 1], and R_m(c) [M + 1, p] complex
-        weights, _ = waveform_harmonics(term.kappa, term.beta, 2 * np.pi * term.frequency / p * np.arange(p // 2 + 1), M)
+        delta = 2 * np.pi * term.frequency / p * np.arange(p // 2 + 1)
+        weights, _ = waveform_harmonics(term.kappa, term.beta, delta, M)
         return weights, (term.r * np.exp(1j * np.outer(np.arange(M + 1), term.phase))) @ term.remainder
 
     parts = [harmonics(term) for term in four.clusters]
