@@ -192,8 +192,9 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
     clusters = build_clusters(fits, tables.b_in)
     # The ablation is scored with the ladder, in the same pass over the model's logits, and kept for a pizza.
-    ladder = ladder_rungs(tables, fits, clusters) if clusters else [model_rung(tables)]
-    levels = error_ladder(tables, ladder + (_ablation_rungs(tables, clusters) if clusters else []))
+    ladder, ablation = ((ladder_rungs(tables, fits, clusters), _ablation_rungs(tables, clusters)) if clusters
+                        else ([model_rung(tables)], []))
+    levels = error_ladder(tables, ladder + ablation)
     ladder, ablation = levels[:len(ladder)], levels[len(ladder):]
     model_level = ladder[0]
     irrelevance = distance_irrelevance(model_level.correct_logit)

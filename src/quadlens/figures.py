@@ -20,6 +20,7 @@ from .clusters import lens_parameters
 from .explain import Explanation
 from .files import atomic_write_bytes
 from .fourier import wrap
+from .ladder import by_sum_and_difference
 from .lens import lobe
 from .text import percent
 
@@ -82,20 +83,11 @@ def quadrature(explanation: Explanation) -> Figure:
     return fig
 
 
-def _by_sum_and_difference(values: np.ndarray) -> np.ndarray:
-    """A per-input table ``[p, p]`` (a, b) rearranged over (a+b, a−b) mod p."""
-    p = values.shape[0]
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    table = np.zeros((p, p))
-    table[(a + b) % p, (a - b) % p] = values
-    return table
-
-
 def logits_model_vs_lens(explanation: Explanation) -> Figure:
     """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
     panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
               ("closed form L∞", explanation.level("Linf", False))]
-    tables = [_by_sum_and_difference(level.correct_logit - level.mean_logit) for _, level in panels]
+    tables = [by_sum_and_difference(level.correct_logit - level.mean_logit) for _, level in panels]
     vmin, vmax = min(t.min() for t in tables), max(t.max() for t in tables)
     fig = Figure(figsize=(12, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
@@ -179,10 +171,10 @@ def bound_vs_truth(report: BoundReport) -> Figure:
     fig = Figure(figsize=(3.6 * columns, 3.5 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax, (title, values, certified) in zip(axes.ravel(), panels):
-        image = ax.imshow(np.maximum(_by_sum_and_difference(values), norm.vmin), origin="lower", aspect="auto",
+        image = ax.imshow(np.maximum(by_sum_and_difference(values), norm.vmin), origin="lower", aspect="auto",
                           norm=norm, cmap="magma")
         if certified is not None and not certified.all():
-            ax.contour(_by_sum_and_difference((~certified).astype(float)), levels=[0.5], colors="cyan",
+            ax.contour(by_sum_and_difference((~certified).astype(float)), levels=[0.5], colors="cyan",
                        linewidths=0.6)
         ax.set_title(title, fontsize=8.5)
         ax.set(xlabel="a − b (mod p)", ylabel="a + b (mod p)")

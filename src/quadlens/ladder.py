@@ -87,6 +87,14 @@ def difference_index(p: int) -> np.ndarray:
     return index
 
 
+def by_sum_and_difference(values: np.ndarray) -> np.ndarray:
+    """A per-input table ``[p, p]`` (a, b) rearranged over ((a + b) mod p, (a − b) mod p)."""
+    p = values.shape[0]
+    table = np.zeros((p, p))
+    table[targets(p), difference_index(p)] = values
+    return table
+
+
 def correct_logits(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
     """The logit of the correct output (a + b) mod p, ``[p, p]`` (or for the inputs with a in ``rows``)."""
     return np.take_along_axis(logits, targets(logits.shape[-1])[rows][..., None], -1)[..., 0]
@@ -149,9 +157,14 @@ def score(rungs: list[Rung], chunks: list[slice]) -> list[Level]:
 
 def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
     """L1: clustered neurons as their fits, the others dropped."""
+    return _fitted(tables, fits, n_harmonics)[0]
+
+
+def _fitted(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> tuple[SeparableTables, Factors]:
+    """L1's tables, and its W_L's factors (``fitted_output``), of which the tables hold the product."""
     F_a, F_b = fits.inputs(n_harmonics)
-    coefficients, basis = fitted_output(fits, n_harmonics)
-    return dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=coefficients @ basis)
+    output = fitted_output(fits, n_harmonics)
+    return dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=output[0] @ output[1]), output
 
 
 def fitted_output(fits: NeuronFits, n_harmonics: int) -> Factors:
@@ -165,6 +178,12 @@ def fitted_output(fits: NeuronFits, n_harmonics: int) -> Factors:
 def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
                       rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> SeparableTables:
     """L2: each cluster as a symmetrised, phase-doubled quadrature; ``rules`` may replace nodes and weights."""
+    return _quadrature(tables, clusters, harmonics, rules)[0]
+
+
+def _quadrature(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
+                rules: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> tuple[SeparableTables, Factors]:
+    """L2's tables, and its W_L's factors (``quadrature_output``), of which the tables hold the product."""
     p, m = tables.p, tables.d_mlp
     F, b_in = np.zeros((p, m)), np.zeros(m)
     for cluster in clusters:
@@ -175,8 +194,8 @@ def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonic
             shape = cluster.shared_waveform()
             F[:, idx] += cosine(p, 2 * k, shape["beta"] * r, 2 * phi + shape["lock"])
         b_in[idx] = cluster.offset
-    coefficients, basis = quadrature_output(m, p, clusters, rules)
-    return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=coefficients @ basis)
+    output = quadrature_output(m, p, clusters, rules)
+    return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=output[0] @ output[1]), output
 
 
 def quadrature_output(d_mlp: int, p: int, clusters: list[Cluster],
@@ -207,9 +226,12 @@ def quadrature_rung(level: str, tables: SeparableTables, clusters: list[Cluster]
                     rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
                     after: tuple[str, bool | None] | None = None) -> Rung:
     """An L2 level to score, its logits through ``quadrature_output``."""
-    return Rung(level, harmonics, partial(quadrature_tables(tables, clusters, harmonics, rules).logits,
-                                          W_L_factors=quadrature_output(tables.d_mlp, tables.p, clusters, rules)),
-                after)
+    return Rung(level, harmonics, _through(*_quadrature(tables, clusters, harmonics, rules)), after)
+
+
+def _through(tables: SeparableTables, output: Factors) -> Logits:
+    """``tables``' logits a few rows at a time, their W_L taken through its factors ``output``."""
+    return partial(tables.logits, W_L_factors=output)
 
 
 def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
@@ -251,9 +273,7 @@ def ladder_rungs(tables: SeparableTables, fits: NeuronFits, clusters: list[Clust
     then L∞."""
     rungs = [model_rung(tables)]
     for harmonics in (False, True):
-        n_harmonics = 1 + harmonics
-        fitted = partial(fitted_tables(tables, fits, n_harmonics).logits, W_L_factors=fitted_output(fits, n_harmonics))
-        rungs += [Rung("L1", harmonics, fitted, ("L0", None)),
+        rungs += [Rung("L1", harmonics, _through(*_fitted(tables, fits, 1 + harmonics)), ("L0", None)),
                   quadrature_rung("L2", tables, clusters, harmonics, after=("L1", harmonics)),
                   Rung("L3", harmonics, integral_rows(tables, clusters, harmonics), ("L2", harmonics))]
     return rungs + [Rung("Linf", False, integral_rows(tables, clusters, False, with_offsets=False))]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .ladder import by_sum_and_difference
 from .model import Transformer, forward
 
 PIZZA, CLOCK, DOES_NOT_FIT = "pizza", "clock", "does not fit"
@@ -37,12 +38,7 @@ def gradient_symmetricity(model: Transformer, n_samples: int = 1000, seed: int =
 def distance_irrelevance(correct: np.ndarray) -> float:
     """Mean over a−b of the std over a+b of the correct logit ``[p, p]``, over its overall std (small for
     pizzas)."""
-    p = correct.shape[0]
-    t = np.arange(p)
-    a, b = np.meshgrid(t, t, indexing="ij")
-    table = np.zeros((p, p))
-    table[(a + b) % p, (a - b) % p] = correct
-    return float(table.std(0).mean() / correct.std())
+    return float(by_sum_and_difference(correct).std(0).mean() / correct.std())
 
 
 @dataclass(frozen=True)
