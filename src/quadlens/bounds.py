@@ -373,15 +373,21 @@ class ErrorTerms:
         ops(3 * looseness.size + count * np.log2(max(looseness.size, 2)) + 2 * count)
         return refined
 
-    def differences(self, steps: np.ndarray, ops: Ops,
-                    inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """Bounds on |err(a+b) − err(c)| at c = a+b − j for the steps j listed per difference a − b (``steps``
-        ``[p, J]``, as in ``Competitors``), the tracked part exactly, plus rest: ``[p, p, J]``, or ``[n, J]``
-        for the given inputs (a, b)."""
+    def gains(self, steps: np.ndarray, ops: Ops, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Lower bounds on err(a+b) − err(c), what the error adds to the model's margin over c, at c = a+b − j for
+        the steps j listed per difference a − b (``steps`` ``[p, J]``, as in ``Competitors``): the tracked part's
+        signed difference exactly, less rest: ``[p, p, J]``, or ``[n, J]`` for the given inputs (a, b)."""
         exact = self.tracked.differences(self.dec, steps, ops, inputs)
-        ops(exact.size * 3)
+        ops(exact.size * 5)
         rest = self.rest if inputs is None else self.rest[inputs]
-        return _with_slack(exact + rest[..., None])
+        return _less_slack(exact, rest[..., None])
+
+    def least_gain(self, bound: np.ndarray, ops: Ops) -> np.ndarray:
+        """A lower bound on err(a+b) − err(c) over every c ``[p, p]``: E(a+b) less the largest |E(c)| and rest,
+        and never below −``bound`` (B bounds its size)."""
+        at_target, peak = self.tracked.at_target_and_peak(self.dec, ops)
+        ops(7 * bound.size)
+        return np.maximum(_less_slack(at_target, peak + self.rest), -bound)
 
     def _largest_tracked_difference(self, steps: np.ndarray, ops: Ops, chunk: int = 1 << 15) -> np.ndarray:
         """max_j |E(a+b) − E(a+b − j)| over the listed steps per input ``[p, p]``: a lower bound on the tracked
@@ -391,13 +397,20 @@ class ErrorTerms:
         largest = np.empty(p * p)
         for start in range(0, p * p, chunk):
             flat = np.arange(start, min(start + chunk, p * p))
-            largest[flat] = self.tracked.differences(self.dec, steps, ops, np.divmod(flat, p)).max(-1, initial=0.0)
+            changes = self.tracked.differences(self.dec, steps, ops, np.divmod(flat, p))
+            largest[flat] = np.abs(changes).max(-1, initial=0.0)
         return largest.reshape(p, p)
 
 
 def _with_slack(bound: np.ndarray) -> np.ndarray:
     """Inflate a bound far beyond the accumulated rounding (docs/bounds.md §6)."""
     return bound * (1 + SAFETY) + SAFETY
+
+
+def _less_slack(value: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """value − rest, lowered by as much as ``_with_slack`` raises |value| + rest: a lower bound on a quantity known
+    to within rest of value, far below the accumulated rounding (docs/bounds.md §6)."""
+    return value - rest - SAFETY * (np.abs(value) + rest + 1)
 
 
 @dataclass
@@ -452,13 +465,20 @@ class _Tracked:
         if exact:
             basis = output_basis(dec.frequencies, dec.directions, p)
             return max_over_c(self.stacked(), targets(p).ravel(), basis, ops).reshape(p, p)
-        ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates) + 1))
-        return _peak_bound(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
-                           np.abs(dec.directions).max(1, initial=0.0))
+        at_target, peak = self.at_target_and_peak(dec, ops)
+        ops(at_target.size)
+        return np.abs(at_target) + peak
+
+    def at_target_and_peak(self, dec: Decomposition, ops: Ops) -> tuple[np.ndarray, np.ndarray]:
+        """E(a+b) and Σ_f |Y_f| + Σ_j |Y_j| max|v_j| ≥ max_c |E(c)| per input, ``[p, p]`` each, in O(p²(F + R))."""
+        p = self.phasors.shape[1]
+        ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates)))
+        return _target_and_peak(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
+                                np.abs(dec.directions).max(1, initial=0.0))
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """|E(a+b) − E(a+b − j)| exactly for the steps j listed per difference a − b (``steps`` ``[p, J]``):
+        """E(a+b) − E(a+b − j) exactly for the steps j listed per difference a − b (``steps`` ``[p, J]``):
         ``[p, p, J]``, or ``[n, J]`` for the given inputs (a, b). O(J·(F + R)) per input, a few small matrix
         products per difference."""
         p, J = self.phasors.shape[1], steps.shape[1]
@@ -475,7 +495,7 @@ class _Tracked:
 @njit(cache=True, parallel=True)
 def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray,
                       directions: np.ndarray, steps: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """|E(t) − E(t − j)| at each input (a, b), t = a+b, for its difference's steps j, into ``out`` ``[n, J]``.
+    """E(t) − E(t − j) at each input (a, b), t = a+b, for its difference's steps j, into ``out`` ``[n, J]``.
 
     E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_r Y_r v_r(c), with e^{iωfc} = cos + i·sin ``[c, F]`` and v ``[c, R]``.
     """
@@ -502,30 +522,29 @@ def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndar
                 there += turned_re[f] * cos[step, f] + turned_im[f] * sin[step, f]
             for r in range(R):
                 there += coordinate[r] * directions[c, r]
-            out[i, q] = abs(at_target - there)
+            out[i, q] = at_target - there
 
 
 @njit(cache=True, parallel=True)
-def _peak_bound(phasors: np.ndarray, coordinates: np.ndarray, rotation: np.ndarray, directions: np.ndarray,
-                direction_peaks: np.ndarray) -> np.ndarray:
-    """|E(a+b)| + Σ_f |Y_f| + Σ_j |Y_j| max|v_j| per input ``[p, p]`` (``_Tracked.over_c``), row by row."""
+def _target_and_peak(phasors: np.ndarray, coordinates: np.ndarray, rotation: np.ndarray, directions: np.ndarray,
+                     direction_peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """E(a+b) and Σ_f |Y_f| + Σ_j |Y_j| max|v_j| per input ``[p, p]`` each (``_Tracked.at_target_and_peak``)."""
     F, p = phasors.shape[0], phasors.shape[1]
-    out = np.empty((p, p))
+    at_target, peak = np.empty((p, p)), np.empty((p, p))
     for a in prange(p):
-        at_target, peak = np.zeros(p), np.zeros(p)
+        row_target, row_peak = np.zeros(p), np.zeros(p)
         for f in range(F):
             for b in range(p):
                 y, turn = phasors[f, a, b], rotation[f, (a + b) % p]
-                at_target[b] += y.real * turn.real - y.imag * turn.imag
-                peak[b] += np.sqrt(y.real * y.real + y.imag * y.imag)
+                row_target[b] += y.real * turn.real - y.imag * turn.imag
+                row_peak[b] += np.sqrt(y.real * y.real + y.imag * y.imag)
         for j in range(coordinates.shape[0]):
             for b in range(p):
                 y = coordinates[j, a, b]
-                at_target[b] += y * directions[j, (a + b) % p]
-                peak[b] += abs(y) * direction_peaks[j]
-        for b in range(p):
-            out[a, b] = abs(at_target[b]) + peak[b]
-    return out
+                row_target[b] += y * directions[j, (a + b) % p]
+                row_peak[b] += abs(y) * direction_peaks[j]
+        at_target[a], peak[a] = row_target, row_peak
+    return at_target, peak
 
 
 @njit(cache=True, parallel=True)

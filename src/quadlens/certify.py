@@ -38,7 +38,7 @@ EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs
 # within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 12  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 13  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
@@ -47,13 +47,16 @@ SCHEMA_VERSION = 12  # 2: certified by the competitor certificate, arcs_refined 
 # tail bounded to second order between grid points, on 256 points (was to first order, on 1024); 11: each band
 # neuron's correction taken along the chord (1 − |x|/τ), not at its full share, and one band narrowing, not two;
 # 12: in the remainder's bound by harmonics, the waveform groups of one frequency add their harmonics before the
-# modulus (arcs_grouped; the other tiers have one group per frequency and are unchanged)
+# modulus (arcs_grouped; the other tiers have one group per frequency and are unchanged); 13: the certificate takes
+# the sign of the error's tracked difference: what the error adds to the margin, not only its size
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
-               f"margin M less the bound B, or, where that is not positive but can become so, the explanation's "
-               f"exact margin to each of the {COMPETITORS} outputs nearest to winning less the error's exact tracked "
-               f"difference there and the rest, every other output against B")
+               f"margin M plus the least the error can add to it (the tracked part's value at a+b less its largest "
+               f"size and the rest, never below −B), or, where that is not positive but can become so, the "
+               f"explanation's exact margin to each of the {COMPETITORS} outputs nearest to winning plus the error's "
+               f"exact tracked difference there less the rest, every other output at the lower bound on its margin "
+               f"plus that least addition")
 
 
 @dataclass
@@ -233,22 +236,24 @@ class BoundReport:
 def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster], error_fn,
           exact_over_c: bool = False, exact: bool = False, exact_maxima: int = 0) -> Tier:
     """Run a tier and its certificate, counting operations: the explanation's margin (linear-time lower bound, or
-    ``exact``), the error's terms, the bound B, and the proven model margin: M − B, raised by the nearest
-    competitors' check on the inputs where that can change the verdict. ``exact_maxima``·p inputs get the exact
-    maximum over c (``ErrorTerms.refine``)."""
+    ``exact``), the error's terms, the bound B, and the proven model margin: M plus the least the error can add
+    to the margin over any output (at least −B), raised by the nearest competitors' check on the inputs where
+    that can change the verdict. ``exact_maxima``·p inputs get the exact maximum over c (``ErrorTerms.refine``)."""
     ops = Ops()
     start = time.perf_counter()
     competitors = nearest_competitors(tables, clusters, ops)
     error: ErrorTerms = error_fn(ops)
     bound = error.refine(error.bound(ops, exact_over_c), competitors.steps, exact_maxima * tables.p, ops)
+    least_gain = error.least_gain(bound, ops)  # err(a+b) − err(c) ≥ this for every c; never below −B
     margin = competitors.exact_margin(ops) if exact else competitors.lower_bound()
-    proven = margin - bound
-    # checking the competitors can only change the verdict where M ≤ B and every unlisted output is beaten
-    undecided = np.nonzero((proven <= 0) & (competitors.others - bound > 0))
-    differences = error.differences(competitors.steps, ops, undecided)
-    checked = competitors.proven_model_margin(differences, bound, undecided)
+    proven = margin + least_gain
+    # checking the competitors can only change the verdict where the margin is not proven yet and every unlisted
+    # output is beaten
+    undecided = np.nonzero((proven <= 0) & (competitors.others + least_gain > 0))
+    gains = error.gains(competitors.steps, ops, undecided)
+    checked = competitors.proven_model_margin(gains, least_gain, undecided)
     proven[undecided] = np.maximum(proven[undecided], checked)
-    ops(4 * bound.size + 3 * differences.size)
+    ops(4 * bound.size + 3 * gains.size)
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
 
 

@@ -2,7 +2,7 @@
 
 For each input, the J outputs nearest to beating a+b under the explanation are listed, with the explanation's
 exact margin to each (direct path included) and a lower bound on its margin to every other output; every tier
-then checks the listed outputs one by one against the error's exact tracked difference there plus the rest.
+then checks the listed outputs one by one, adding the error's exact tracked difference there less the rest.
 ``Competitors.exact_margin`` is the explanation's margin itself, every output compared (O(p³)), for the
 quadratic tiers.
 """
@@ -66,14 +66,14 @@ class Competitors:
         ops(8 * p * p * (p - 1))
         return _nearest_margin(self.by_difference, _every_step(p), self.D_a, self.D_b)
 
-    def proven_model_margin(self, differences: np.ndarray, bound: np.ndarray,
+    def proven_model_margin(self, gains: np.ndarray, least_gain: np.ndarray,
                             inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """A lower bound on the model's margin, given bounds on |err(a+b) − err(c)| at the listed outputs
-        (``differences`` ``[p, p, J]``) and at every output (``bound`` ``[p, p]``); with ``inputs`` (a, b),
-        on those inputs only (``differences`` ``[n, J]``)."""
+        """A lower bound on the model's margin, given lower bounds on err(a+b) − err(c) at the listed outputs
+        (``gains`` ``[p, p, J]``) and at every output (``least_gain`` ``[p, p]``); with ``inputs`` (a, b), on those
+        inputs only (``gains`` ``[n, J]``)."""
         where = slice(None) if inputs is None else inputs
-        return np.minimum((self.margins(inputs) - differences).min(-1, initial=np.inf),
-                          self.others[where] - bound[where])
+        return np.minimum((self.margins(inputs) + gains).min(-1, initial=np.inf),
+                          self.others[where] + least_gain[where])
 
 
 def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
