@@ -406,7 +406,7 @@ def test_tiers_get_tighter_with_cost(bundled):
     assert summary["arcs"]["tightness_max"] < 8  # 7.7 when measured, 10.5 without the chord (docs/bounds.md §8)
     assert summary["arcs_grouped"]["certified_fraction"] > 0.99  # 100 % when measured
     assert summary["arcs_grouped"]["certified_fraction"] > summary["arcs"]["certified_fraction"]
-    assert summary["arcs_grouped"]["tightness_max"] <= 3  # 2.37 when measured; 4.17 without exact maxima
+    assert summary["arcs_grouped"]["tightness_max"] <= 3  # 1.78 when measured; 4.17 without exact maxima
     assert summary["quadratic"]["tightness_median"] < summary["arcs"]["tightness_median"]
     assert summary["quadratic"]["certified_fraction"] > 0.5
     assert summary["quadratic_exact_c"]["tightness_median"] < summary["quadratic"]["tightness_median"]
@@ -590,13 +590,19 @@ def test_refining_takes_the_exact_maximum_on_the_loosest_inputs(bundled):
     changed = refined != bound
     assert 0.9 * 3 * 59 <= changed.sum() <= 3 * 59
     np.testing.assert_allclose(refined[changed], exact[changed], rtol=1e-12)
-    sampled = np.abs(error.tracked.differences(error.dec, steps, Ops())).max(-1)
+    every = np.divmod(np.arange(59 * 59), 59)
+    at_listed = np.abs(error.tracked.differences(error.dec, steps, Ops())).max(-1)
+    at_peaks = error.tracked.largest_at_peaks(error.dec, every, Ops()).reshape(59, 59)
+    exact_tracked = error.tracked.over_c(error.dec, Ops(), exact=True)
+    assert (at_peaks <= exact_tracked * (1 + 1e-12)).all() and (at_listed <= exact_tracked * (1 + 1e-12)).all()
+    assert (at_peaks > at_listed).mean() > 0.2  # where the phasors peak, the listed outputs often miss the maximum
+    sampled = np.maximum(at_listed, at_peaks)
+    assert (sampled >= 0.99 * exact_tracked).mean() > 0.5  # 59 % of inputs within 1 % of it (45 % at the listed alone)
     looseness = bound / sampled
     assert looseness[changed].min() >= looseness[~changed].max()  # the loosest by the sampled lower bound
-    # refining takes that lower bound in chunks of inputs, each input by the same compiled loop: the same bits,
-    # and the same operations as all inputs at once
+    # refining takes that lower bound in chunks of inputs: the same bits and the same operations as all at once
     whole, chunked = Ops(), Ops()
-    error.tracked.differences(error.dec, steps, whole)
+    np.testing.assert_array_equal(error._largest_tracked_difference(steps, whole), sampled)
     np.testing.assert_array_equal(error._largest_tracked_difference(steps, chunked, chunk=1000), sampled)
     assert chunked.count == whole.count
 

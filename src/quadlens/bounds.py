@@ -46,6 +46,7 @@ from .tables import SeparableTables
 BAND_ITERATIONS = 1  # times the linear tiers narrow each band to the residuals of the neurons inside it (docs §8)
 HARMONICS = 16  # the ideal activation's waveform expanded to this harmonic of the phase for the remainder (docs §1)
 WAVEFORM_GRID = 256  # points on the circle where that expansion's tail is measured (docs §1)
+PEAK_PHASORS = 4  # the refinement's lower bound on the maximum over c also looks where these largest phasors peak (§3)
 
 
 # ---------------------------------------------------------------- arcs: sums over neurons by phase
@@ -390,15 +391,17 @@ class ErrorTerms:
         return np.maximum(_less_slack(at_target, peak + self.rest), -bound)
 
     def _largest_tracked_difference(self, steps: np.ndarray, ops: Ops, chunk: int = 1 << 15) -> np.ndarray:
-        """max_j |E(a+b) − E(a+b − j)| over the listed steps per input ``[p, p]``: a lower bound on the tracked
-        part's maximum over c. Taken in chunks of inputs, so that the differences ``[p², J]`` (256 bytes per input
-        at J = 32) are never held all at once; the certificate computes its few inputs' again."""
+        """A lower bound on the tracked part's maximum over c per input ``[p, p]``: max |E(a+b) − E(c)| over the
+        listed steps and over the outputs where the input's largest tracked phasors peak or dip
+        (``_Tracked.largest_at_peaks``). Taken in chunks of inputs, so that the differences ``[p², J]`` (256 bytes
+        per input at J = 32) are never held all at once; the certificate computes its few inputs' again."""
         p = self.rest.shape[0]
         largest = np.empty(p * p)
         for start in range(0, p * p, chunk):
-            flat = np.arange(start, min(start + chunk, p * p))
-            changes = self.tracked.differences(self.dec, steps, ops, np.divmod(flat, p))
-            largest[flat] = np.abs(changes).max(-1, initial=0.0)
+            inputs = np.divmod(np.arange(start, min(start + chunk, p * p)), p)
+            changes = self.tracked.differences(self.dec, steps, ops, inputs)
+            largest[start:start + len(inputs[0])] = np.maximum(np.abs(changes).max(-1, initial=0.0),
+                                                               self.tracked.largest_at_peaks(self.dec, inputs, ops))
         return largest.reshape(p, p)
 
 
@@ -475,6 +478,32 @@ class _Tracked:
         ops(p * p * (10 * len(self.phasors) + 4 * len(self.coordinates)))
         return _target_and_peak(self.phasors, self.coordinates, rotation(dec.frequencies, p), dec.directions,
                                 np.abs(dec.directions).max(1, initial=0.0))
+
+    def largest_at_peaks(self, dec: Decomposition, inputs: tuple[np.ndarray, np.ndarray], ops: Ops,
+                         phasors: int = PEAK_PHASORS) -> np.ndarray:
+        """max |E(a+b) − E(c)| over the outputs c where one of the input's ``phasors`` largest tracked phasors peaks
+        or dips, Re(Y_f e^{iωfc}) = ±|Y_f| as nearly as an integer c allows, at the inputs (a, b): ``[n]``. A lower
+        bound on the maximum over every c that finds the largest difference where the listed outputs, chosen by
+        the explanation's margin, miss it; O(phasors·(F + R)) per input."""
+        a, b = inputs
+        p, F = self.phasors.shape[1], len(dec.frequencies)
+        largest = np.zeros(len(a))
+        count = min(phasors, F)
+        if count == 0:
+            return largest
+        values, basis = self.stacked(inputs), output_basis(dec.frequencies, dec.directions, p)
+        at_target = np.einsum("mn,mn->n", values, basis[:, (a + b) % p])
+        Y = self.phasors[:, a, b]
+        inverse = np.array([pow(int(f), -1, p) if np.gcd(int(f), p) == 1 else -1 for f in dec.frequencies])
+        strongest = np.argpartition(-np.abs(Y), count - 1, axis=0)[:count]  # [count, n]
+        for row in strongest:
+            angle, step = np.angle(Y[row, np.arange(len(a))]), inverse[row]
+            for turn in (0.0, np.pi):  # f·c ≡ (turn − arg Y_f)·p/2π: the term's peak, then its trough
+                c = (np.rint((turn - angle) * (p / (2 * np.pi))).astype(np.int64) % p) * step % p
+                there = np.einsum("mn,mn->n", values, basis[:, c])
+                largest = np.where(step >= 0, np.maximum(largest, np.abs(at_target - there)), largest)
+        ops(len(a) * (2 * len(values) + F + count * (2 * (2 * len(values) + 10))))
+        return largest
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:

@@ -33,12 +33,12 @@ BRUTE_FORCE = "brute_force"  # the stage name of brute force's rows among a run'
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
 EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
-EXACT_MAXIMA = 16  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
+EXACT_MAXIMA = 48  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs, where the rest weighs most, E = p // 8
 # within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 13  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 14  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
@@ -48,7 +48,9 @@ SCHEMA_VERSION = 13  # 2: certified by the competitor certificate, arcs_refined 
 # neuron's correction taken along the chord (1 − |x|/τ), not at its full share, and one band narrowing, not two;
 # 12: in the remainder's bound by harmonics, the waveform groups of one frequency add their harmonics before the
 # modulus (arcs_grouped; the other tiers have one group per frequency and are unchanged); 13: the certificate takes
-# the sign of the error's tracked difference: what the error adds to the margin, not only its size
+# the sign of the error's tracked difference: what the error adds to the margin, not only its size; 14:
+# arcs_grouped's exact maxima over c on 48·p inputs (was 16·p), ranked with the differences where the largest tracked
+# phasors peak or dip as well as at the listed outputs
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
