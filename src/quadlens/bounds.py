@@ -485,25 +485,15 @@ class _Tracked:
         or dips, Re(Y_f e^{iωfc}) = ±|Y_f| as nearly as an integer c allows, at the inputs (a, b): ``[n]``. A lower
         bound on the maximum over every c that finds the largest difference where the listed outputs, chosen by
         the explanation's margin, miss it; O(phasors·(F + R)) per input."""
-        a, b = inputs
-        p, F = self.phasors.shape[1], len(dec.frequencies)
-        largest = np.zeros(len(a))
-        count = min(phasors, F)
-        if count == 0:
-            return largest
-        values, basis = self.stacked(inputs), output_basis(dec.frequencies, dec.directions, p)
-        at_target = np.einsum("mn,mn->n", values, basis[:, (a + b) % p])
-        Y = self.phasors[:, a, b]
-        inverse = np.array([pow(int(f), -1, p) if np.gcd(int(f), p) == 1 else -1 for f in dec.frequencies])
-        strongest = np.argpartition(-np.abs(Y), count - 1, axis=0)[:count]  # [count, n]
-        for row in strongest:
-            angle, step = np.angle(Y[row, np.arange(len(a))]), inverse[row]
-            for turn in (0.0, np.pi):  # f·c ≡ (turn − arg Y_f)·p/2π: the term's peak, then its trough
-                c = (np.rint((turn - angle) * (p / (2 * np.pi))).astype(np.int64) % p) * step % p
-                there = np.einsum("mn,mn->n", values, basis[:, c])
-                largest = np.where(step >= 0, np.maximum(largest, np.abs(at_target - there)), largest)
-        ops(len(a) * (2 * len(values) + F + count * (2 * (2 * len(values) + 10))))
-        return largest
+        p, F, R = self.phasors.shape[1], len(dec.frequencies), len(dec.directions)
+        turn = rotation(dec.frequencies, p).T  # [c, F]
+        inverse = np.array([pow(int(f), -1, p) if np.gcd(int(f), p) == 1 else -1 for f in dec.frequencies], np.int64)
+        out = np.zeros(len(inputs[0]))
+        _largest_at_peaks(self.phasors, self.coordinates, np.ascontiguousarray(turn.real),
+                          np.ascontiguousarray(turn.imag), np.ascontiguousarray(dec.directions.T), inverse,
+                          min(phasors, F), np.asarray(inputs[0]), np.asarray(inputs[1]), out)
+        ops(len(out) * (6 * F + 2 * R + 2 * min(phasors, F) * (4 * F + 2 * R + 12)))
+        return out
 
     def differences(self, dec: Decomposition, steps: np.ndarray, ops: Ops,
                     inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -521,6 +511,36 @@ class _Tracked:
         return out.reshape(p, p, J) if inputs is None else out
 
 
+@njit(cache=True, inline="always")
+def _turned(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray, directions: np.ndarray,
+            x: int, y: int, target: int, turned_re: np.ndarray, turned_im: np.ndarray, coordinate: np.ndarray) -> float:
+    """Input (x, y)'s Y_f e^{iωf t} (real and imaginary parts) and direction coordinates into the given arrays, t =
+    ``target``; returns E(t). E(c) = Σ_f Re(Y_f e^{iωfc}) + Σ_r Y_r v_r(c), e^{iωfc} = cos + i·sin ``[c, F]``."""
+    at_target = 0.0
+    for f in range(len(turned_re)):
+        value = phasors[f, x, y]
+        turned_re[f] = value.real * cos[target, f] - value.imag * sin[target, f]
+        turned_im[f] = value.real * sin[target, f] + value.imag * cos[target, f]
+        at_target += turned_re[f]
+    for r in range(len(coordinate)):
+        coordinate[r] = coordinates[r, x, y]
+        at_target += coordinate[r] * directions[target, r]
+    return at_target
+
+
+@njit(cache=True, inline="always")
+def _before(turned_re: np.ndarray, turned_im: np.ndarray, coordinate: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+            directions: np.ndarray, step: int, c: int) -> float:
+    """E(t − j) = Σ_f Re(Y_f e^{iωf t} e^{−iωf j}) + Σ_r Y_r v_r(t − j) from ``_turned``'s arrays, j = ``step``,
+    c = t − j."""
+    there = 0.0
+    for f in range(len(turned_re)):
+        there += turned_re[f] * cos[step, f] + turned_im[f] * sin[step, f]
+    for r in range(len(coordinate)):
+        there += coordinate[r] * directions[c, r]
+    return there
+
+
 @njit(cache=True, parallel=True)
 def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray,
                       directions: np.ndarray, steps: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -533,25 +553,42 @@ def _step_differences(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndar
         x, y = a[i], b[i]
         target, difference = (x + y) % p, (x - y) % p
         turned_re, turned_im, coordinate = np.empty(F), np.empty(F), np.empty(R)
-        at_target = 0.0
-        for f in range(F):  # Y_f e^{iωf t}
-            value = phasors[f, x, y]
-            turned_re[f] = value.real * cos[target, f] - value.imag * sin[target, f]
-            turned_im[f] = value.real * sin[target, f] + value.imag * cos[target, f]
-            at_target += turned_re[f]
-        for r in range(R):
-            coordinate[r] = coordinates[r, x, y]
-            at_target += coordinate[r] * directions[target, r]
+        at_target = _turned(phasors, coordinates, cos, sin, directions, x, y, target, turned_re, turned_im, coordinate)
         for q in range(J):
             step = steps[difference, q]
             c = (target - step) % p
-            # E(t − j) = Σ_f Re(Y_f e^{iωf t} e^{−iωf j}) + Σ_r Y_r v_r(t − j)
-            there = 0.0
-            for f in range(F):
-                there += turned_re[f] * cos[step, f] + turned_im[f] * sin[step, f]
-            for r in range(R):
-                there += coordinate[r] * directions[c, r]
-            out[i, q] = at_target - there
+            out[i, q] = at_target - _before(turned_re, turned_im, coordinate, cos, sin, directions, step, c)
+
+
+@njit(cache=True, parallel=True)
+def _largest_at_peaks(phasors: np.ndarray, coordinates: np.ndarray, cos: np.ndarray, sin: np.ndarray,
+                      directions: np.ndarray, inverse: np.ndarray, count: int, a: np.ndarray, b: np.ndarray,
+                      out: np.ndarray) -> None:
+    """``_Tracked.largest_at_peaks`` into ``out`` ``[n]``: per input, E(t) − E(c) at the outputs c where each of its
+    ``count`` largest phasors Y_f peaks or dips (f·c ≡ (0 or π − arg Y_f)·p/2π, c by the inverse of f mod p;
+    frequencies without one, −1, are passed over), t = a+b, as in ``_step_differences``."""
+    F, R, p = phasors.shape[0], coordinates.shape[0], cos.shape[0]
+    for i in prange(len(a)):
+        x, y = a[i], b[i]
+        target = (x + y) % p
+        turned_re, turned_im, coordinate, size = np.empty(F), np.empty(F), np.empty(R), np.empty(F)
+        at_target = _turned(phasors, coordinates, cos, sin, directions, x, y, target, turned_re, turned_im, coordinate)
+        for f in range(F):
+            size[f] = abs(phasors[f, x, y])
+        largest = 0.0
+        for _ in range(count):
+            f = np.argmax(size)
+            size[f] = -1.0
+            if inverse[f] < 0:
+                continue
+            angle = np.arctan2(phasors[f, x, y].imag, phasors[f, x, y].real)
+            for turn in (0.0, np.pi):
+                m = int(np.rint((turn - angle) * (p / (2 * np.pi)))) % p
+                c = m * inverse[f] % p
+                step = (target - c) % p
+                there = _before(turned_re, turned_im, coordinate, cos, sin, directions, step, c)
+                largest = max(largest, abs(at_target - there))
+        out[i] = largest
 
 
 @njit(cache=True, parallel=True)
