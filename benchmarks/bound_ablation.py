@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 import quadlens
-from quadlens.bounds import linear_error
+from quadlens.bounds import least_gain, linear_error
 from quadlens.certify import (EXACT_DIFFERENCES, EXACT_INPUTS, EXACT_LOOSE, EXACT_MAXIMA, brute_force,
                               exact_differences, exact_inputs)
 from quadlens.clusters import build_clusters
@@ -80,14 +80,14 @@ def main() -> None:
     for name, (options, exact_maxima) in variants.items():
         ops = Ops()
         error = linear_error(tables, clusters, True, ops, **options)
-        bound = error.bound(ops, exact_over_c=exact_maxima == ALL)
+        bound, floor = error.bound_and_floor(ops, exact_over_c=exact_maxima == ALL)
         bound = error.refine(bound, competitors[32].steps, max(exact_maxima, 0) * tables.p, ops)
         ratio = bound / np.maximum(truth, 1e-12)
         certified = [(margin > bound).mean()]
-        least_gain = error.least_gain(bound, Ops())
+        gain = least_gain(floor, bound)
         for J in (8, 16, 32):
             gains = error.gains(competitors[J].steps, Ops())
-            certified.append((competitors[J].proven_model_margin(gains, least_gain) > 0).mean())
+            certified.append((competitors[J].proven_model_margin(gains, gain) > 0).mean())
         print(f"| {name} | {ops.count:.2g} | {np.median(ratio):.2f} | {ratio.max():.1f} | "
               + " | ".join(percent(c) for c in certified) + " |", flush=True)
 

@@ -383,12 +383,14 @@ class ErrorTerms:
         rest = self.rest if inputs is None else self.rest[inputs]
         return _less_slack(exact, rest[..., None])
 
-    def least_gain(self, bound: np.ndarray, ops: Ops) -> np.ndarray:
-        """A lower bound on err(a+b) − err(c) over every c ``[p, p]``: E(a+b) less the largest |E(c)| and rest,
-        and never below −``bound`` (B bounds its size)."""
+    def bound_and_floor(self, ops: Ops, exact_over_c: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``bound`` and, from the same pass over the tracked values, a lower bound on err(a+b) − err(c) for every
+        c ``[p, p]``: E(a+b) less the largest |E(c)| and rest (the certificate takes it at −B where that is
+        more, ``least_gain``)."""
         at_target, peak = self.tracked.at_target_and_peak(self.dec, ops)
-        ops(7 * bound.size)
-        return np.maximum(_less_slack(at_target, peak + self.rest), -bound)
+        over_c = self.tracked.over_c(self.dec, ops, exact=True) if exact_over_c else np.abs(at_target) + peak
+        ops(self.rest.size * 9)
+        return _with_slack(over_c + self.rest), _less_slack(at_target, peak + self.rest)
 
     def _largest_tracked_difference(self, steps: np.ndarray, ops: Ops, chunk: int = 1 << 15) -> np.ndarray:
         """A lower bound on the tracked part's maximum over c per input ``[p, p]``: max |E(a+b) − E(c)| over the
@@ -408,6 +410,12 @@ class ErrorTerms:
 def _with_slack(bound: np.ndarray) -> np.ndarray:
     """Inflate a bound far beyond the accumulated rounding (docs/bounds.md §6)."""
     return bound * (1 + SAFETY) + SAFETY
+
+
+def least_gain(floor: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """A lower bound on err(a+b) − err(c) over every c ``[p, p]``: the ``floor`` of ``ErrorTerms.bound_and_floor``,
+    or −B where that is more (B bounds the size)."""
+    return np.maximum(floor, -bound)
 
 
 def _less_slack(value: np.ndarray, rest: np.ndarray) -> np.ndarray:

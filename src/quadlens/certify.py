@@ -15,7 +15,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from . import __version__
-from .bounds import ErrorTerms, linear_error, quadratic_error
+from .bounds import ErrorTerms, least_gain, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
 from .competitors import COMPETITORS, nearest_competitors
 from .files import atomic_write_bytes, json_ready
@@ -245,15 +245,17 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     start = time.perf_counter()
     competitors = nearest_competitors(tables, clusters, ops)
     error: ErrorTerms = error_fn(ops)
-    bound = error.refine(error.bound(ops, exact_over_c), competitors.steps, exact_maxima * tables.p, ops)
-    least_gain = error.least_gain(bound, ops)  # err(a+b) − err(c) ≥ this for every c; never below −B
+    bound, floor = error.bound_and_floor(ops, exact_over_c)
+    bound = error.refine(bound, competitors.steps, exact_maxima * tables.p, ops)
+    gain = least_gain(floor, bound)  # err(a+b) − err(c) ≥ this for every c; never below −B
+    ops(bound.size)
     margin = competitors.exact_margin(ops) if exact else competitors.lower_bound()
-    proven = margin + least_gain
+    proven = margin + gain
     # checking the competitors can only change the verdict where the margin is not proven yet and every unlisted
     # output is beaten
-    undecided = np.nonzero((proven <= 0) & (competitors.others + least_gain > 0))
+    undecided = np.nonzero((proven <= 0) & (competitors.others + gain > 0))
     gains = error.gains(competitors.steps, ops, undecided)
-    checked = competitors.proven_model_margin(gains, least_gain, undecided)
+    checked = competitors.proven_model_margin(gains, gain, undecided)
     proven[undecided] = np.maximum(proven[undecided], checked)
     ops(4 * bound.size + 3 * gains.size)
     return Tier(name, cost, bound, margin, proven, ops.count, time.perf_counter() - start)
