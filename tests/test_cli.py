@@ -36,6 +36,24 @@ def test_info_on_a_broken_file_names_it(tmp_path):
     assert str(path) in result.output  # whole, not broken at the terminal's width
 
 
+def test_tables_keep_every_figure_whole_at_80_columns(tmp_path):
+    """A log or a pipe gets 80 columns, where rich would cut a cell that does not fit with '…'."""
+    result = runner.invoke(app, ["explain", "--out", str(tmp_path), "--no-figures"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    rows = {tuple(line.split()[:1]): line.split() for line in result.output.splitlines()}
+    explanation = json.loads((tmp_path / "explain.json").read_text())
+    for cluster in explanation["clusters"]:
+        row = rows[(str(cluster["frequency"]),)]
+        assert row[1:4] == [str(cluster["n_neurons"]), f"{cluster['total_weight']:.1f}",
+                            f"{cluster['doubling_resultant']:.5f}"]
+    margins = [line.split()[-2] for line in result.output.splitlines() if re.match(r" ?L(\d|inf) ", line)]
+    assert margins == [f"{level['min_margin']:.3f}" for level in explanation["ladder"] + explanation["ablation"]]
+    result = runner.invoke(app, ["info"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "…" not in result.output
+    assert re.search(r"^file: \S+pizza_p59_seed0\.safetensors$", result.output, re.MULTILINE)
+
+
 def test_train_command_writes_checkpoints_and_resumes(tmp_path):
     args = ["train", "--seeds", "0-1", "--p", "7", "--d-model", "8", "--n-heads", "1", "--d-head", "4",
             "--d-mlp", "8", "--epochs", "20", "--eval-every", "10", "--out", str(tmp_path)]

@@ -34,6 +34,13 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _table(*headers: str, **options) -> Table:
+    """A terminal table whose figures stay whole at 80 columns (also in a log or a pipe, which rich sizes at 80):
+    compact borders, and a cell that cannot fit breaks onto more lines rather than lose characters."""
+    columns = (Column(header, overflow="fold") for header in headers)
+    return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, **options)
+
+
 PARTIAL = ".partial"  # the folder inside --out where ``quadlens bound`` keeps what an interrupted run has done
 MODEL_ARG = typer.Argument(None, help="Checkpoint (.safetensors); default: the bundled pizza model.")
 
@@ -144,10 +151,9 @@ def info(model: Optional[Path] = MODEL_ARG,
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"quadlens model: {path.name}", show_header=False)
+    table = _table("key", "value", title=f"quadlens model: {path.name}", show_header=False)
     cfg = summary["model_config"]
-    rows = {"file": str(path),
-            "architecture": f"p={cfg['p']}  d_model={cfg['d_model']}  heads={cfg['n_heads']}x{cfg['d_head']}  "
+    rows = {"architecture": f"p={cfg['p']}  d_model={cfg['d_model']}  heads={cfg['n_heads']}x{cfg['d_head']}  "
                             f"d_mlp={cfg['d_mlp']}  act={cfg['act_fn']}",
             "attention": f"{summary['attention_kind']} (rate ρ={cfg['attention_rate']}, constant part "
                          f"{tuple(cfg['constant_attention'])})",
@@ -159,6 +165,7 @@ def info(model: Optional[Path] = MODEL_ARG,
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
+    console.print(f"file: {path}", soft_wrap=True)  # whole, for copying
 
 
 @app.command()
@@ -195,7 +202,7 @@ def train(
                               batch_size=batch_size)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
-    table = Table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {len(models)} model(s) in {out}")
+    table = _table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {len(models)} model(s) in {out}")
     for m in models:
         metrics = m.metadata["metrics"]
         table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
@@ -233,8 +240,9 @@ def print_explanation(explanation) -> None:
     if not explanation.fits_picture:
         console.print("no quadrature explanation is given for a model that does not fit the picture")
         return
-    clusters = Table("k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quad. error", "equal w", "even",
-                     title="clusters (quadrature error: continuous sup / (W_k/3π))")
+    clusters = _table("k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quad err", "equal w", "even",
+                      title="clusters", caption="quadrature error: continuous sup / (W_k/3π), of the cluster's own "
+                      "rule, then of equal weights and of evenly spaced nodes")
     for report in explanation.clusters:
         c, shape = report.cluster, report.cluster.shared_waveform()
         clusters.add_row(str(c.frequency), str(len(c.neurons)), f"{c.total_weight:.1f}", f"{c.doubling_resultant:.5f}",
@@ -243,8 +251,8 @@ def print_explanation(explanation) -> None:
                          f"{100 * report.baselines['equal_weights'].continuous_rel:.1f}%",
                          f"{100 * report.baselines['evenly_spaced'].continuous_rel:.1f}%")
     console.print(clusters)
-    ladder = Table("level", "harmonics", "max logit-diff error", "step error", "worst margin", "accuracy",
-                   title="error ladder (each level replaces the MLP)")
+    ladder = _table("level", "harmonics", "max error", "step error", "worst margin", "accuracy",
+                    title="error ladder (each level replaces the MLP)", caption="max error: of the logit differences")
     for level in explanation.ladder + explanation.ablation:
         step = "-" if math.isnan(level.step_error) else f"{level.step_error:.3f}"  # no level before it
         ladder.add_row(level.level, level.harmonics_label, f"{level.max_logit_diff_error:.3f}", step,
@@ -314,10 +322,8 @@ def _bound_table(summary: dict) -> Table:
     brute = summary["brute_force"]
     caption = ("B/truth: median and max over inputs; viol.: inputs where B < truth" if brute else
                "no brute force: each certified fraction is a proven lower bound on the model's accuracy")
-    table = Table(*(Column(name, no_wrap=True) for name in ("tier", "ops", "s", "certified", "B/truth", "max",
-                                                           "viol.")),
-                  box=box.SIMPLE_HEAD, pad_edge=False, caption=caption,
-                  title=f"bounds against the L3 explanation (p={summary['p']}, d_mlp={summary['d_mlp']})")
+    table = _table("tier", "ops", "s", "certified", "B/truth", "max", "viol.", caption=caption,
+                   title=f"bounds against the L3 explanation (p={summary['p']}, d_mlp={summary['d_mlp']})")
     for tier in summary["tiers"]:
         table.add_row(tier["name"], f"{tier['ops']:.2g}", f"{tier['seconds']:.2f}",
                       percent(tier['certified_fraction']), _known(tier["tightness_median"], ".2f"),
@@ -353,7 +359,8 @@ def reproduce(
                             batch_size=batch_size, with_bounds=bounds, workers=workers)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
-    table = Table("figure", "mean", "median", "min", "max", title=f"{summary['n_models']} models: {summary['verdicts']}")
+    table = _table("figure", "mean", "median", "min", "max",
+                   title=f"{summary['n_models']} models: {summary['verdicts']}")
     for key, value in summary.items():
         if isinstance(value, dict) and "mean" in value:
             table.add_row(key, *(f"{value[k]:.4g}" for k in ("mean", "median", "min", "max")))
@@ -389,7 +396,8 @@ def sweep(
                             bounds, threads_per_task)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
-    table = Table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
+    table = _table("configuration", "models", "verdicts", "share pizza",
+                   title=f"sweep in {out}")
     for name, s in summary.items():
         table.add_row(name, str(s["n_models"]), str(s["verdicts"]), f"{s['share_pizza']:.2f}")
     console.print(table)
