@@ -103,7 +103,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     D_a, D_b = as_t(tables.D_a), as_t(tables.D_b)
     explanation = as_t(integral_table(tables, clusters, harmonics=True))  # the MLP part; the direct paths cancel
     t = torch.arange(p, device=dev)
-    y = torch.as_tensor(targets(p), device=dev)
+    y = torch.tensor(targets(p), device=dev)  # a copy: targets' table is read-only
     count = p if rows is None else min(max(rows, 0), p)
     truth = torch.empty(count, p, dtype=torch.float64, device=dev)
     model_margin = torch.empty_like(truth)

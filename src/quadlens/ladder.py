@@ -71,10 +71,14 @@ class Level:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in PER_INPUT}
 
 
+@cache
 def targets(p: int) -> np.ndarray:
-    """The correct output (a + b) mod p per input ``[p, p]``."""
+    """The correct output (a + b) mod p per input ``[p, p]`` (read-only, made once per p: the ladder asks for it
+    per level and chunk of rows)."""
     t = np.arange(p)
-    return (t[:, None] + t[None, :]) % p
+    index = (t[:, None] + t[None, :]) % p
+    index.setflags(write=False)
+    return index
 
 
 @cache
@@ -100,12 +104,13 @@ def correct_logits(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
     return np.take_along_axis(logits, targets(logits.shape[-1])[rows][..., None], -1)[..., 0]
 
 
-def margins(logits: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-    """Correct logit minus the largest other logit, ``[p, p]`` (or for the inputs with a in ``rows``)."""
+def margins(logits: np.ndarray, rows: slice = slice(None), correct: np.ndarray | None = None) -> np.ndarray:
+    """Correct logit minus the largest other logit, ``[p, p]`` (or for the inputs with a in ``rows``; ``correct``:
+    their correct logits, where already known)."""
     p = logits.shape[-1]
     others = logits.copy()
     np.put_along_axis(others, targets(p)[rows][..., None], -np.inf, -1)
-    return correct_logits(logits, rows) - others.max(-1)
+    return (correct_logits(logits, rows) if correct is None else correct) - others.max(-1)
 
 
 class _Tally:
@@ -117,11 +122,12 @@ class _Tally:
 
     def add(self, rows: slice, chunk: np.ndarray, mean: np.ndarray, centred: np.ndarray, centred_model: np.ndarray,
             centred_previous: np.ndarray | None) -> None:
-        shifted = chunk - chunk.max(-1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-        self.loss[rows] = -correct_logits(log_probs, rows)
-        self.margin[rows] = margins(chunk, rows)
-        self.correct[rows], self.mean[rows] = correct_logits(chunk, rows), mean[..., 0]
+        largest = chunk.max(-1, keepdims=True)
+        correct = correct_logits(chunk, rows)
+        log_sum = np.log(np.exp(chunk - largest).sum(-1))  # logsumexp less the largest logit
+        self.loss[rows] = log_sum - (correct - largest[..., 0])  # −log softmax at the correct output
+        self.margin[rows] = margins(chunk, rows, correct)
+        self.correct[rows], self.mean[rows] = correct, mean[..., 0]
         self.error = max(self.error, float(np.abs(centred - centred_model).max()))
         if centred_previous is not None:
             self.step = max(self.step, float(np.abs(centred - centred_previous).max()))

@@ -137,8 +137,11 @@ def _pair_sums(table_a: Tensor, table_b: Tensor, a: Tensor, b: Tensor) -> Tensor
     return F.embedding_bag(bags, table, mode="sum").reshape(S, -1, k)
 
 
-def activation(act_fn: str, pre: Tensor) -> Tensor:
-    return torch.relu(pre) if act_fn == "relu" else F.gelu(pre)
+def activation(act_fn: str, pre: Tensor, inplace: bool = False) -> Tensor:
+    """relu or gelu of the pre-activations; ``inplace`` lets relu overwrite them (a large table's copy saved)."""
+    if act_fn == "relu":
+        return torch.relu_(pre) if inplace else torch.relu(pre)
+    return F.gelu(pre)
 
 
 def token_tables(params: dict[str, Tensor], cfg: ModelConfig,

@@ -40,7 +40,9 @@ class SeparableTables:
 
     def pre_activations(self, rows: slice = slice(None)) -> np.ndarray:
         """``pre[a, b, i]`` for every input (or the rows a in ``rows``), ``[p, p, d_mlp]``."""
-        return self.F_a[rows, None, :] + self.F_b[None, :, :] + self.b_in
+        pre = self.F_a[rows, None, :] + self.F_b[None, :, :]
+        pre += self.b_in
+        return pre
 
     def mlp_logits(self, rows: slice = slice(None)) -> np.ndarray:
         """The MLP's contribution ``act(pre) W_L``, ``[p, p, p]`` indexed ``(a, b, c)`` (or for the rows a in
@@ -68,7 +70,8 @@ class SeparableTables:
         out = np.empty((stop - first, p, p))
         for chunk in row_chunks(stop, p * self.d_mlp, chunk_elements, first):
             part = out[chunk.start - first:chunk.stop - first]
-            hidden = activation(self.act_fn, torch.from_numpy(self.pre_activations(chunk))).numpy()
+            pre = torch.from_numpy(self.pre_activations(chunk))
+            hidden = activation(self.act_fn, pre, inplace=True).numpy()
             part[:] = hidden @ self.W_L if W_L_factors is None else (hidden @ W_L_factors[0]) @ W_L_factors[1]
             if direct:
                 part += self.D_a[chunk, None, :] + self.D_b[None, :, :]
