@@ -6,7 +6,8 @@ on the key frequencies, and each one's bound figures on the seeds both hold (doc
 
 Each run's figures are given over the seeds both runs hold, for all models and for the pizzas, per tier:
 certified fraction (median, minimum, models at 100 % and at 99 % or more) and each model's maximum B/truth
-(median, largest, models within 3×), with the bound schema versions they were measured with.
+(median, largest, models within 3×), with the bound schema versions they were measured with, and the inputs
+where a bound fell below the truth (violations) summed over the models.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from quadlens.cli import parse_seeds
 
-TIERS = ("arcs", "arcs_grouped", "quadratic", "quadratic_exact_c")
+TIERS = ("lipschitz", "arcs", "arcs_grouped", "quadratic", "quadratic_exact_c")
 
 
 def read(path: Path) -> dict[int, dict]:
@@ -42,7 +43,9 @@ def figure(values: list[float]) -> dict:
 def tier_figures(rows: list[dict], tier: str) -> dict:
     certified = [float(r[f"bound_{tier}_certified_fraction"]) for r in rows if r.get(f"bound_{tier}_certified_fraction")]
     tightness = [float(r[f"bound_{tier}_tightness_max"]) for r in rows if r.get(f"bound_{tier}_tightness_max")]
-    return {"certified_fraction": {**figure(certified), "at_100": sum(c == 1.0 for c in certified),
+    violations = [int(float(r[f"bound_{tier}_violations"])) for r in rows if r.get(f"bound_{tier}_violations")]
+    return {"violations": sum(violations), "checked_models": len(violations),
+            "certified_fraction": {**figure(certified), "at_100": sum(c == 1.0 for c in certified),
                                    "at_least_99": sum(c >= 0.99 for c in certified)},
             "tightness_max": {**figure(tightness), "within_3": sum(t <= 3 for t in tightness)}}
 
@@ -86,6 +89,8 @@ def table(result: dict, names: tuple[str, str]) -> str:
                          f"{100 * c['median']:15.2f}%  {100 * c['min']:6.2f}%  {c['at_100']:5}  "
                          f"{c['at_least_99']:6}  {t.get('median', float('nan')):19.2f}  "
                          f"{t.get('max', float('nan')):7.2f}  {t['within_3']:9}")
+    lines += [f"{name}: violations " + ", ".join(f"{tier} {f['violations']} in {f['checked_models']} models"
+                                             for tier, f in result[name]["all"].items()) for name in names]
     return "\n".join(lines)
 
 
