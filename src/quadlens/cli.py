@@ -396,8 +396,7 @@ def sweep(
                             bounds, threads_per_task)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
-    table = _table("configuration", "models", "verdicts", "share pizza",
-                   title=f"sweep in {out}")
+    table = _table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
     for name, s in summary.items():
         table.add_row(name, str(s["n_models"]), str(s["verdicts"]), f"{s['share_pizza']:.2f}")
     console.print(table)
