@@ -41,10 +41,10 @@ def test_tables_keep_every_figure_whole_at_80_columns(tmp_path):
     result = runner.invoke(app, ["explain", "--out", str(tmp_path), "--no-figures"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "…" not in result.output
-    rows = {tuple(line.split()[:1]): line.split() for line in result.output.splitlines()}
+    rows = {cells[0]: cells for cells in map(str.split, result.output.splitlines()) if cells}
     explanation = json.loads((tmp_path / "explain.json").read_text())
     for cluster in explanation["clusters"]:
-        row = rows[(str(cluster["frequency"]),)]
+        row = rows[str(cluster["frequency"])]
         assert row[1:4] == [str(cluster["n_neurons"]), f"{cluster['total_weight']:.1f}",
                             f"{cluster['doubling_resultant']:.5f}"]
     margins = [line.split()[-2] for line in result.output.splitlines() if re.match(r" ?L(\d|inf) ", line)]
