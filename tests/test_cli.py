@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from conftest import random_model, small_config
 from quadlens import save_model
 from quadlens.cli import app, parse_seeds
+from quadlens.text import percent
 
 runner = CliRunner()
 
@@ -47,8 +48,10 @@ def test_tables_keep_every_figure_whole_at_80_columns(tmp_path):
         row = rows[str(cluster["frequency"])]
         assert row[1:4] == [str(cluster["n_neurons"]), f"{cluster['total_weight']:.1f}",
                             f"{cluster['doubling_resultant']:.5f}"]
-    margins = [line.split()[-2] for line in result.output.splitlines() if re.match(r" ?L(\d|inf) ", line)]
-    assert margins == [f"{level['min_margin']:.3f}" for level in explanation["ladder"] + explanation["ablation"]]
+    levels = [line.split() for line in result.output.splitlines() if re.match(r" ?L(\d|inf) ", line)]
+    expected = explanation["ladder"] + explanation["ablation"]
+    assert [cells[-3] for cells in levels] == [f"{level['min_margin']:.3f}" for level in expected]
+    assert [" ".join(cells[-2:]) for cells in levels] == [percent(level["accuracy"]) for level in expected]
     result = runner.invoke(app, ["info"], env={"COLUMNS": "80"})
     assert result.exit_code == 0 and "…" not in result.output
     assert re.search(r"^file: \S+pizza_p59_seed0\.safetensors$", result.output, re.MULTILINE)

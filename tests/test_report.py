@@ -114,6 +114,7 @@ def test_a_notebook_shows_the_explanation_and_bounds_as_the_reports_tables(bundl
     """Jupyter displays ``_repr_html_``: the same tables as the report, cell for cell, without figures."""
     from quadlens.certify import bound
     from quadlens.report import model_report
+    from quadlens.text import percent
 
     report = bound(bundled, device="cpu", tiers=["arcs"])
     page = model_report("bundled", bundled_explanation, report, bundled_explanation.model_config)
@@ -124,3 +125,5 @@ def test_a_notebook_shows_the_explanation_and_bounds_as_the_reports_tables(bundl
     bounds = report._repr_html_()
     assert bounds.count("<tr>") == 3 and "<td class=left>arcs</td>" in bounds  # header, arcs, brute force
     assert bounds.split("<div class=scroll>")[1] in page and "no bound was below the brute-force error" in bounds
+    certified = report.tiers[0].certified.mean()  # short of 1 here: a share of inputs reads as a percentage
+    assert certified < 1 and f"<td>{percent(certified)}</td>" in bounds

@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
-from .text import percent
+from .text import is_fraction, percent, summary_figure
 from .train import TrainConfig, train as train_models
 
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
@@ -158,10 +158,10 @@ def info(model: Optional[Path] = MODEL_ARG,
             "attention": f"{summary['attention_kind']} (rate ρ={cfg['attention_rate']}, constant part "
                          f"{tuple(cfg['constant_attention'])})",
             "parameters": f"{summary['n_params']:,}",
-            "accuracy (all p² inputs)": f"{summary['accuracy_all_inputs']:.4f}",
+            "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
             "seed": str(summary["seed"]), "epochs trained": str(summary["epochs_trained"])}
     for key, value in (summary["metrics"] or {}).items():
-        rows[key.replace("_", " ")] = f"{value:.6g}"
+        rows[key.replace("_", " ")] = percent(value) if is_fraction(key) else f"{value:.6g}"
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
@@ -206,7 +206,7 @@ def train(
     for m in models:
         metrics = m.metadata["metrics"]
         table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
-                      f"{metrics['test_accuracy']:.4f}", str(m.metadata["epochs_trained"]))
+                      percent(metrics["test_accuracy"]), str(m.metadata["epochs_trained"]))
     console.print(table)
 
 
@@ -232,7 +232,7 @@ def explain(model: Optional[Path] = MODEL_ARG,
 def print_explanation(explanation) -> None:
     """The terminal summary of an explanation."""
     colour = {"pizza": "green", "clock": "yellow"}.get(explanation.verdict, "red")
-    console.print(f"verdict: [bold {colour}]{explanation.verdict}[/]   accuracy {explanation.accuracy:.4f}   "
+    console.print(f"verdict: [bold {colour}]{explanation.verdict}[/]   accuracy {percent(explanation.accuracy)}   "
                   f"gradient symmetricity {explanation.gradient_symmetricity:.3f}   "
                   f"distance irrelevance {explanation.distance_irrelevance:.3f}   ({explanation.seconds:.2f} s)")
     for reason in explanation.reasons:
@@ -256,7 +256,7 @@ def print_explanation(explanation) -> None:
     for level in explanation.ladder + explanation.ablation:
         step = "-" if math.isnan(level.step_error) else f"{level.step_error:.3f}"  # no level before it
         ladder.add_row(level.level, level.harmonics_label, f"{level.max_logit_diff_error:.3f}", step,
-                       f"{level.min_margin:.3f}", f"{level.accuracy:.4f}")
+                       f"{level.min_margin:.3f}", percent(level.accuracy))
     console.print(ladder)
 
 
@@ -363,7 +363,7 @@ def reproduce(
                    title=f"{summary['n_models']} models: {summary['verdicts']}")
     for key, value in summary.items():
         if isinstance(value, dict) and "mean" in value:
-            table.add_row(key, *(f"{value[k]:.4g}" for k in ("mean", "median", "min", "max")))
+            table.add_row(key, *(summary_figure(key, value[k]) for k in ("mean", "median", "min", "max")))
     console.print(table)
     console.print(f"clusters per model: {summary['clusters_per_model']}; wrote {out / 'models.csv'}, "
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")
@@ -452,7 +452,7 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
     save_model(path, model.cfg, {k: v.detach() for k, v in model.params().items()},
                source={"path": str(src), "format": format, "config": str(config) if config else None})
     console.print(f"imported {src} ({format}) as {path}: p={model.cfg.p}, attention {model.cfg.attention_kind} "
-                  f"(ρ={model.cfg.attention_rate}), accuracy {accuracy(model):.4f}")
+                  f"(ρ={model.cfg.attention_rate}), accuracy {percent(accuracy(model))}")
 
 
 @app.command()

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
-from .text import percent
+from .text import is_fraction, percent, summary_figure
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -88,7 +88,7 @@ def _checked(b: BoundReport) -> str:
 
 def _verdict(e: Explanation) -> str:
     badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
-    return (f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {e.accuracy:.4f} · gradient '
+    return (f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {percent(e.accuracy)} · gradient '
             f'symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>')
 
 
@@ -101,15 +101,16 @@ def _criteria(e: Explanation) -> str:
 def _clusters(e: Explanation) -> str:
     return _table(
         ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
-        [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, r.cluster.doubling_resultant,
-          r.cluster.symmetry_resultant, r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
-          r.rule.continuous_rel, r.baselines["equal_weights"].continuous_rel,
-          r.baselines["evenly_spaced"].continuous_rel] for r in e.clusters], left=0)
+        [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, f"{r.cluster.doubling_resultant:.5f}",
+          f"{r.cluster.symmetry_resultant:.4f}", r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
+          *(f"{100 * rule.continuous_rel:.1f} %"
+            for rule in (r.rule, r.baselines["equal_weights"], r.baselines["evenly_spaced"]))]
+         for r in e.clusters], left=0)
 
 
 def _ladder(e: Explanation) -> str:
     return _table(["level", "harmonics", "max logit-difference error", "worst margin", "accuracy", "loss"],
-                  [[lv.level, lv.harmonics_label, lv.max_logit_diff_error, lv.min_margin, lv.accuracy, lv.loss]
+                  [[lv.level, lv.harmonics_label, lv.max_logit_diff_error, lv.min_margin, percent(lv.accuracy), lv.loss]
                    for lv in e.ladder + e.ablation], left=2)
 
 
@@ -118,9 +119,9 @@ def _tiers(b: BoundReport) -> str:
     brute = summary["brute_force"]
     return _table(
         ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
-        [[t["name"], t["cost"], float(t["ops"]), t["seconds"], t["certified_fraction"], t["tightness_median"],
+        [[t["name"], t["cost"], float(t["ops"]), t["seconds"], percent(t["certified_fraction"]), t["tightness_median"],
           t["tightness_max"], t["violations"]] for t in summary["tiers"]]
-        + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], brute["accuracy"], 1.0, 1.0, "-"]]
+        + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], percent(brute["accuracy"]), 1.0, 1.0, "-"]]
            if brute else []), left=2)
 
 
@@ -168,14 +169,22 @@ def study_report(run_dir: Path) -> str:
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_quadratic_exact_c_certified_fraction"]
-    stats = [[k, v["mean"], v["median"], v["min"], v["max"]] for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
+    stats = [[k, *(summary_figure(k, v[s]) for s in ("mean", "median", "min", "max"))]
+             for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
     parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
              f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
              f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
              _table(["figure", "mean", "median", "min", "max"], stats),
              _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),
-             "<h2>Models</h2>", _table(columns, [[r.get(c, "") if r.get(c) is not None else "" for c in columns] for r in rows], left=2)]
+             "<h2>Models</h2>", _table(columns, [[_study_cell(c, r.get(c)) for c in columns] for r in rows], left=2)]
     return _page(f"study {run_dir.name}", parts)
+
+
+def _study_cell(column: str, value):
+    """A per-model table's cell: empty where the model has no such figure, a share of inputs as a percentage."""
+    if value is None:
+        return ""
+    return percent(value) if is_fraction(column) and isinstance(value, float) else value
 
 
 def _page(title: str, parts: list[str]) -> str:

@@ -14,6 +14,17 @@ def percent(fraction: float, decimals: int = 1) -> str:
     return f"> {100 - 10 ** -places:.{places}f} %" if fraction > 0.5 else f"< {10 ** -places:.{places}f} %"
 
 
+def is_fraction(name: str) -> bool:
+    """Whether a study column or summary figure named ``name`` is a share of inputs (an accuracy or a certified
+    fraction), to be read as a percentage."""
+    return name.endswith("accuracy") or name.endswith("_fraction")
+
+
+def summary_figure(name: str, value: float) -> str:
+    """One of a study summary's statistics: a percentage for a share of inputs, four figures otherwise."""
+    return percent(value) if is_fraction(name) else f"{value:.4g}"
+
+
 def duration(seconds: float) -> str:
     """A time span to the precision a person waiting needs: ``'40 s'``, ``'7 min'``, ``'2 h 05 min'``."""
     seconds = max(float(seconds), 0.0)

@@ -30,6 +30,7 @@ from .files import atomic_write_json
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
 from .task import ModularAddition, train_size
+from .text import percent
 
 RESUME_FILE = "resume.safetensors"
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -286,7 +287,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
             batch.load_state(tensors, meta)
             elapsed = meta.get("wall_time_seconds", 0.0)
     task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
-                               completed=batch.epoch, loss=float("nan"), acc=float("nan"))
+                               completed=batch.epoch, loss=float("nan"), acc="-")
     start = time.perf_counter() - elapsed
     metrics = batch.evaluate()
     while not batch.done(metrics):
@@ -294,7 +295,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
         if batch.epoch % train_cfg.eval_every == 0 or batch.epoch == train_cfg.epochs:
             metrics = batch.evaluate()
             display.update(task_id, completed=batch.epoch, loss=float(metrics["train_loss"].mean()),
-                           acc=float(metrics["test_accuracy"].min()))
+                           acc=percent(float(metrics["test_accuracy"].min())))
         if resume_file is not None and batch.epoch % train_cfg.checkpoint_every == 0 and not batch.done(metrics):
             tensors, meta = batch.state()
             save_tensors(resume_file, tensors, {**meta, "wall_time_seconds": time.perf_counter() - start})
@@ -329,7 +330,7 @@ def _progress_display(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4f}  min test acc {task.fields[acc]:.3f}"),
+                        TextColumn("loss {task.fields[loss]:.3g}  min test acc {task.fields[acc]}"),
                         TimeElapsedColumn(), disable=not enabled)
     if enabled and not progress.console.is_terminal:
         yield _ProgressLines(progress.console.print)
@@ -345,16 +346,16 @@ class _ProgressLines:
     def __init__(self, write: Callable[[str], None], interval: float = 10.0) -> None:
         self.write, self.interval, self.tasks = write, interval, []
 
-    def add_task(self, description: str, total: int, completed: int = 0, **fields: float) -> int:
+    def add_task(self, description: str, total: int, completed: int = 0, **fields: object) -> int:
         self.tasks.append({"description": description, "total": total, "start": time.perf_counter(),
                            "written": 0.0, "pending": None})
         return len(self.tasks) - 1
 
-    def update(self, task_id: int, completed: int, loss: float | None = None, acc: float | None = None) -> None:
+    def update(self, task_id: int, completed: int, loss: float | None = None, acc: str | None = None) -> None:
         task, now = self.tasks[task_id], time.perf_counter()
         if loss is not None:  # an evaluation
-            task["pending"] = (f"{task['description']}: epoch {completed}/{task['total']}  loss {loss:.4f}  "
-                               f"min test acc {acc:.3f}  {now - task['start']:.0f} s")
+            task["pending"] = (f"{task['description']}: epoch {completed}/{task['total']}  loss {loss:.3g}  "
+                               f"min test acc {acc}  {now - task['start']:.0f} s")
         if task["pending"] and (now - task["written"] >= self.interval or completed >= task["total"]):
             self.write(task["pending"])
             task["written"], task["pending"] = now, None
