@@ -71,6 +71,16 @@ def test_percent_never_rounds_a_shortfall_away(fraction, decimals, text):
     assert percent(fraction, decimals) == text
 
 
+@pytest.mark.parametrize("value, text", [
+    (0.9809, "0.9809"), (0.99996, "0.99996"), (1.0, "1"), (12.99999, "12.99999"), (1.4e7, "1.4e+07"),
+    (0.5 - 1e-12, "0.5"), (1 - 1e-12, "1"), (float("nan"), "nan"), (float("inf"), "inf"), (-0.99996, "-0.99996"),
+])
+def test_figures_do_not_round_a_value_short_of_whole_to_whole(value, text):
+    from quadlens.text import figure
+
+    assert figure(value) == text
+
+
 @pytest.mark.parametrize("seconds, text", [(0.2, "0 s"), (40.4, "40 s"), (59.4, "59 s"), (59.6, "1 min"),
                                            (7 * 60 + 20, "7 min"), (3599, "1 h 00 min"), (2 * 3600 + 5 * 60, "2 h 05 min"),
                                            (-1, "0 s")])

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
-from .text import is_fraction, percent, summary_figure
+from .text import figure, is_fraction, percent, summary_figure
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -31,9 +31,9 @@ def _image(png: bytes, alt: str) -> str:
 
 
 def _table(header: list[str], rows: list[list], left: int = 1) -> str:
-    """An HTML table; floats to four figures, ``None`` (not known, e.g. without brute force) as ``-``."""
+    """An HTML table; floats to four figures (more where a value would read as whole), ``None`` (not known, e.g. without brute force) as ``-``."""
     def cell(i, value, tag):
-        text = f"{value:.4g}" if isinstance(value, float) else "-" if value is None else html.escape(str(value))
+        text = figure(value) if isinstance(value, float) else "-" if value is None else html.escape(str(value))
         return f'<{tag}{" class=left" if i < left else ""}>{text}</{tag}>'
     head = "".join(cell(i, h, "th") for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(cell(i, v, "td") for i, v in enumerate(row)) + "</tr>" for row in rows)

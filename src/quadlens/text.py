@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def percent(fraction: float, decimals: int = 1) -> str:
     """``fraction`` as a percentage, e.g. ``'94.5 %'``. A fraction short of 1 never reads as 100 % and a positive
@@ -14,6 +16,19 @@ def percent(fraction: float, decimals: int = 1) -> str:
     return f"> {100 - 10 ** -places:.{places}f} %" if fraction > 0.5 else f"< {10 ** -places:.{places}f} %"
 
 
+def figure(value: float, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant figures, with more (up to 8) where fewer would round a value that is not
+    whole to a whole number: a resultant of 0.99996 does not read as 1."""
+    text = f"{value:.{digits}g}"
+    if not math.isfinite(value) or value == round(value):
+        return text
+    for places in range(digits + 1, 9):
+        if float(text) != round(value):
+            break
+        text = f"{value:.{places}g}"
+    return text
+
+
 def is_fraction(name: str) -> bool:
     """Whether a study column or summary figure named ``name`` is a share of inputs (an accuracy or a certified
     fraction), to be read as a percentage."""
@@ -22,7 +37,7 @@ def is_fraction(name: str) -> bool:
 
 def summary_figure(name: str, value: float) -> str:
     """One of a study summary's statistics: a percentage for a share of inputs, four figures otherwise."""
-    return percent(value) if is_fraction(name) else f"{value:.4g}"
+    return percent(value) if is_fraction(name) else figure(value)
 
 
 def duration(seconds: float) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from .ladder import by_sum_and_difference
 from .model import Transformer, forward
+from .text import figure
 
 PIZZA, CLOCK, DOES_NOT_FIT = "pizza", "clock", "does not fit"
 
@@ -54,7 +55,7 @@ class Criterion:
 
     def reason(self) -> str:
         kind = "" if self.required else " [indicator]"
-        return f"{self.description}: measured {self.value:.4g}, needs {self.threshold:.4g}{kind}"
+        return f"{self.description}: measured {figure(self.value)}, needs {figure(self.threshold)}{kind}"
 
 
 def at_least(name: str, value: float, threshold: float, description: str, required: bool = True) -> Criterion:
