@@ -31,7 +31,8 @@ def _image(png: bytes, alt: str) -> str:
 
 
 def _table(header: list[str], rows: list[list], left: int = 1) -> str:
-    """An HTML table; floats to four figures (more where a value would read as whole), ``None`` (not known, e.g. without brute force) as ``-``."""
+    """An HTML table; floats to four figures (more where a value would read as whole), ``None`` (not known, e.g.
+    without brute force) as ``-``."""
     def cell(i, value, tag):
         text = figure(value) if isinstance(value, float) else "-" if value is None else html.escape(str(value))
         return f'<{tag}{" class=left" if i < left else ""}>{text}</{tag}>'
@@ -88,8 +89,8 @@ def _checked(b: BoundReport) -> str:
 
 def _verdict(e: Explanation) -> str:
     badge = {"pizza": "pizza", "clock": "clock"}.get(e.verdict, "nofit")
-    return (f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {percent(e.accuracy)} · gradient '
-            f'symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>')
+    return (f'<p><span class="badge {badge}">{html.escape(e.verdict)}</span> accuracy {percent(e.accuracy)} · '
+            f'gradient symmetricity {e.gradient_symmetricity:.3f} · distance irrelevance {e.distance_irrelevance:.3f}</p>')
 
 
 def _criteria(e: Explanation) -> str:
@@ -99,13 +100,15 @@ def _criteria(e: Explanation) -> str:
 
 
 def _clusters(e: Explanation) -> str:
-    return _table(
-        ["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights", "evenly spaced"],
-        [[r.cluster.frequency, len(r.cluster.neurons), r.cluster.total_weight, f"{r.cluster.doubling_resultant:.5f}",
-          f"{r.cluster.symmetry_resultant:.4f}", r.cluster.shared_waveform()["beta"], r.cluster.shared_waveform()["kappa"],
-          *(f"{100 * rule.continuous_rel:.1f} %"
-            for rule in (r.rule, r.baselines["equal_weights"], r.baselines["evenly_spaced"]))]
-         for r in e.clusters], left=0)
+    rows = []
+    for r in e.clusters:
+        c, shape = r.cluster, r.cluster.shared_waveform()
+        rules = (r.rule, r.baselines["equal_weights"], r.baselines["evenly_spaced"])
+        rows.append([c.frequency, len(c.neurons), c.total_weight, f"{c.doubling_resultant:.5f}",
+                     f"{c.symmetry_resultant:.4f}", shape["beta"], shape["kappa"],
+                     *(f"{100 * rule.continuous_rel:.1f} %" for rule in rules)])
+    return _table(["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights",
+                   "evenly spaced"], rows, left=0)
 
 
 def _ladder(e: Explanation) -> str:
@@ -121,8 +124,8 @@ def _tiers(b: BoundReport) -> str:
         ["tier", "cost", "operations", "seconds", "certified", "B/truth median", "B/truth max", "violations"],
         [[t["name"], t["cost"], float(t["ops"]), t["seconds"], percent(t["certified_fraction"]), t["tightness_median"],
           t["tightness_max"], t["violations"]] for t in summary["tiers"]]
-        + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], percent(brute["accuracy"]), 1.0, 1.0, "-"]]
-           if brute else []), left=2)
+        + ([["brute force", "O(p³·d_mlp)", float(brute["ops"]), brute["seconds"], percent(brute["accuracy"]),
+             1.0, 1.0, "-"]] if brute else []), left=2)
 
 
 def explanation_html(e: Explanation) -> str:
