@@ -4,6 +4,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from quadlens.cli import app
+from quadlens.text import percent
 
 
 def test_reproduce_writes_table_summary_and_resumes(tmp_path):
@@ -24,6 +25,13 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n_models"] == 2 and sum(summary["verdicts"].values()) == 2
     assert (tmp_path / "distributions.png").stat().st_size > 10_000
+    page = tmp_path / "study.html"
+    shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)])
+    assert shown.exit_code == 0, shown.output
+    models = page.read_text().split("<h2>Models</h2>")[1]
+    assert models.count("<tr>") == 1 + len(table)  # the header, then one row per model
+    for row in table:  # a share of inputs reads as a percentage, never rounded up to 100 %
+        assert f"<td>{percent(row['bound_arcs_grouped_certified_fraction'])}</td>" in models
     cached = (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output

@@ -171,7 +171,7 @@ def study_report(run_dir: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted((run_dir / "results").glob("seed_*.json"))]
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
-               "bound_quadratic_exact_c_certified_fraction"]
+               "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]
     stats = [[k, *(summary_figure(k, v[s]) for s in ("mean", "median", "min", "max"))]
              for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
     parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
