@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
-from .text import is_fraction, percent, summary_figure
+from .text import named_figure, percent
 from .train import TrainConfig, train as train_models
 
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
@@ -161,7 +161,7 @@ def info(model: Optional[Path] = MODEL_ARG,
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
             "seed": str(summary["seed"]), "epochs trained": str(summary["epochs_trained"])}
     for key, value in (summary["metrics"] or {}).items():
-        rows[key.replace("_", " ")] = percent(value) if is_fraction(key) else f"{value:.6g}"
+        rows[key.replace("_", " ")] = named_figure(key, value, digits=6)
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
@@ -244,12 +244,7 @@ def print_explanation(explanation) -> None:
                       title="clusters", caption="quadrature error: continuous sup / (W_k/3π), of the cluster's own "
                       "rule, then of equal weights and of evenly spaced nodes")
     for report in explanation.clusters:
-        c, shape = report.cluster, report.cluster.shared_waveform()
-        clusters.add_row(str(c.frequency), str(len(c.neurons)), f"{c.total_weight:.1f}", f"{c.doubling_resultant:.5f}",
-                         f"{c.symmetry_resultant:.4f}", f"{shape['beta']:.3f}", f"{shape['kappa']:.3f}",
-                         f"{100 * report.rule.continuous_rel:.1f}%",
-                         f"{100 * report.baselines['equal_weights'].continuous_rel:.1f}%",
-                         f"{100 * report.baselines['evenly_spaced'].continuous_rel:.1f}%")
+        clusters.add_row(*report.cells())
     console.print(clusters)
     ladder = _table("level", "harmonics", "max error", "step error", "worst margin", "accuracy",
                     title="error ladder (each level replaces the MLP)", caption="max error: of the logit differences")
@@ -363,7 +358,7 @@ def reproduce(
                    title=f"{summary['n_models']} models: {summary['verdicts']}")
     for key, value in summary.items():
         if isinstance(value, dict) and "mean" in value:
-            table.add_row(key, *(summary_figure(key, value[k]) for k in ("mean", "median", "min", "max")))
+            table.add_row(key, *(named_figure(key, value[k]) for k in ("mean", "median", "min", "max")))
     console.print(table)
     console.print(f"clusters per model: {summary['clusters_per_model']}; wrote {out / 'models.csv'}, "
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")

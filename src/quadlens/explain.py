@@ -41,6 +41,16 @@ class ClusterReport:
     blind_spots: list[int]
     lobe_integral: float = INTEGRAL_CONSTANT
 
+    def cells(self) -> list[str]:
+        """The cluster's row in the explanation's tables (terminal and report): frequency, neurons, W_k, doubling and
+        φ−φ' resultants (to five and four decimals: they sit near 1), the waveform's β and κ, and the quadrature error
+        of its own rule, of equal weights and of evenly spaced nodes."""
+        c, shape = self.cluster, self.cluster.shared_waveform()
+        rules = (self.rule, self.baselines["equal_weights"], self.baselines["evenly_spaced"])
+        return [str(c.frequency), str(len(c.neurons)), f"{c.total_weight:.1f}", f"{c.doubling_resultant:.5f}",
+                f"{c.symmetry_resultant:.4f}", f"{shape['beta']:.3f}", f"{shape['kappa']:.3f}",
+                *(f"{100 * rule.continuous_rel:.1f}%" for rule in rules)]
+
     def to_dict(self, fits: NeuronFits) -> dict:
         c, idx = self.cluster, self.cluster.neurons
         shape = c.shared_waveform()

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
-from .text import figure, is_fraction, percent, summary_figure
+from .text import figure, named_figure, percent
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -100,15 +100,8 @@ def _criteria(e: Explanation) -> str:
 
 
 def _clusters(e: Explanation) -> str:
-    rows = []
-    for r in e.clusters:
-        c, shape = r.cluster, r.cluster.shared_waveform()
-        rules = (r.rule, r.baselines["equal_weights"], r.baselines["evenly_spaced"])
-        rows.append([c.frequency, len(c.neurons), c.total_weight, f"{c.doubling_resultant:.5f}",
-                     f"{c.symmetry_resultant:.4f}", shape["beta"], shape["kappa"],
-                     *(f"{100 * rule.continuous_rel:.1f} %" for rule in rules)])
     return _table(["k", "neurons", "W_k", "doubling R", "φ−φ' R", "β (2k)", "κ", "quadrature error", "equal weights",
-                   "evenly spaced"], rows, left=0)
+                   "evenly spaced"], [r.cells() for r in e.clusters], left=0)
 
 
 def _ladder(e: Explanation) -> str:
@@ -172,7 +165,7 @@ def study_report(run_dir: Path) -> str:
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]
-    stats = [[k, *(summary_figure(k, v[s]) for s in ("mean", "median", "min", "max"))]
+    stats = [[k, *(named_figure(k, v[s]) for s in ("mean", "median", "min", "max"))]
              for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
     parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
              f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
@@ -184,10 +177,10 @@ def study_report(run_dir: Path) -> str:
 
 
 def _study_cell(column: str, value):
-    """A per-model table's cell: empty where the model has no such figure, a share of inputs as a percentage."""
+    """A per-model table's cell: empty where the model has no such figure, a number as ``named_figure`` gives it."""
     if value is None:
         return ""
-    return percent(value) if is_fraction(column) and isinstance(value, float) else value
+    return named_figure(column, value) if isinstance(value, float) else value
 
 
 def _page(title: str, parts: list[str]) -> str:

@@ -29,15 +29,11 @@ def figure(value: float, digits: int = 4) -> str:
     return text
 
 
-def is_fraction(name: str) -> bool:
-    """Whether a study column or summary figure named ``name`` is a share of inputs (an accuracy or a certified
-    fraction), to be read as a percentage."""
-    return name.endswith("accuracy") or name.endswith("_fraction")
-
-
-def summary_figure(name: str, value: float) -> str:
-    """One of a study summary's statistics: a percentage for a share of inputs, four figures otherwise."""
-    return percent(value) if is_fraction(name) else figure(value)
+def named_figure(name: str, value: float, digits: int = 4) -> str:
+    """A figure named ``name`` (a study column, a summary statistic, a training metric): a share of inputs (an
+    accuracy or a certified fraction) as a ``percent``, any other to ``digits`` significant figures (``figure``)."""
+    is_share = name.endswith("accuracy") or name.endswith("_fraction")
+    return percent(value) if is_share else figure(value, digits)
 
 
 def duration(seconds: float) -> str:
