@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,5 +23,7 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(shortened, "README.md", "exec"), namespace)
-    assert namespace["report"].tiers[2].name == "arcs_grouped" and namespace["arcs_grouped"].certified.all()
+    assert namespace["arcs_grouped"] is namespace["report"].tiers[2] and namespace["arcs_grouped"].certified.all()
+    with pytest.raises(KeyError, match="no tier 'arc' in this report; it holds .*'arcs_grouped'"):
+        namespace["report"].tier("arc")
     assert (tmp_path / "runs" / "p31" / "seed_0000.safetensors").exists()

@@ -162,6 +162,13 @@ class BoundReport:
     def has_truth(self) -> bool:
         return self.truth is not None
 
+    def tier(self, name: str) -> Tier:
+        """The tier of this name; a KeyError lists the tiers the report holds (``--tiers`` may have left it out)."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(f"no tier {name!r} in this report; it holds {[t.name for t in self.tiers]}")
+
     def violations(self, tier: Tier) -> int | None:
         """Inputs where the tier's bound is below the brute-force error (0 for a sound bound; None without it)."""
         return int((tier.bound < self.truth).sum()) if self.has_truth else None
