@@ -404,7 +404,7 @@ def test_tiers_get_tighter_with_cost(bundled):
     summary = {t["name"]: t for t in report.to_dict()["tiers"]}
     assert summary["arcs"]["tightness_median"] < summary["lipschitz"]["tightness_median"]
     assert summary["arcs"]["certified_fraction"] > 0.99  # 99.9 % when measured (99.8 % by the size of the error alone)
-    assert summary["arcs"]["tightness_max"] < 8  # 7.7 when measured, 10.5 without the chord (docs/bounds.md §8)
+    assert summary["arcs"]["tightness_max"] < 8  # 7.7 when measured, 10.5 without the chord (docs/bounds-record.md)
     assert summary["arcs_grouped"]["certified_fraction"] > 0.99  # 100 % when measured
     assert summary["arcs_grouped"]["certified_fraction"] > summary["arcs"]["certified_fraction"]
     assert summary["arcs_grouped"]["tightness_max"] <= 3  # 1.78 when measured; 4.17 without exact maxima

@@ -468,7 +468,7 @@ def table_levels(n: int) -> int:
 
 def touched(shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
     """A zeroed array whose pages this one thread has already written. Fresh memory first written by the
-    compiled kernels' threads at once was measured 3 to 8 times slower to fault in (docs/bounds.md §8, Speed)."""
+    compiled kernels' threads at once was measured 3 to 8 times slower to fault in (docs/bounds-record.md, Speed)."""
     out = np.zeros(shape, dtype)
     out.fill(0)
     return out

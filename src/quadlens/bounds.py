@@ -43,7 +43,8 @@ from .ladder import difference_index, targets
 from .ops import Ops
 from .tables import SeparableTables
 
-BAND_ITERATIONS = 1  # times the linear tiers narrow each band to the residuals of the neurons inside it (docs §8)
+# times the linear tiers narrow each band to the residuals of the neurons inside it (docs/bounds-record.md, The chord)
+BAND_ITERATIONS = 1
 HARMONICS = 16  # the ideal activation's waveform expanded to this harmonic of the phase for the remainder (docs §1)
 WAVEFORM_GRID = 256  # points on the circle where that expansion's tail is measured (docs §1)
 PEAK_PHASORS = 4  # the refinement's lower bound on the maximum over c also looks where these largest phasors peak (§3)

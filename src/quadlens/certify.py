@@ -313,7 +313,7 @@ def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tie
     """One tier by name (docs/bounds.md has each one's argument), without brute force: its bound, margins and
     verdicts per input. numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
     and take the cores from the compiled kernels that follow, and the tiers' matrix products are small
-    (docs/bounds.md §8, Speed)."""
+    (docs/bounds-record.md, Speed)."""
     check_tiers([name])
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
     options = {key: value(tables.p) if callable(value) else value for key, value in options.items()}
