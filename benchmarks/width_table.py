@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 TIERS = ("arcs", "arcs_grouped", "quadratic_exact_c")
+# each cluster's own rule and the two baselines (docs/explain.md)
+RULES = {"own rule": "quadrature_error_rel_mean", "equal weights": "quadrature_error_equal_weights_mean",
+         "evenly spaced": "quadrature_error_evenly_spaced_mean"}
 
 
 def read(path: Path) -> list[dict]:
@@ -54,10 +57,6 @@ def width_figures(rows: list[dict]) -> dict:
     return out
 
 
-# each cluster's own rule and the two baselines (docs/explain.md)
-RULES = {"own rule": "quadrature_error_rel_mean", "equal weights": "quadrature_error_equal_weights_mean",
-         "evenly spaced": "quadrature_error_evenly_spaced_mean"}
-
 
 def markdown(figures: dict[int, dict]) -> str:
     def cell(value: float | None, fmt: str) -> str:
@@ -72,7 +71,7 @@ def markdown(figures: dict[int, dict]) -> str:
                            f"{cell(f[t]['tightness_max_median'], '.2f')}" for t in TIERS)
         lines.append(f"| {width} | {f['pizzas']} of {f['models']} | {f['fully_accurate']} | "
                      f"{cell(f['neurons_per_cluster'], '.0f')} | "
-                     f"{', '.join(f'{100 * f[column]:.2g} %' for column in RULES.values())} | "
+                     f"{', '.join('–' if f[column] is None else f'{100 * f[column]:.2g} %' for column in RULES.values())} | "
                      f"{cell(f['L3_k2k_min_margin'], '.2f')} | {cell(f['brute_force_max_error'], '.2f')} | {tiers} |")
     return "\n".join(lines)
 
