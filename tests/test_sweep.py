@@ -19,12 +19,24 @@ def test_grid_and_names():
 def test_pool_gives_the_same_results_as_serial(tmp_path):
     configs = grid(small_config(), p=[7, 11])
     train_cfg = TrainConfig(epochs=20, eval_every=10)
-    serial = run_sweep(configs, [0, 1], tmp_path / "serial", train_cfg, workers=1)
-    pooled = run_sweep(configs, [0, 1], tmp_path / "pool", train_cfg, workers=2)
+    heard = {"serial": [], "pool": []}
+    serial = run_sweep(configs, [0, 1], tmp_path / "serial", train_cfg, workers=1,
+                       on_done=lambda name, rows: heard["serial"].append((name, len(rows))))
+    pooled = run_sweep(configs, [0, 1], tmp_path / "pool", train_cfg, workers=2,
+                       on_done=lambda name, rows: heard["pool"].append((name, len(rows))))
     assert serial.keys() == pooled.keys()
+    assert heard["serial"] == [(config_name(c), 2) for c in configs]  # each configuration heard once, as it ends
+    assert sorted(heard["pool"]) == sorted(heard["serial"])
     import pyarrow.parquet as pq
     rows = [comparable(pq.read_table(tmp_path / name / "models.parquet").to_pylist()) for name in ("serial", "pool")]
     assert len(rows[0]) == 4 and rows[0] == rows[1]
+
+
+def test_a_configuration_twice_is_refused(tmp_path):
+    configs = grid(small_config(), p=[7, 7])
+    with pytest.raises(ValueError, match="a configuration appears twice in the sweep: .'p7_dmlp24_rho1_relu'."):
+        run_sweep(configs, [0], tmp_path, TrainConfig(epochs=20, eval_every=10))
+    assert not (tmp_path / "p7_dmlp24_rho1_relu").exists()  # refused before anything ran
 
 
 def test_ray_gives_the_same_results_as_serial(tmp_path):

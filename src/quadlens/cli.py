@@ -364,6 +364,20 @@ def reproduce(
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")
 
 
+def _sweep_progress(total: int):
+    """A line per configuration as it finishes (they take minutes each, and may run in other processes)."""
+    import time
+
+    start, finished = time.perf_counter(), []
+
+    def done(name: str, rows: list[dict]) -> None:
+        finished.append(name)
+        pizzas = sum(row.get("verdict") == "pizza" for row in rows)
+        console.print(f"[{len(finished)}/{total}] {name}: {len(rows)} models, {pizzas} pizzas "
+                      f"({time.perf_counter() - start:.0f} s since the start)", markup=False)
+    return done
+
+
 @app.command()
 def sweep(
     seeds: str = typer.Option("0-3", help="Seeds for every configuration."),
@@ -388,7 +402,7 @@ def sweep(
         configs = grid(base, _integers("--p", p), _integers("--d-mlp", d_mlp),
                        [parse_attention(x) for x in attention.split(",")], act_fn.split(","))
         summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
-                            bounds, threads_per_task)
+                            bounds, threads_per_task, on_done=_sweep_progress(len(configs)))
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
     table = _table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,25 +48,47 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
 
 def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,
               train_cfg: TrainConfig = TrainConfig(), workers: int = 1, ray_address: str | None = None,
-              with_bounds: bool = True, threads_per_task: int = 1) -> dict:
-    """Run every configuration's study; write ``models.csv``/``.parquet`` over all and ``summary.json`` per config."""
+              with_bounds: bool = True, threads_per_task: int = 1,
+              on_done: Callable[[str, list[dict]], None] | None = None) -> dict:
+    """Run every configuration's study; write ``models.csv``/``.parquet`` over all and ``summary.json`` per config.
+
+    ``on_done(name, rows)`` hears each configuration as it finishes (in the order they finish), for progress.
+    """
     out_dir = Path(out_dir)
-    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / config_name(cfg)), with_bounds,
-              threads_per_task) for cfg in configs]
+    names = [config_name(cfg) for cfg in configs]
+    if len(set(names)) < len(names):
+        twice = sorted(name for name in set(names) if names.count(name) > 1)
+        raise ValueError(f"a configuration appears twice in the sweep: {twice}")
+    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads_per_task)
+             for cfg, name in zip(configs, names)]
+    finished: dict[str, list[dict]] = {}
+
+    def finish(name: str, rows: list[dict]) -> None:
+        finished[name] = rows
+        if on_done is not None:
+            on_done(name, rows)
+
     if ray_address is not None:
         import ray
 
         ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True,
                  num_cpus=workers if ray_address == "local" else None)
         remote = ray.remote(num_cpus=threads_per_task)(run_task)
-        results = ray.get([remote.remote(*task) for task in tasks])
+        pending = {remote.remote(*task): name for task, name in zip(tasks, names)}
+        while pending:
+            [ready], _ = ray.wait(list(pending))
+            finish(pending.pop(ready), ray.get(ready))
     elif workers > 1:
         with process_pool(workers, threads_per_task) as pool:
-            results = list(pool.map(run_task, *zip(*tasks)))
+            futures = {pool.submit(run_task, *task): name for task, name in zip(tasks, names)}
+            for future in as_completed(futures):
+                finish(futures[future], future.result())
     else:
-        results = [run_task(*task) for task in tasks]
+        for task, name in zip(tasks, names):
+            finish(name, run_task(*task))
+    results = [finished[name] for name in names]
     rows = [row for task_rows in results for row in task_rows]
     write_table(rows, out_dir)
-    summary = {config_name(cfg): summarise(task_rows) for cfg, task_rows in zip(configs, results)}
+    summary = {name: summarise(task_rows) for name, task_rows in zip(names, results)}
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
