@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -364,7 +365,7 @@ def reproduce(
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")
 
 
-def _sweep_progress(total: int):
+def _sweep_progress(total: int) -> Callable[[str, list[dict]], None]:
     """A line per configuration as it finishes (they take minutes each, and may run in other processes)."""
     import time
 
