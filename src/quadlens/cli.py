@@ -345,7 +345,7 @@ def reproduce(
     workers: int = typer.Option(1, min=1, help="Local processes that explain and bound the trained models."),
 ) -> None:
     """The paper's many-seed study: train (or reuse) seeds, explain and bound each, tabulate and summarise."""
-    from .study import run_study
+    from .study import run_study, statistic_rows
 
     try:
         model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
@@ -357,9 +357,8 @@ def reproduce(
         _fail(str(e))
     table = _table("figure", "mean", "median", "min", "max",
                    title=f"{summary['n_models']} models: {summary['verdicts']}")
-    for key, value in summary.items():
-        if isinstance(value, dict) and "mean" in value:
-            table.add_row(key, *(named_figure(key, value[k]) for k in ("mean", "median", "min", "max")))
+    for row in statistic_rows(summary):
+        table.add_row(*row)
     console.print(table)
     console.print(f"clusters per model: {summary['clusters_per_model']}; wrote {out / 'models.csv'}, "
                   f"{out / 'models.parquet'}, {out / 'summary.json'}, {out / 'distributions.png'}")

@@ -160,17 +160,17 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
 
 def study_report(run_dir: Path) -> str:
     """The HTML page for a folder written by ``quadlens reproduce``."""
+    from .study import statistic_rows
+
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = [json.loads(p.read_text()) for p in sorted((run_dir / "results").glob("seed_*.json"))]
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]
-    stats = [[k, *(named_figure(k, v[s]) for s in ("mean", "median", "min", "max"))]
-             for k, v in summary.items() if isinstance(v, dict) and "mean" in v]
     parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
              f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
              f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
-             _table(["figure", "mean", "median", "min", "max"], stats),
+             _table(["figure", "mean", "median", "min", "max"], statistic_rows(summary)),
              _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),
              "<h2>Models</h2>", _table(columns, [[_study_cell(c, r.get(c)) for c in columns] for r in rows], left=2)]
     return _page(f"study {run_dir.name}", parts)

@@ -23,6 +23,7 @@ from .checkpoint import load_model
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready
 from .model import ModelConfig, Transformer
+from .text import named_figure
 from .train import TrainConfig, seed_path, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
@@ -91,6 +92,13 @@ def summarise(rows: list[dict]) -> dict:
             out[column] = {"mean": values.mean(), "median": float(np.median(values)), "min": values.min(),
                            "max": values.max(), "n": len(values)}
     return json_ready(out)
+
+
+def statistic_rows(summary: dict) -> list[list[str]]:
+    """``summarise``'s distributions as table rows, for the terminal and the report alike: each figure's name, then
+    its mean, median, minimum and maximum (a share of inputs as a percentage, ``text.named_figure``)."""
+    return [[name, *(named_figure(name, value[statistic]) for statistic in ("mean", "median", "min", "max"))]
+            for name, value in summary.items() if isinstance(value, dict) and "mean" in value]
 
 
 def write_table(rows: list[dict], out_dir: Path) -> None:
