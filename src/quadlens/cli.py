@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -366,8 +367,6 @@ def reproduce(
 
 def _sweep_progress(total: int) -> Callable[[str, list[dict]], None]:
     """A line per configuration as it finishes (they take minutes each, and may run in other processes)."""
-    import time
-
     start, finished = time.perf_counter(), []
 
     def done(name: str, rows: list[dict]) -> None:
