@@ -8,6 +8,8 @@
 #   bounds: bound_scaling.py with brute force on the GPU and the tiers on the host's cores, then brute force
 #          on the host's CPU at p = 457 and 911 (not part of all).
 # If the fused loss fails its check, the study still runs, through autograd (QUADLENS_NO_FUSED=1).
+# STUDY_LIMIT and BOUNDS_LIMIT (seconds, default 420 each) cap the study's `reproduce` and the bound benchmark,
+# so that both fit one lease (e.g. STUDY_LIMIT=300 BOUNDS_LIMIT=200).
 set -uo pipefail
 WHAT=${1:-all}
 OUT=${OUT:-out/gpu}
@@ -23,7 +25,7 @@ speed() {  # precision, time limit
 }
 if [ "$WHAT" = bounds ]; then
   export PYTHONPATH=$PYTHONPATH:$PWD/benchmarks
-  timeout 420 $PY benchmarks/bound_scaling.py --device cuda --json "$OUT/bound_scaling_cuda.json" 2>&1 \
+  timeout "${BOUNDS_LIMIT:-420}" $PY benchmarks/bound_scaling.py --device cuda --json "$OUT/bound_scaling_cuda.json" 2>&1 \
     | tee "$OUT/bound_scaling_cuda.log"
   timeout 120 $PY - <<'EOF' 2>&1 | tee -a "$OUT/bound_scaling_cuda.log"
 from bound_scaling import synthetic
@@ -49,7 +51,7 @@ fi
 if [ "$WHAT" != speed ]; then
   STUDY=/tmp/study151
   start=$(date +%s)
-  timeout 420 $PY -m quadlens.cli reproduce --seeds 0-150 --device cuda --matmul-precision high \
+  timeout "${STUDY_LIMIT:-420}" $PY -m quadlens.cli reproduce --seeds 0-150 --device cuda --matmul-precision high \
     --workers "$(nproc)" --out "$STUDY" > "$OUT/study.log" 2>&1
   echo "reproduce: rc=$? in $(( $(date +%s) - start )) s, $(ls "$STUDY/results" | wc -l) models analysed" \
     | tee -a "$OUT/study.log"
