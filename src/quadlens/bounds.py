@@ -352,9 +352,9 @@ class ErrorTerms:
     rest: np.ndarray
 
     def bound(self, ops: Ops, exact_over_c: bool = False) -> np.ndarray:
-        """B(a, b) ≥ max_c |err(a+b) − err(c)| ``[p, p]``, rounding slack included."""
-        ops(self.rest.size * 3)
-        return _with_slack(self.tracked.over_c(self.dec, ops, exact_over_c) + self.rest)
+        """B(a, b) ≥ max_c |err(a+b) − err(c)| ``[p, p]``, rounding slack included (``bound_and_floor``'s first
+        part, for callers that need no certificate)."""
+        return self.bound_and_floor(ops, exact_over_c)[0]
 
     def refine(self, bound: np.ndarray, steps: np.ndarray, count: int, ops: Ops) -> np.ndarray:
         """``bound`` with the tracked part's maximum over c taken exactly on the ``count`` inputs where it is
