@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Every GPU figure of BENCHMARKS.md and docs/study.md, on a machine with a CUDA GPU, PyTorch and Triton
 # (run from the repository root; results under $OUT, default out/gpu):
-#   bash benchmarks/gpu_measure.sh [all|speed|study|bounds]
+#   bash benchmarks/gpu_measure.sh [all|speed|study|bounds|tests]
 #   speed: train_speed.py in fp32 and in TF32: fused loss checked against autograd, ms/step of naive, single,
 #          batched (fused and autograd), then 151 seeds x 10 000 epochs, wall time and final test accuracy;
 #   study: `quadlens reproduce --seeds 0-150` in TF32, then explain + bound in one process per core;
 #   bounds: bound_scaling.py with brute force on the GPU and the tiers on the host's cores, then brute force
-#          on the host's CPU at p = 457 and 911 (not part of all).
+#          on the host's CPU at p = 457 and 911 (not part of all);
+#   tests: the test suite, serially as the README runs it, with the CUDA paths live (training and brute force
+#          pick the GPU by default) and the 20 slowest tests listed (not part of all). Serially: with 8 xdist
+#          workers (torch's and numba's default thread counts in each) it did not finish in 330 s on a 16-core
+#          H200 host (193 of 213 passed, none failed, on 2026-11-27), against 91 s serially on 2 CPU cores.
 # If the fused loss fails its check, the study still runs, through autograd (QUADLENS_NO_FUSED=1).
 # STUDY_LIMIT and BOUNDS_LIMIT (seconds, default 420 each) cap the study's `reproduce` and the bound benchmark,
-# so that both fit one lease (e.g. STUDY_LIMIT=300 BOUNDS_LIMIT=200).
+# so that both fit one lease (e.g. STUDY_LIMIT=300 BOUNDS_LIMIT=200); TESTS_LIMIT (default 400) the test suite.
 set -uo pipefail
 WHAT=${1:-all}
 OUT=${OUT:-out/gpu}
@@ -23,6 +27,11 @@ speed() {  # precision, time limit
   timeout "$2" $PY benchmarks/train_speed.py --devices cuda --batch 151 --full-run --precision "$1" \
     --json "$OUT/train_speed_$1.json" 2>&1 | tee -a "$OUT/train_speed.log"
 }
+if [ "$WHAT" = tests ]; then
+  timeout "${TESTS_LIMIT:-400}" $PY -m pytest -q -p no:cacheprovider -rs --durations=20 tests 2>&1 \
+    | tee "$OUT/pytest_gpu.log"
+  exit
+fi
 if [ "$WHAT" = bounds ]; then
   export PYTHONPATH=$PYTHONPATH:$PWD/benchmarks
   timeout "${BOUNDS_LIMIT:-420}" $PY benchmarks/bound_scaling.py --device cuda --json "$OUT/bound_scaling_cuda.json" 2>&1 \
