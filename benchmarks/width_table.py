@@ -57,7 +57,6 @@ def width_figures(rows: list[dict]) -> dict:
     return out
 
 
-
 def markdown(figures: dict[int, dict]) -> str:
     def cell(value: float | None, fmt: str) -> str:
         return "–" if value is None else format(value, fmt)
