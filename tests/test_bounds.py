@@ -527,6 +527,15 @@ def test_run_tier_names_an_unknown_tier():
         run_tier("arc", None, [])
 
 
+def test_run_tier_overrides_replace_the_tiers_options(noisy_pizza):
+    """`arcs` without sign patterns is `lipschitz`; `arcs_grouped` with more exact differences is another bound."""
+    tables, clusters, _ = noisy_pizza
+    np.testing.assert_array_equal(run_tier("arcs", tables, clusters, sign_patterns=False).bound,
+                                  run_tier("lipschitz", tables, clusters).bound)
+    shipped = run_tier("arcs_grouped", tables, clusters)
+    assert (run_tier("arcs_grouped", tables, clusters, exact_differences=23).bound != shipped.bound).any()
+
+
 def test_brute_force_matches_the_explanation_from_its_cosines():
     """The truth, with the explanation's logits read from its table, against L3 written out with p³ cosines per
     cluster (second harmonic and offsets on, four clusters)."""
@@ -639,5 +648,6 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
 def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences_and_inputs():
     from quadlens.certify import exact_differences, exact_inputs
 
-    assert [exact_differences(p) for p in (5, 59, 113, 227, 256, 911, 10_007)] == [16, 16, 28, 56, 64, 64, 64]
-    assert [exact_inputs(p) for p in (5, 59, 113, 227, 256, 911, 10_007)] == [16, 16, 16, 28, 32, 32, 32]
+    sizes = (5, 59, 113, 227, 256, 457, 911, 10_007)
+    assert [exact_differences(p) for p in sizes] == [16, 16, 28, 56, 64, 114, 128, 128]
+    assert [exact_inputs(p) for p in sizes] == [16, 16, 16, 28, 32, 32, 32, 32]

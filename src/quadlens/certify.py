@@ -31,14 +31,14 @@ from .text import duration, percent
 SCHEMA = "quadlens.bound"
 BRUTE_FORCE = "brute_force"  # the stage name of brute force's rows among a run's partial results
 WAVEFORM_GROUPS = 4  # arcs_grouped: each cluster split by neuron offset, each group with its own waveform
-EXACT_DIFFERENCES = (16, 64)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
+EXACT_DIFFERENCES = (16, 128)  # arcs_grouped: differences a − b per group evaluated exactly (its blind spots), p // 4
 # within these bounds: the blind spots' share of the differences does not shrink with p, and the cap keeps it linear
 EXACT_MAXIMA = 48  # arcs_grouped: its maximum over c taken exactly on this many times p inputs, the loosest
 EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs, where the rest weighs most, E = p // 8
 # within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 14  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 15  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
@@ -50,7 +50,8 @@ SCHEMA_VERSION = 14  # 2: certified by the competitor certificate, arcs_refined 
 # modulus (arcs_grouped; the other tiers have one group per frequency and are unchanged); 13: the certificate takes
 # the sign of the error's tracked difference: what the error adds to the margin, not only its size; 14:
 # arcs_grouped's exact maxima over c on 48·p inputs (was 16·p), ranked with the differences where the largest tracked
-# phasors peak or dip as well as at the listed outputs
+# phasors peak or dip as well as at the listed outputs; 15: arcs_grouped's exact differences up to 128 per group
+# (was 64; the same below p = 260)
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
@@ -275,7 +276,7 @@ def _within(count: int, bounds: tuple[int, int]) -> int:
 
 def exact_differences(p: int) -> int:
     """How many differences a − b per cluster group ``arcs_grouped`` evaluates exactly: p // 4, at least 16 (so that
-    at p = 59 most differences are still bounded) and at most 64 (so that the tier stays linear)."""
+    at p = 59 most differences are still bounded) and at most 128 (so that the tier stays linear)."""
     return _within(p // 4, EXACT_DIFFERENCES)
 
 
@@ -309,14 +310,15 @@ def check_tiers(tiers: Sequence[str]) -> list[str]:
     return [name for name in TIERS if name in tiers]
 
 
-def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster]) -> Tier:
+def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster], **overrides) -> Tier:
     """One tier by name (docs/bounds.md has each one's argument), without brute force: its bound, margins and
-    verdicts per input. numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
+    verdicts per input; ``overrides`` replace options of its error terms (for ablations, e.g. ``exact_differences``
+    of ``linear_error``). numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
     and take the cores from the compiled kernels that follow, and the tiers' matrix products are small
     (docs/bounds-record.md, Speed)."""
     check_tiers([name])
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
-    options = {key: value(tables.p) if callable(value) else value for key, value in options.items()}
+    options = {key: value(tables.p) if callable(value) else value for key, value in options.items()} | overrides
     with threadpool_limits(1, user_api="blas"):
         return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
                      **tier_options)

@@ -1,0 +1,68 @@
+"""How many differences a − b per group `arcs_grouped` should evaluate exactly: tightness against cost.
+
+    python benchmarks/exact_differences_budget.py --p 911 --budgets 64,32 96,32 128,32 160,32 64,64
+    python benchmarks/exact_differences_budget.py --p 457 --budgets 64,32 114,32 --json out.json
+
+Each budget ``D,E`` is `arcs_grouped` with D exact differences per cluster group and E·p exact inputs (the
+shipped tier takes D = p // 4 within ``certify.EXACT_DIFFERENCES`` and E = p // 8 within ``certify.EXACT_INPUTS``),
+everything else as shipped, on the synthetic pizza of ``bound_scaling.py`` at that p. Printed per budget: wall time,
+counted operations, certified fraction and B/truth (median, maximum, share of inputs above 3), with the
+`quadratic` tier as a reference. Brute force gives the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bound_scaling import synthetic
+from quadlens.certify import SCHEMA_VERSION, Tier, brute_force, load_compiled_kernels, run_tier
+from quadlens.clusters import build_clusters
+from quadlens.neurons import fit_neurons
+from quadlens.text import percent
+
+
+def row(name: str, tier: Tier, truth: np.ndarray) -> dict:
+    ratio = tier.bound / np.maximum(truth, 1e-300)
+    out = {"variant": name, "seconds": tier.seconds, "ops": tier.ops,
+           "certified_fraction": float((tier.proven_margin > 0).mean()), "tightness_median": float(np.median(ratio)),
+           "tightness_max": float(ratio.max()), "share_above_3": float((ratio > 3).mean())}
+    print(f"| {name} | {tier.seconds:.2f} | {tier.ops:.3g} | {percent(out['certified_fraction'])} | "
+          f"{out['tightness_median']:.2f} | {out['tightness_max']:.2f} | {100 * out['share_above_3']:.2f} % |", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--p", type=int, default=911)
+    parser.add_argument("--budgets", nargs="+", default=["64,32", "96,32", "128,32", "160,32", "64,64"],
+                        help="D,E: exact differences per group, exact inputs per p")
+    parser.add_argument("--json", type=Path, help="append this run's results to this file")
+    args = parser.parse_args()
+    budgets = [tuple(int(x) for x in budget.split(",")) for budget in args.budgets]
+    tables = synthetic(args.p)
+    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    load_compiled_kernels()
+    truth = np.asarray(brute_force(tables, clusters, "cpu")[0])
+    print(f"synthetic pizza p = {args.p}, d_mlp = {tables.d_mlp}\n")
+    print("| variant | seconds | ops | certified | B/truth median | max | above 3 |\n|---|---|---|---|---|---|---|")
+    rows = [row(f"{d} exact differences per group, {e}·p exact inputs",
+                run_tier("arcs_grouped", tables, clusters, exact_differences=d, exact_inputs=e), truth)
+            for d, e in budgets]
+    rows.append(row("`quadratic` (reference)", run_tier("quadratic", tables, clusters), truth))
+    if args.json:
+        runs = json.loads(args.json.read_text()) if args.json.exists() else []
+        runs.append({"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "torch": torch.__version__,
+                     "threads": torch.get_num_threads(), "schema_version": SCHEMA_VERSION, "p": args.p,
+                     "d_mlp": tables.d_mlp, "rows": rows})
+        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
