@@ -13,16 +13,13 @@ counted operations, certified fraction and B/truth (median, maximum, share of in
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from bound_scaling import synthetic
-from quadlens.certify import SCHEMA_VERSION, Tier, brute_force, load_compiled_kernels, run_tier
+from runlog import append_run
+
+from quadlens.certify import Tier, brute_force, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 from quadlens.text import percent
@@ -57,11 +54,7 @@ def main() -> None:
             for d, e in budgets]
     rows.append(row("`quadratic` (reference)", run_tier("quadratic", tables, clusters), truth))
     if args.json:
-        runs = json.loads(args.json.read_text()) if args.json.exists() else []
-        runs.append({"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "torch": torch.__version__,
-                     "threads": torch.get_num_threads(), "schema_version": SCHEMA_VERSION, "p": args.p,
-                     "d_mlp": tables.d_mlp, "rows": rows})
-        args.json.write_text(json.dumps(runs, indent=2) + "\n")
+        append_run(args.json, p=args.p, d_mlp=tables.d_mlp, rows=rows)
 
 
 if __name__ == "__main__":
