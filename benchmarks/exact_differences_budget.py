@@ -1,12 +1,14 @@
-"""How many differences a − b per group `arcs_grouped` should evaluate exactly: tightness against cost.
+"""How many differences a − b per group `arcs_grouped` should evaluate exactly, and how: tightness against cost.
 
     python benchmarks/exact_differences_budget.py --p 911 --budgets 64,32 96,32 128,32 160,32 64,64
-    python benchmarks/exact_differences_budget.py --p 457 --budgets 64,32 114,32 --json out.json
+    python benchmarks/exact_differences_budget.py --p 1279 --budgets 128,32,own 128,32,shared --json out.json
 
 Each budget ``D,E`` is `arcs_grouped` with D exact differences per cluster group and E·p exact inputs (the
 shipped tier takes D = p // 4 within ``certify.EXACT_DIFFERENCES`` and E = p // 8 within ``certify.EXACT_INPUTS``),
-everything else as shipped, on the synthetic pizza of ``bound_scaling.py`` at that p. Printed per budget: wall time,
-counted operations, certified fraction and B/truth (median, maximum, share of inputs above 3), with the
+everything else as shipped, on the synthetic pizza of ``bound_scaling.py`` at that p. A third field picks how the
+differences are chosen: ``own`` (each group its D worst) or ``shared`` (16·D (group, difference) pairs by min-max,
+``bounds._min_max_pairs``); without it, as shipped at that p (``certify.shares_differences``). Printed per budget:
+wall time, counted operations, certified fraction and B/truth (median, maximum, share of inputs above 3), with the
 `quadratic` tier as a reference. Brute force gives the truth.
 """
 
@@ -25,6 +27,9 @@ from quadlens.neurons import fit_neurons
 from quadlens.text import percent
 
 
+CHOICE = {(): "", ("own",): " (each group its own)", ("shared",): " (shared by min-max)"}
+
+
 def row(name: str, tier: Tier, truth: np.ndarray) -> dict:
     ratio = tier.bound / np.maximum(truth, 1e-300)
     out = {"variant": name, "seconds": tier.seconds, "ops": tier.ops,
@@ -39,19 +44,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--p", type=int, default=911)
     parser.add_argument("--budgets", nargs="+", default=["64,32", "96,32", "128,32", "160,32", "64,64"],
-                        help="D,E: exact differences per group, exact inputs per p")
+                        help="D,E[,own|shared]: exact differences per group, exact inputs per p, how chosen")
     parser.add_argument("--json", type=Path, help="append this run's results to this file")
     args = parser.parse_args()
-    budgets = [tuple(int(x) for x in budget.split(",")) for budget in args.budgets]
+    budgets = [budget.split(",") for budget in args.budgets]
     tables = synthetic(args.p)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
     load_compiled_kernels()
     truth = np.asarray(brute_force(tables, clusters, "cpu")[0])
     print(f"synthetic pizza p = {args.p}, d_mlp = {tables.d_mlp}\n")
     print("| variant | seconds | ops | certified | B/truth median | max | above 3 |\n|---|---|---|---|---|---|---|")
-    rows = [row(f"{d} exact differences per group, {e}·p exact inputs",
-                run_tier("arcs_grouped", tables, clusters, exact_differences=d, exact_inputs=e), truth)
-            for d, e in budgets]
+    rows = [row(f"{d} exact differences per group{CHOICE[tuple(how)]}, {e}·p exact inputs",
+                run_tier("arcs_grouped", tables, clusters, exact_differences=int(d), exact_inputs=int(e),
+                         **({"share_differences": how[0] == "shared"} if how else {})), truth)
+            for d, e, *how in budgets]
     rows.append(row("`quadratic` (reference)", run_tier("quadratic", tables, clusters), truth))
     if args.json:
         append_run(args.json, p=args.p, d_mlp=tables.d_mlp, rows=rows)

@@ -50,6 +50,8 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
             ("arcs, exact differences", linear_error(tables, clusters, exact_differences=2, band_iterations=4, **fit),
              "bounded"),
             ("arcs, grouped", linear_error(tables, clusters, waveform_groups=3, exact_differences=1, **fit), "refined"),
+            ("arcs, grouped, differences shared", linear_error(tables, clusters, waveform_groups=3, exact_differences=2,
+                                                               share_differences=True, **fit), "bounded"),
             ("arcs, exact inputs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1, **fit), "bounded"),
             ("arcs, exact loose neurons", linear_error(tables, clusters, exact_loose=10**6, **fit), "bounded"),
             ("arcs, misfits out of the arcs", linear_error(tables, clusters, waveform_groups=2, exact_inputs=1,
@@ -193,12 +195,28 @@ def test_exact_differences_everywhere_give_the_exact_tracked_sums(noisy_pizza, m
     one_at_a_time = functools.partial(bounds._exact_differences, chunk_elements=1)
     monkeypatch.setattr(bounds, "_exact_differences", one_at_a_time)
     chunked = linear_error(tables, clusters, waveform_groups=2, exact_differences=40)  # more than p: all of them
-    for error in (whole, chunked):
+    shared = linear_error(tables, clusters, waveform_groups=2, exact_differences=23, share_differences=True)
+    for error in (whole, chunked, shared):
         np.testing.assert_allclose(error.tracked.phasors, quadratic.tracked.phasors, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(error.tracked.coordinates, quadratic.tracked.coordinates, rtol=1e-12, atol=1e-12)
     # chunks of one input take other matrix-product shapes than the whole batch: equal up to their rounding
     np.testing.assert_allclose(chunked.rest, whole.rest, rtol=1e-12, atol=1e-12)
     assert (whole.rest <= linear_error(tables, clusters, waveform_groups=2).rest + 1e-12).all()
+
+
+def test_shared_exact_differences_go_where_the_summed_band_is_largest():
+    """Two groups whose worst differences coincide: each group's own worst (per group) spends both pairs on
+    difference 0 and leaves 6 at difference 3; shared, the pairs go to 0 and 3 and leave at most 4."""
+    by_difference = np.array([[5.0, 1.0, 0.0, 3.0], [4.0, 0.0, 0.0, 3.0]])
+    bands = np.zeros((2, 4, 4))  # [G, a, b]: each difference d's band on the input (d, 0)
+    bands[:, :, 0] = by_difference
+    per_group = bounds._chosen_differences(bands, 1, False, Ops())
+    shared = bounds._chosen_differences(bands, 1, True, Ops())
+    assert per_group.sum() == shared.sum() == 2
+    assert (by_difference * ~per_group).sum(0).max() == 6.0
+    assert (by_difference * ~shared).sum(0).max() == 4.0
+    assert shared[0, 0] and shared[:, 3].sum() == 1
+    assert bounds._min_max_pairs(by_difference, 100).all()  # more pairs than there are: every one
 
 
 def test_the_remainders_second_bound_tightens_where_it_is_used(monkeypatch):

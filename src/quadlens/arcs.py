@@ -364,6 +364,26 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
 
 
 @njit(cache=True, parallel=True)
+def flips(phase: np.ndarray, kappa: float, beta: float, omega_k: float, from_a: np.ndarray, from_b: np.ndarray,
+          a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out[q, i] = relu(z_i) − on_i·z_i at input q = (a[q], b[q]), z_i = from_a[a, i] + from_b[b, i] the neuron's
+    pre-activation and on_i whether ``arc_sums`` puts it on the ideal on-set there (the same roots and arcs): what
+    the exact activations add to the arc sums, which take Σ_{on} z_i v_i. Nonzero only where the residual flips
+    the neuron's sign. ``from_a`` ``[p, n]`` and ``from_b`` in the group's phase order."""
+    p, n = from_a.shape[0], len(phase)
+    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    for q in prange(len(a)):
+        x, y = a[q], b[q]
+        i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
+        for i in range(n):
+            out[q, i] = max(from_a[x, i] + from_b[y, i], 0.0)
+        for arc in range(_on_set_arcs(x, y, omega_k, tables, i1, i2)):
+            for j in range(i1[arc], i2[arc]):  # indices into the doubled phase list
+                i = j % n
+                out[q, i] -= from_a[x, i] + from_b[y, i]
+
+
+@njit(cache=True, parallel=True)
 def ideal_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal_prefix: np.ndarray,
                found: np.ndarray) -> np.ndarray:
     """Fill ``found[W, a, b]`` with the ideal activations' sums over the on-set {x > 0} alone (the Lipschitz

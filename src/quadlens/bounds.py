@@ -28,6 +28,7 @@ The arc sums themselves run in ``quadlens.arcs`` (compiled).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -133,39 +134,82 @@ def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Worksp
     return ClusterSums(found, full_band[0][:, None] + full_band[1][None, :])
 
 
-def _exact_differences(sums: ClusterSums, term: ClusterTerms, tables: SeparableTables, count: int,
-                       ops: Ops, chunk_elements: int = 1 << 20) -> None:
-    """Replace the arcs by exact activations on the ``count`` differences a − b where the band term is largest.
+def _chosen_differences(bands: np.ndarray, count: int, shared: bool, ops: Ops) -> np.ndarray:
+    """Which differences a − b each cluster group evaluates exactly ``[G, p]``, from the groups' band terms
+    ``[G, p, p]``: each group its ``count`` with the largest band or, ``shared``, G·count (group, difference) pairs
+    where they lower the largest band summed over the groups most (``_min_max_pairs``)."""
+    p = bands.shape[1]
+    by_difference = np.stack([np.bincount(difference_index(p).ravel(), weights=band.ravel(), minlength=p)
+                              for band in bands])
+    count = min(count, p)
+    ops(bands.size + by_difference.size * np.log2(max(p, 2)))
+    if shared:
+        return _min_max_pairs(by_difference, count * len(bands))
+    chosen = np.zeros(by_difference.shape, bool)
+    for group, row in zip(chosen, by_difference):
+        group[np.argsort(-row)[:count]] = True
+    return chosen
 
-    Each costs p·n: the group's blind spots, where the residuals decide every sign, are worth paying for.
-    The activations come from the compiled ``_hidden``, a few differences at a time (fresh memory costs page
-    faults).
+
+def _min_max_pairs(by_difference: np.ndarray, pairs: int) -> np.ndarray:
+    """``pairs`` (group, difference) pairs ``[G, p]``, taken one at a time at the difference whose band, summed over
+    the groups not yet taken there, is largest, for its group with the largest band: a greedy for the smallest
+    largest band. The worst inputs lie where two clusters' blind spots meet, and each group's own worst
+    differences miss them (docs/bounds-record.md, *Exact inputs*)."""
+    G, p = by_difference.shape
+    order = np.argsort(-by_difference, axis=0)  # per difference, its groups by band, largest first
+    remaining, taken = by_difference.sum(0), np.zeros(p, np.int64)
+    chosen = np.zeros((G, p), bool)
+    heap = [(-remaining[d], d) for d in range(p)]
+    heapq.heapify(heap)
+    for _ in range(min(pairs, G * p)):
+        _, d = heapq.heappop(heap)
+        group = order[taken[d], d]
+        chosen[group, d] = True
+        remaining[d] -= by_difference[group, d]
+        taken[d] += 1
+        if taken[d] < G:
+            heapq.heappush(heap, (-remaining[d], d))
+    return chosen
+
+
+def _exact_differences(term: ClusterTerms, tables: SeparableTables, differences: np.ndarray, tracked: "_Tracked",
+                       remainder: np.ndarray, band: np.ndarray, ops: Ops, chunk_elements: int = 1 << 20) -> None:
+    """Make a group's sums exact on every input whose difference a − b is listed: add to them what the exact
+    activations add to the arcs' (``arcs.flips``, times the output weights) and clear the group's band there.
+
+    Each difference costs p·n: the group's blind spots, where the residuals decide every sign, are worth paying for.
     """
     p, n = tables.p, len(term.r)
-    count = min(count, p)
-    if count <= 0:
+    if not len(differences):
         return
-    band_by_difference = np.bincount(difference_index(p).ravel(), weights=sums.band.ravel(), minlength=p)
-    chosen = np.argsort(-band_by_difference)[:count]
-    from_a = tables.F_a[:, term.neurons] + tables.b_in[term.neurons]
-    from_b = tables.F_b[:, term.neurons]
-    rows = np.tile(np.arange(p), count)
-    inputs = rows * p + (rows - np.repeat(chosen, p)) % p
-    for a, b, hidden, _ in _hidden_in_chunks(from_a, from_b, inputs, p, n, max(1, chunk_elements // max(p * n, 1)) * p):
-        sums.found[:, a, b] = (hidden @ term.output_weights).T
-        sums.band[a, b] = 0.0
-        ops(len(a) * n * (3 + 2 * len(sums.found)))
-    ops(p * p)
+    from_a = np.ascontiguousarray(tables.F_a[:, term.neurons] + tables.b_in[term.neurons])
+    from_b = np.ascontiguousarray(tables.F_b[:, term.neurons])
+    rows = np.tile(np.arange(p), len(differences))
+    inputs = rows * p + (rows - np.repeat(differences, p)) % p
+    step = max(1, chunk_elements // max(p * n, 1)) * p
+    flipped = np.empty((min(step, len(inputs)), n))  # one buffer for every chunk (fresh memory costs page faults)
+    for lo in range(0, len(inputs), step):
+        a, b = np.divmod(inputs[lo:lo + step], p)
+        arcs.flips(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, from_a, from_b, a, b,
+                   flipped[:len(a)])
+        change = (flipped[:len(a)] @ term.output_weights).T  # [W, n]
+        tracked.add(term, change[:-1], (a, b))
+        remainder[a, b] += change[-1]
+        band[a, b] = 0.0
+        ops(len(a) * (n * (4 + 2 * len(change)) + 60))
 
 
 def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns: bool = True,
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0,
+                 band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, share_differences: bool = False,
                  waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0,
                  misfit_reach: float = MISFIT_REACH, harmonics: int | None = HARMONICS) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
-    ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each);
+    ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each), each
+    group's own worst or, with ``share_differences``, as many (group, difference) pairs where they lower the
+    groups' summed band most;
     ``waveform_groups`` splits each cluster by neuron offset, each group with its own waveform;
     ``exact_inputs`` times p inputs get the exact hidden activations (O(d_mlp) each), where the rest is the
     largest share of the bound; the neurons outside every cluster get their exact activations on every input
@@ -180,7 +224,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     budget = exact_loose * tables.d_mlp // p  # neurons evaluated exactly on every input
     dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups, budget, misfit_reach)
     tracked, remainder, band, norm_squares = _cluster_sums(dec, tables, sign_patterns, band_iterations,
-                                                           exact_differences, ops)
+                                                           exact_differences, share_differences, ops)
     if len(dec.loose) <= budget:
         loose = _exact_loose(tracked, tables, dec, ops)
     else:
@@ -198,25 +242,33 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
 
 
 def _cluster_sums(dec: Decomposition, tables: SeparableTables, sign_patterns: bool, band_iterations: int,
-                  exact_differences: int, ops: Ops) -> tuple["_Tracked", np.ndarray, np.ndarray, np.ndarray]:
-    """Every cluster group's sums over arcs, added up: the tracked part, and per input ``[p, p]`` the remainder's
-    bound, the band's and (with sign patterns) ‖h‖₂²'s over the arcs. The groups' tables share one workspace,
-    freed on return, before the exact evaluations that follow allocate theirs."""
+                  exact_differences: int, share_differences: bool,
+                  ops: Ops) -> tuple["_Tracked", np.ndarray, np.ndarray, np.ndarray]:
+    """Every cluster group's sums over arcs, added up, then made exact on the chosen differences
+    (``_chosen_differences``): the tracked part, and per input ``[p, p]`` the remainder's bound, the band's and
+    (with sign patterns) ‖h‖₂²'s over the arcs. The groups' tables share one workspace, freed before the exact
+    evaluations allocate theirs; each group's band is kept until the choice."""
     p = tables.p
     tracked = _Tracked.empty(p, dec)
-    remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
-    workspace = arcs.Workspace()
-    for term in dec.clusters:
+    remainder, norm_squares = np.zeros((p, p)), np.zeros((p, p))
+    bands = np.empty((len(dec.clusters), p, p))
+    workspace, sums = arcs.Workspace(), None
+    for term, band in zip(dec.clusters, bands):
         if sign_patterns:
             sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
             norm_squares += _activation_norm(term, p, ops, workspace) ** 2
         else:
             sums = _lipschitz_sums(term, p, ops, workspace)
-        _exact_differences(sums, term, tables, exact_differences, ops)
         tracked.add(term, sums.found[:-1])
         remainder += sums.found[-1]
-        band += sums.band
-    return tracked, remainder, band, norm_squares
+        band[...] = sums.band
+    del workspace, sums
+    if exact_differences > 0 and len(bands):
+        chosen = _chosen_differences(bands, exact_differences, share_differences, ops)
+        for term, band, differences in zip(dec.clusters, bands, chosen):
+            _exact_differences(term, tables, np.flatnonzero(differences), tracked, remainder, band, ops)
+    ops(bands.size)
+    return tracked, remainder, bands.sum(0), norm_squares
 
 
 def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, harmonic: np.ndarray | None, ops: Ops,
@@ -436,14 +488,19 @@ class _Tracked:
     def empty(cls, p: int, dec: Decomposition) -> "_Tracked":
         return cls(arcs.touched((len(dec.frequencies), p, p), complex), arcs.touched((len(dec.directions), p, p)))
 
-    def add(self, term: ClusterTerms, sums: np.ndarray) -> None:
-        """Add a cluster's summed output weights ``[W, ...]`` (real and imaginary parts of the phasor
-        coefficients, then direction coordinates, as ``ClusterTerms.output_weights``)."""
+    def add(self, term: ClusterTerms, sums: np.ndarray, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add a cluster's summed output weights ``[W, p, p]`` (real and imaginary parts of the phasor
+        coefficients, then direction coordinates, as ``ClusterTerms.output_weights``), or ``[W, n]`` at the
+        given inputs (a, b), each listed once."""
         T = len(term.tracked)
+        where = (slice(None), slice(None)) if inputs is None else inputs
         for t, column in enumerate(term.columns):
-            _add_parts(self.phasors[column], sums[t], sums[T + t])
+            if inputs is None:
+                _add_parts(self.phasors[column], sums[t], sums[T + t])  # compiled: no [p, p] complex temporary
+            else:
+                self.phasors[(column, *where)] += sums[t] + 1j * sums[T + t]
         for t, column in enumerate(range(term.direction_columns.start, term.direction_columns.stop)):
-            self.coordinates[column] += sums[2 * T + t]
+            self.coordinates[(column, *where)] += sums[2 * T + t]
 
     def stacked(self, inputs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Every tracked value as a real number, in the order of ``output_basis`` (Re Y_f, Im Y_f, then the

@@ -280,6 +280,12 @@ def exact_differences(p: int) -> int:
     return _within(p // 4, EXACT_DIFFERENCES)
 
 
+def shares_differences(p: int) -> bool:
+    """Whether ``arcs_grouped`` shares its exact differences among the cluster groups (``bounds._min_max_pairs``):
+    where the cap binds, so that each group's quarter of the differences is more than its share of the budget."""
+    return p // 4 > EXACT_DIFFERENCES[1]
+
+
 def exact_inputs(p: int) -> int:
     """On how many times p inputs ``arcs_grouped`` takes the exact hidden activations: p // 8, at least 16 (27 % of
     the inputs at p = 59) and at most 32 (so that the tier stays linear; the share then falls as 32/p)."""
@@ -292,7 +298,8 @@ _TIER_SPECS = {
     "arcs": ("O(p·d_mlp)", linear_error, {"sign_patterns": True}, {}),
     "arcs_grouped": ("O(p·d_mlp)", linear_error,
                      {"sign_patterns": True, "waveform_groups": WAVEFORM_GROUPS, "exact_differences": exact_differences,
-                      "exact_inputs": exact_inputs, "exact_loose": EXACT_LOOSE},
+                      "share_differences": shares_differences, "exact_inputs": exact_inputs,
+                      "exact_loose": EXACT_LOOSE},
                      {"exact_maxima": EXACT_MAXIMA}),
     "quadratic": ("O(p²·d_mlp)", quadratic_error, {}, {"exact": True}),
     "quadratic_exact_c": ("O(p²·d_mlp + p³·F)", quadratic_error, {}, {"exact_over_c": True, "exact": True}),
