@@ -267,8 +267,11 @@ def _cluster_sums(dec: Decomposition, tables: SeparableTables, sign_patterns: bo
         chosen = _chosen_differences(bands, exact_differences, share_differences, ops)
         for term, band, differences in zip(dec.clusters, bands, chosen):
             _exact_differences(term, tables, np.flatnonzero(differences), tracked, remainder, band, ops)
+    band = np.zeros((p, p))
+    for group_band in bands:  # in turn, as they came
+        band += group_band
     ops(bands.size)
-    return tracked, remainder, bands.sum(0), norm_squares
+    return tracked, remainder, band, norm_squares
 
 
 def _exact_inputs(error: "ErrorTerms", tables: SeparableTables, count: int, harmonic: np.ndarray | None, ops: Ops,
