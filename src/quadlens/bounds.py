@@ -12,9 +12,10 @@ Tiers (costs counted in arithmetic operations as they are performed):
                          on-set; only bands around the kink, as wide as the largest residual share inside
                          them, are bounded, each neuron's flip by its share along the chord (1 − |x|/τ)
   arcs_grouped  linear   each cluster split by neuron offset into groups with their own waveform, each
-                         group's worst differences a − b (its blind spots) evaluated exactly, the exact
+                         group's worst differences a − b (its blind spots) evaluated exactly (where the
+                         budget is short, shared among the groups where their summed band is largest), the exact
                          hidden activations on the 16·p to 32·p inputs where the rest weighs most, and
-                         the maximum over c taken exactly on the 16·p inputs where B looks loosest
+                         the maximum over c taken exactly on the 48·p inputs where B looks loosest
   quadratic     O(p²m)   exact hidden activations; only the maximum over c is bounded
   quadratic_exact_c      the same with the tracked part's maximum over c taken exactly (O(p³F) more)
   brute force   O(p³m)   the truth (``quadlens.certify``)

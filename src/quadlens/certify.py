@@ -51,7 +51,8 @@ SCHEMA_VERSION = 15  # 2: certified by the competitor certificate, arcs_refined 
 # the sign of the error's tracked difference: what the error adds to the margin, not only its size; 14:
 # arcs_grouped's exact maxima over c on 48·p inputs (was 16·p), ranked with the differences where the largest tracked
 # phasors peak or dip as well as at the listed outputs; 15: arcs_grouped's exact differences up to 128 per group
-# (was 64; the same below p = 260)
+# (was 64), shared among the groups by min-max where that cap binds, added to the arc sums as corrections (the same
+# bounds below p = 260, to rounding)
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
