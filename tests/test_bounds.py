@@ -664,8 +664,9 @@ def test_bound_runs_only_the_chosen_tiers_and_reports_each_stage(bundled):
 
 
 def test_arcs_grouped_evaluates_a_bounded_share_of_the_differences_and_inputs():
-    from quadlens.certify import exact_differences, exact_inputs
+    from quadlens.certify import exact_differences, exact_inputs, shares_differences
 
     sizes = (5, 59, 113, 227, 256, 457, 911, 10_007)
     assert [exact_differences(p) for p in sizes] == [16, 16, 28, 56, 64, 114, 128, 128]
+    assert [shares_differences(p) for p in sizes] == [False] * 6 + [True] * 2  # where the cap binds
     assert [exact_inputs(p) for p in sizes] == [16, 16, 16, 28, 32, 32, 32, 32]
