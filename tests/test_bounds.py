@@ -205,17 +205,18 @@ def test_exact_differences_everywhere_give_the_exact_tracked_sums(noisy_pizza, m
 
 
 def test_shared_exact_differences_go_where_the_summed_band_is_largest():
-    """Two groups whose worst differences coincide: each group's own worst (per group) spends both pairs on
-    difference 0 and leaves 6 at difference 3; shared, the pairs go to 0 and 3 and leave at most 4."""
+    """Two groups whose worst differences coincide: each group's own worst spends both pairs on difference 0 and
+    leaves 6 at difference 3; shared, the pairs go to 0 and 3 and leave at most 4."""
     by_difference = np.array([[5.0, 1.0, 0.0, 3.0], [4.0, 0.0, 0.0, 3.0]])
-    bands = np.zeros((2, 4, 4))  # [G, a, b]: each difference d's band on the input (d, 0)
-    bands[:, :, 0] = by_difference
-    per_group = bounds._chosen_differences(bands, 1, False, Ops())
-    shared = bounds._chosen_differences(bands, 1, True, Ops())
-    assert per_group.sum() == shared.sum() == 2
-    assert (by_difference * ~per_group).sum(0).max() == 6.0
+    band = np.zeros((4, 4))
+    band[:, 0] = by_difference[0]  # each difference d's band on the input (d, 0)
+    np.testing.assert_array_equal(bounds._band_by_difference(band), by_difference[0])
+    own = np.zeros((2, 4), bool)
+    own[:, 0] = True
+    shared = bounds._min_max_pairs(by_difference, 2)
+    assert shared.sum() == 2 and shared[0, 0] and shared[:, 3].sum() == 1
+    assert (by_difference * ~own).sum(0).max() == 6.0
     assert (by_difference * ~shared).sum(0).max() == 4.0
-    assert shared[0, 0] and shared[:, 3].sum() == 1
     assert bounds._min_max_pairs(by_difference, 100).all()  # more pairs than there are: every one
 
 

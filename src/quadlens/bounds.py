@@ -135,21 +135,10 @@ def _lipschitz_sums(term: ClusterTerms, p: int, ops: Ops, workspace: arcs.Worksp
     return ClusterSums(found, full_band[0][:, None] + full_band[1][None, :])
 
 
-def _chosen_differences(bands: np.ndarray, count: int, shared: bool, ops: Ops) -> np.ndarray:
-    """Which differences a − b each cluster group evaluates exactly ``[G, p]``, from the groups' band terms
-    ``[G, p, p]``: each group its ``count`` with the largest band or, ``shared``, G·count (group, difference) pairs
-    where they lower the largest band summed over the groups most (``_min_max_pairs``)."""
-    p = bands.shape[1]
-    by_difference = np.stack([np.bincount(difference_index(p).ravel(), weights=band.ravel(), minlength=p)
-                              for band in bands])
-    count = min(count, p)
-    ops(bands.size + by_difference.size * np.log2(max(p, 2)))
-    if shared:
-        return _min_max_pairs(by_difference, count * len(bands))
-    chosen = np.zeros(by_difference.shape, bool)
-    for group, row in zip(chosen, by_difference):
-        group[np.argsort(-row)[:count]] = True
-    return chosen
+def _band_by_difference(band: np.ndarray) -> np.ndarray:
+    """A band term's sum over each difference a − b ``[p]``."""
+    p = band.shape[0]
+    return np.bincount(difference_index(p).ravel(), weights=band.ravel(), minlength=p)
 
 
 def _min_max_pairs(by_difference: np.ndarray, pairs: int) -> np.ndarray:
@@ -245,16 +234,20 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
 def _cluster_sums(dec: Decomposition, tables: SeparableTables, sign_patterns: bool, band_iterations: int,
                   exact_differences: int, share_differences: bool,
                   ops: Ops) -> tuple["_Tracked", np.ndarray, np.ndarray, np.ndarray]:
-    """Every cluster group's sums over arcs, added up, then made exact on the chosen differences
-    (``_chosen_differences``): the tracked part, and per input ``[p, p]`` the remainder's bound, the band's and
-    (with sign patterns) ‖h‖₂²'s over the arcs. The groups' tables share one workspace, freed before the exact
-    evaluations allocate theirs; each group's band is kept until the choice."""
+    """Every cluster group's sums over arcs, added up and made exact on the chosen differences: the tracked part,
+    and per input ``[p, p]`` the remainder's bound, the band's and (with sign patterns) ‖h‖₂²'s over the arcs.
+
+    Each group takes its own ``exact_differences`` worst differences as it comes or, ``share_differences``, the
+    groups share that budget once every group's band is known (``_min_max_pairs``; their bands ``[G, p, p]`` are
+    kept until then). The groups' tables share one workspace, freed before the exact evaluations allocate theirs.
+    """
     p = tables.p
     tracked = _Tracked.empty(p, dec)
-    remainder, norm_squares = np.zeros((p, p)), np.zeros((p, p))
-    bands = np.empty((len(dec.clusters), p, p))
+    remainder, band, norm_squares = np.zeros((p, p)), np.zeros((p, p)), np.zeros((p, p))
+    shared = exact_differences > 0 and share_differences and len(dec.clusters) > 0
+    bands = np.empty((len(dec.clusters) if shared else 0, p, p))
     workspace, sums = arcs.Workspace(), None
-    for term, band in zip(dec.clusters, bands):
+    for g, term in enumerate(dec.clusters):
         if sign_patterns:
             sums = _sign_pattern_sums(term, p, band_iterations, ops, workspace)
             norm_squares += _activation_norm(term, p, ops, workspace) ** 2
@@ -262,16 +255,22 @@ def _cluster_sums(dec: Decomposition, tables: SeparableTables, sign_patterns: bo
             sums = _lipschitz_sums(term, p, ops, workspace)
         tracked.add(term, sums.found[:-1])
         remainder += sums.found[-1]
-        band[...] = sums.band
+        if shared:
+            bands[g] = sums.band
+            continue
+        if exact_differences > 0:
+            worst = np.argsort(-_band_by_difference(sums.band))[:exact_differences]
+            _exact_differences(term, tables, worst, tracked, remainder, sums.band, ops)
+            ops(p * p)
+        band += sums.band
     del workspace, sums
-    if exact_differences > 0 and len(bands):
-        chosen = _chosen_differences(bands, exact_differences, share_differences, ops)
-        for term, band, differences in zip(dec.clusters, bands, chosen):
-            _exact_differences(term, tables, np.flatnonzero(differences), tracked, remainder, band, ops)
-    band = np.zeros((p, p))
-    for group_band in bands:  # in turn, as they came
-        band += group_band
-    ops(bands.size)
+    if shared:
+        by_difference = np.stack([_band_by_difference(group_band) for group_band in bands])
+        ops(bands.size + by_difference.size * np.log2(max(p, 2)))
+        chosen = _min_max_pairs(by_difference, min(exact_differences, p) * len(bands))
+        for term, group_band, differences in zip(dec.clusters, bands, chosen):
+            _exact_differences(term, tables, np.flatnonzero(differences), tracked, remainder, group_band, ops)
+            band += group_band
     return tracked, remainder, band, norm_squares
 
 
