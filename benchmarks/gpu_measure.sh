@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU figure of BENCHMARKS.md and docs/study.md, on a machine with a CUDA GPU, PyTorch and Triton
 # (run from the repository root; results under $OUT, default out/gpu):
-#   bash benchmarks/gpu_measure.sh [all|speed|study|bounds|tests]
+#   bash benchmarks/gpu_measure.sh [all|speed|study|bounds|large|tests]
 #   speed: train_speed.py in fp32 and in TF32: fused loss checked against autograd, ms/step of naive, single,
 #          batched (fused and autograd), then 151 seeds x 10 000 epochs, wall time and final test accuracy;
 #   study: `quadlens reproduce --seeds 0-150` in TF32, then explain + bound in one process per core;
 #   bounds: bound_scaling.py with brute force on the GPU and the tiers on the host's cores, then brute force
 #          on the host's CPU at p = 457 and 911 (not part of all);
+#   large: train_speed.py at p = 227 and 457 (d_mlp = 4p, 4 seeds, TF32): the fused loss, in blocks of rows
+#          there, checked against autograd in float64 and timed against it (not part of all);
 #   tests: the test suite, serially as the README runs it, with the CUDA paths live (training and brute force
 #          pick the GPU by default) and the 20 slowest tests listed (not part of all). Serially: with 8 xdist
 #          workers (torch's and numba's default thread counts in each) it did not finish in 330 s on a 16-core
@@ -27,6 +29,13 @@ speed() {  # precision, time limit
   timeout "$2" $PY benchmarks/train_speed.py --devices cuda --batch 151 --full-run --precision "$1" \
     --json "$OUT/train_speed_$1.json" 2>&1 | tee -a "$OUT/train_speed.log"
 }
+if [ "$WHAT" = large ]; then
+  for p in 227 457; do
+    timeout "${LARGE_LIMIT:-200}" $PY benchmarks/train_speed.py --devices cuda --p "$p" --d-mlp $((4 * p)) --batch 4 \
+      --steps 20 --precision high --json "$OUT/train_speed_p$p.json" 2>&1 | tee -a "$OUT/train_speed_large.log"
+  done
+  exit
+fi
 if [ "$WHAT" = tests ]; then
   timeout "${TESTS_LIMIT:-400}" $PY -m pytest -q -p no:cacheprovider -rs --durations=20 tests 2>&1 \
     | tee "$OUT/pytest_gpu.log"

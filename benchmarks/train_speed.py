@@ -4,6 +4,8 @@
     python benchmarks/train_speed.py --full-run           # also: one seed to 100 % test accuracy, wall time
     python benchmarks/train_speed.py --devices cuda --batch 151 --full-run --json out.json
                                                           # 151 seeds x 10 000 epochs on the GPU, wall time
+    python benchmarks/train_speed.py --devices cuda --p 227 --d-mlp 908 --batch 4 --steps 20
+                                                          # a larger model: the fused loss in blocks of rows
 
 Three ways of taking a full-batch AdamW step of the paper configuration (p=59, d=128, 4 heads, d_mlp=512):
   naive    - the plain per-seed loop: the whole transformer on every training pair (both positions,
@@ -64,8 +66,7 @@ def time_steps(step, n_steps: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / n_steps
 
 
-def measure(device: torch.device, batch_size: int, n_steps: int, precision: str) -> list[dict]:
-    cfg = ModelConfig()
+def measure(cfg: ModelConfig, device: torch.device, batch_size: int, n_steps: int, precision: str) -> list[dict]:
     rows = []
     torch.set_float32_matmul_precision(precision)
     methods = [("naive", 1, False), ("single", 1, None), ("batched", batch_size, None)]
@@ -78,7 +79,7 @@ def measure(device: torch.device, batch_size: int, n_steps: int, precision: str)
             batch = SeedBatch(cfg, TrainConfig(matmul_precision=precision), list(range(seeds)), device, use_fused)
             step, loss = batch.step, ("fused" if batch.fused else "autograd")
         seconds = time_steps(step, n_steps, device)
-        rows.append({"device": str(device), "method": name, "loss": loss, "seeds": seeds,
+        rows.append({"device": str(device), "p": cfg.p, "d_mlp": cfg.d_mlp, "method": name, "loss": loss, "seeds": seeds,
                      "matmul_precision": precision, "ms_per_step": 1e3 * seconds, "seed_epochs_per_s": seeds / seconds,
                      "minutes_for_10k_epochs": 10_000 * seconds / 60})
     single = next(r for r in rows if r["method"] == "single")["seed_epochs_per_s"]
@@ -89,9 +90,8 @@ def measure(device: torch.device, batch_size: int, n_steps: int, precision: str)
     return rows
 
 
-def check_fused(device: torch.device, precision: str, n_seeds: int = 4) -> dict:
-    """Fused loss and gradients against autograd in float64, paper configuration, random seeds' models."""
-    cfg = ModelConfig()
+def check_fused(cfg: ModelConfig, device: torch.device, precision: str, n_seeds: int = 4) -> dict:
+    """Fused loss and gradients against autograd in float64, on random seeds' models."""
     batch = SeedBatch(cfg, TrainConfig(), list(range(100, 100 + n_seeds)), device, use_fused=True)
     params64 = {k: v.detach().double().requires_grad_(True) for k, v in batch.params.items()}
     a, b, y = batch.a[batch.train_index], batch.b[batch.train_index], batch.targets[batch.train_index]
@@ -103,7 +103,7 @@ def check_fused(device: torch.device, precision: str, n_seeds: int = 4) -> dict:
     got = torch.autograd.grad(loss.sum(), [params32[k] for k in names])
     errors = {k: float((g.double() - w).norm() / w.norm()) for k, g, w in zip(names, got, want)}
     loss_error = ((loss - reference).abs() / reference).max().item()
-    return {"precision": precision, "loss_rel_error": loss_error,
+    return {"p": cfg.p, "precision": precision, "loss_rel_error": loss_error,
             "grad_rel_error_max": max(errors.values()), "grad_rel_errors": errors}
 
 
@@ -142,20 +142,24 @@ def main() -> None:
     parser.add_argument("--precision", default="highest", choices=["highest", "high"])
     parser.add_argument("--full-run", action="store_true",
                         help="also train: on a CPU one seed to 100 %% test accuracy, on a GPU --batch seeds in full")
+    parser.add_argument("--p", type=int, default=59, help="modulus of the timed steps (the full run keeps 59)")
+    parser.add_argument("--d-mlp", type=int, default=512)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    cfg = ModelConfig(p=args.p, d_mlp=args.d_mlp)
     results = {"machine": machine(), "rows": [], "full_runs": []}
     for name in args.devices:
         device = torch.device(name)
         cuda = device.type == "cuda"
         batch_size = args.batch or (151 if cuda else 8)
         if fused.available(device):
-            results.setdefault("fused_checks", []).append(check_fused(device, args.precision))
+            results.setdefault("fused_checks", []).append(check_fused(cfg, device, args.precision))
             print(json.dumps({k: v for k, v in results["fused_checks"][-1].items() if k != "grad_rel_errors"}))
-        results["rows"] += measure(device, batch_size, args.steps or (200 if cuda else 30), args.precision)
+        results["rows"] += measure(cfg, device, batch_size, args.steps or (200 if cuda else 30), args.precision)
         if args.full_run:
             results["full_runs"].append(full_run(device, batch_size, args.precision))
     print(json.dumps(results["machine"]))
+    print(f"p = {cfg.p}, d_mlp = {cfg.d_mlp}")
     print("| device | method | loss | seeds | ms/step | seed-epochs/s | min for 10k epochs (all seeds) "
           "| vs single | vs naive |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -1,6 +1,7 @@
 """The fused GPU training loss, run on the CPU through Triton's interpreter (in a subprocess, since the
 interpreter is chosen when the kernels are defined), against autograd through the model's forward pass."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -13,19 +14,24 @@ from conftest import small_config
 from quadlens import TrainConfig
 from quadlens.train import SeedBatch
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
 
 CHECK = textwrap.dedent("""
     import os
     import torch
     from quadlens.model import ModelConfig, cross_entropy64, forward, init_params, stack_params, token_tables
+    from quadlens import fused
     from quadlens.fused import fused_loss
     from quadlens.task import ModularAddition
     from quadlens.train import SeedBatch, TrainConfig
 
     device = torch.device(os.environ["CHECK_DEVICE"])
     torch.manual_seed(0)
-    for p, d_mlp, n_seeds, scale in [(7, 16, 2, 3.0), (11, 40, 3, 1.0), (17, 64, 2, 3.0)]:
+    whole = fused.TILE_ELEMENTS
+    # the last case in blocks of 16 inputs b and 16 neurons, as p >= 457 runs: three row tiles, the last partial
+    for p, d_mlp, n_seeds, scale, tile in [(7, 16, 2, 3.0, whole), (11, 40, 3, 1.0, whole), (17, 64, 2, 3.0, whole),
+                                           (37, 40, 2, 1.0, 256)]:
+        fused.TILE_ELEMENTS = tile
         cfg = ModelConfig(p=p, d_model=16, n_heads=2, d_head=8, d_mlp=d_mlp)
         params = stack_params([init_params(cfg, s) for s in range(n_seeds)])
         params = {k: (v * scale).to(device).requires_grad_(True) for k, v in params.items()}
@@ -46,6 +52,7 @@ CHECK = textwrap.dedent("""
         got = torch.autograd.grad((loss * scale_per_seed).sum(), [params[k] for k in names])
         for name, g, w in zip(names, got, want):
             assert (g - w).norm() <= 1e-5 * w.norm(), (p, name, ((g - w).norm() / w.norm()).item())
+    fused.TILE_ELEMENTS = whole
 
     cfg = ModelConfig(p=11, d_model=16, n_heads=2, d_head=8, d_mlp=24)
     train_cfg = TrainConfig(epochs=20)
@@ -70,7 +77,8 @@ def run_check(device: str, **env: str) -> None:
 
 
 def test_fused_loss_and_gradients_match_autograd_and_train_the_same():
-    """Loss and gradients against autograd (three sizes, p not a power of two, uneven d_mlp); 20 steps of
+    """Loss and gradients against autograd (four sizes, p not a power of two, uneven d_mlp, the inputs b in
+    several blocks); 20 steps of
     two seeds trained together through the fused loss against autograd, and against one of them alone."""
     run_check("cpu", TRITON_INTERPRET="1")
 
@@ -79,6 +87,23 @@ def test_fused_loss_and_gradients_match_autograd_and_train_the_same():
 def test_fused_kernels_on_the_gpu_match_autograd():
     """The same checks with the compiled kernels on a real GPU (the test above runs them interpreted)."""
     run_check("cuda")
+
+
+H100_SHARED_MEMORY = 232448  # bytes a block may have on compute capability 9.0 (H100, H200)
+
+
+@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
+@pytest.mark.parametrize("p, d_mlp", [(59, 512), (227, 908), (911, 3644)])
+def test_fused_kernels_fit_an_h100s_shared_memory(p, d_mlp):
+    """Compiled for an H100 on the CPU: the paper's p, and the sizes at which one block of all p inputs b
+    asked 328 KB (p = 227, measured on an H200) and would ask more (p = 911). Each kernel in both precisions."""
+    from quadlens import fused
+
+    if "constexprs" not in inspect.signature(triton.compiler.ASTSource).parameters:
+        pytest.skip(f"Triton {triton.__version__} compiles through another interface")
+    for precision in ("ieee", "tf32"):
+        needs = fused.shared_memory(p, d_mlp, capability=90, precision=precision)
+        assert max(needs.values()) <= H100_SHARED_MEMORY, (p, precision, needs)
 
 
 def test_fused_loss_is_refused_where_it_cannot_run():

@@ -5,10 +5,11 @@ With constant attention the loss over all p² pairs needs only the separable tab
 autograd step materialises ``[S, p², d_mlp]`` activations several times per step and is bound by memory
 traffic; here they never leave the chip:
 
-- ``_forward_kernel`` (one program per seed and ``a``, rows ``b``): the logits, the float64 log-softmax,
-  the weighted loss and its gradient ``G = w·(softmax − onehot)`` with respect to the logits;
-- ``_backward_kernel`` (one program per seed and block of neurons, looping over ``a``): recomputes the
-  activations from ``F_a``, ``F_b`` and returns the gradients of ``F_a``, ``F_b`` and ``W_L`` without atomics.
+- ``_forward_kernel`` (one program per seed, ``a`` and block of rows ``b``): the logits, the float64
+  log-softmax, the weighted loss and its gradient ``G = w·(softmax − onehot)`` with respect to the logits;
+- ``_backward_kernel`` (one program per seed and block of neurons, looping over blocks of ``b`` and over
+  ``a``): recomputes the activations from ``F_a``, ``F_b`` and returns the gradients of ``F_a``, ``F_b`` and
+  ``W_L`` without atomics (``F_a``'s as one part per block of ``b``, summed afterwards).
 
 Gradients of ``D_a``, ``D_b`` are sums of ``G``. Everything upstream (embeddings, attention, unembedding)
 stays in autograd. The weights ``w[s, a, b]`` select the training pairs (``1/n_train`` on them, 0 elsewhere),
@@ -16,14 +17,19 @@ so the loss is each seed's mean cross-entropy, exactly as :func:`quadlens.model.
 Without Triton or a GPU (or with ``QUADLENS_NO_FUSED=1``), :func:`available` is False and training uses
 the autograd step.
 
-The forward kernel holds ``[BP, BP]`` logits and ``[BP, BK]`` operand blocks, BP the power of two at or above
-p, so its shared memory grows as p²: measured on an H200, p = 227 asked for 328 KB of the 232 KB there, and
-training fell back to autograd with a warning (``SeedBatch``). The paper's p = 59 (BP = 64) runs fused.
+Each program holds all BP outputs c of its rows (BP the power of two at or above p, for the softmax), so
+its blocks have fewer rows and neurons as p grows (:func:`tiles`): at most 2¹³ elements per ``[rows, BP]``
+operand. (A single block of all p rows asked for 328 KB of shared memory at p = 227, more than an H200's
+232 KB.) Compiled for an H100 (:func:`shared_memory`, no GPU needed), the kernels ask for at most 82 KB at
+p = 59 (one block, as the paper's model has always run), 103 KB at p = 227 and 198 KB at p = 911. From
+p = 1025 (BP = 2048) they would need about 390 KB, and training falls back to autograd with a warning
+(``SeedBatch``). ``G`` takes ``4·p²·BP`` bytes per seed (3.4 GB at p = 911).
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,8 +40,9 @@ try:
 except ImportError:  # the CPU-only install: the trainer falls back to autograd
     triton = None
 
-FORWARD_BLOCK_K = 64
-BACKWARD_BLOCK_K = 32
+FORWARD_BLOCK_K = 64  # neurons per step of the forward kernel's loop, at most
+BACKWARD_BLOCK_K = 32  # neurons per program of the backward kernel, at most
+TILE_ELEMENTS = 2 ** 13  # a block's rows (b) or neurons times BP stay within this
 
 
 def available(device: torch.device) -> bool:
@@ -50,14 +57,15 @@ if triton is not None:
 
     @triton.jit
     def _forward_kernel(F_a, F_b, W_L, D_a, D_b, weight, loss_parts, G, p: tl.constexpr, d_mlp: tl.constexpr,
-                        BP: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+                        BP: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
         s = tl.program_id(0)
         a = tl.program_id(1)
-        rows = tl.arange(0, BP)  # b
+        tile = tl.program_id(2)
+        rows = tile * BB + tl.arange(0, BB)  # b
         cols = tl.arange(0, BP)  # c
         ks = tl.arange(0, BK)
         row_ok, col_ok = rows < p, cols < p
-        acc = tl.zeros((BP, BP), dtype=tl.float32)
+        acc = tl.zeros((BB, BP), dtype=tl.float32)
         for k0 in range(0, d_mlp, BK):
             k = k0 + ks
             k_ok = k < d_mlp
@@ -80,35 +88,41 @@ if triton is not None:
         is_target = cols[None, :] == target[:, None]
         log_prob_target = tl.sum(tl.where(is_target, shifted, 0.0), axis=1) - tl.log(total)
         w = tl.load(weight + (s * p + a) * p + rows, mask=row_ok, other=0.0).to(tl.float64)
-        tl.store(loss_parts + s * p + a, -tl.sum(w * log_prob_target, axis=0))
+        tl.store(loss_parts + (s * p + a) * tl.num_programs(2) + tile, -tl.sum(w * log_prob_target, axis=0))
         grad = (probs / total[:, None] - tl.where(is_target, 1.0, 0.0)) * w[:, None]
-        tl.store(G + ((s * p + a) * BP + rows[:, None]) * BP + cols[None, :], grad.to(tl.float32))
+        tl.store(G + ((s * p + a) * p + rows[:, None]) * BP + cols[None, :], grad.to(tl.float32),
+                 mask=row_ok[:, None])
 
     @triton.jit
-    def _backward_kernel(F_a, F_b, W_L, G, grad_F_a, grad_F_b, grad_W_L, p: tl.constexpr, d_mlp: tl.constexpr,
-                         BP: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+    def _backward_kernel(F_a, F_b, W_L, G, grad_F_a_parts, grad_F_b, grad_W_L, p: tl.constexpr,
+                         d_mlp: tl.constexpr, BP: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
+                         PRECISION: tl.constexpr):
         s = tl.program_id(0)
         k = tl.program_id(1) * BK + tl.arange(0, BK)
-        rows = tl.arange(0, BP)
         cols = tl.arange(0, BP)
-        k_ok, row_ok, col_ok = k < d_mlp, rows < p, cols < p
-        fb = tl.load(F_b + (s * p + rows[:, None]) * d_mlp + k[None, :],
-                     mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        k_ok, col_ok = k < d_mlp, cols < p
         wl = tl.load(W_L + (s * d_mlp + k[:, None]) * p + cols[None, :],
                      mask=k_ok[:, None] & col_ok[None, :], other=0.0)
         acc_W_L = tl.zeros((BK, BP), dtype=tl.float32)
-        acc_F_b = tl.zeros((BP, BK), dtype=tl.float32)
-        for a in range(0, p):
-            fa = tl.load(F_a + (s * p + a) * d_mlp + k, mask=k_ok, other=0.0)
-            pre = fa[None, :] + fb
-            hidden = tl.maximum(pre, 0.0)
-            g = tl.load(G + ((s * p + a) * BP + rows[:, None]) * BP + cols[None, :])
-            acc_W_L += tl.dot(tl.trans(hidden), g, input_precision=PRECISION)
-            grad_pre = tl.where(pre > 0, tl.dot(g, tl.trans(wl), input_precision=PRECISION), 0.0)
-            tl.store(grad_F_a + (s * p + a) * d_mlp + k, tl.sum(grad_pre, axis=0), mask=k_ok)
-            acc_F_b += grad_pre
-        tl.store(grad_F_b + (s * p + rows[:, None]) * d_mlp + k[None, :], acc_F_b,
-                 mask=row_ok[:, None] & k_ok[None, :])
+        for b0 in range(0, p, BB):
+            rows = b0 + tl.arange(0, BB)
+            row_ok = rows < p
+            fb = tl.load(F_b + (s * p + rows[:, None]) * d_mlp + k[None, :],
+                         mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            acc_F_b = tl.zeros((BB, BK), dtype=tl.float32)
+            for a in range(0, p):
+                fa = tl.load(F_a + (s * p + a) * d_mlp + k, mask=k_ok, other=0.0)
+                pre = fa[None, :] + fb
+                hidden = tl.maximum(pre, 0.0)
+                g = tl.load(G + ((s * p + a) * p + rows[:, None]) * BP + cols[None, :], mask=row_ok[:, None],
+                            other=0.0)
+                acc_W_L += tl.dot(tl.trans(hidden), g, input_precision=PRECISION)
+                grad_pre = tl.where(pre > 0, tl.dot(g, tl.trans(wl), input_precision=PRECISION), 0.0)
+                part = grad_F_a_parts + ((s * tl.cdiv(p, BB) + b0 // BB) * p + a) * d_mlp + k
+                tl.store(part, tl.sum(grad_pre, axis=0), mask=k_ok)
+                acc_F_b += grad_pre
+            tl.store(grad_F_b + (s * p + rows[:, None]) * d_mlp + k[None, :], acc_F_b,
+                     mask=row_ok[:, None] & k_ok[None, :])
         tl.store(grad_W_L + (s * d_mlp + k[:, None]) * p + cols[None, :], acc_W_L,
                  mask=k_ok[:, None] & col_ok[None, :])
 
@@ -118,8 +132,38 @@ def _precision(matmul_precision: str) -> str:
     return "ieee" if matmul_precision == "highest" else "tf32"
 
 
-def _block(p: int) -> int:
-    return max(16, triton.next_power_of_2(p))
+class Tiles(NamedTuple):
+    """Block sizes: ``BP`` the power of two at or above p (the outputs c, the softmax's extent), ``BB`` the
+    inputs b per program, ``BK_forward``/``BK_backward`` the neurons per block of each kernel."""
+    BP: int
+    BB: int
+    BK_forward: int
+    BK_backward: int
+
+
+def tiles(p: int) -> Tiles:
+    """Blocks of at most ``TILE_ELEMENTS`` per ``[BB, BP]`` or ``[BK, BP]`` operand (at least 16, for ``tl.dot``),
+    so that shared memory stays within an H100's up to p = 1024 (p = 59: the whole ``[64, 64]`` at once)."""
+    BP = max(16, triton.next_power_of_2(p))
+    fit = TILE_ELEMENTS // BP
+    return Tiles(BP, min(BP, max(16, fit)), min(FORWARD_BLOCK_K, max(16, fit)), min(BACKWARD_BLOCK_K, max(16, fit)))
+
+
+def shared_memory(p: int, d_mlp: int, capability: int = 90, precision: str = "tf32") -> dict[str, int]:
+    """Bytes of shared memory each kernel asks for at this size, compiled for CUDA ``capability`` (90: H100,
+    H200) with Triton's own ptxas and no GPU: whether the fused loss fits a card, checked anywhere."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    t = tiles(p)
+    needs = {}
+    for name, kernel, BK in (("forward", _forward_kernel, t.BK_forward), ("backward", _backward_kernel, t.BK_backward)):
+        constexprs = dict(p=p, d_mlp=d_mlp, BP=t.BP, BB=t.BB, BK=BK, PRECISION=precision)
+        signature = {arg: "constexpr" if arg in constexprs else "*fp64" if arg == "loss_parts" else "*fp32"
+                     for arg in kernel.arg_names}
+        source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+        needs[name] = triton.compile(source, target=GPUTarget("cuda", capability, 32)).metadata.shared
+    return needs
 
 
 class _FusedLoss(torch.autograd.Function):
@@ -127,28 +171,31 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx, F_a: Tensor, F_b: Tensor, W_L: Tensor, D_a: Tensor, D_b: Tensor, weight: Tensor,
                 precision: str) -> Tensor:
         S, p, d_mlp = F_a.shape
-        BP = _block(p)
+        BP, BB, BK, _ = tiles(p)
+        n_tiles = triton.cdiv(p, BB)
         F_a, F_b, W_L, D_a, D_b = (t.contiguous().float() for t in (F_a, F_b, W_L, D_a, D_b))
-        loss_parts = torch.empty(S, p, dtype=torch.float64, device=F_a.device)
-        G = torch.empty(S, p, BP, BP, dtype=torch.float32, device=F_a.device)
-        _forward_kernel[(S, p)](F_a, F_b, W_L, D_a, D_b, weight.contiguous(), loss_parts, G, p, d_mlp,
-                                BP=BP, BK=FORWARD_BLOCK_K, PRECISION=precision)
+        loss_parts = torch.empty(S, p, n_tiles, dtype=torch.float64, device=F_a.device)
+        G = torch.empty(S, p, p, BP, dtype=torch.float32, device=F_a.device)
+        _forward_kernel[(S, p, n_tiles)](F_a, F_b, W_L, D_a, D_b, weight.contiguous(), loss_parts, G, p, d_mlp,
+                                         BP=BP, BB=BB, BK=BK, PRECISION=precision)
         ctx.save_for_backward(F_a, F_b, W_L, G)
         ctx.precision = precision
-        return loss_parts.sum(1)
+        return loss_parts.sum((1, 2))
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
         F_a, F_b, W_L, G = ctx.saved_tensors
         S, p, d_mlp = F_a.shape
+        BP, BB, _, BK = tiles(p)
         G = G * grad_loss.float()[:, None, None, None]
-        grads = [torch.empty_like(t) for t in (F_a, F_b, W_L)]
-        grid = (S, triton.cdiv(d_mlp, BACKWARD_BLOCK_K))
-        _backward_kernel[grid](F_a, F_b, W_L, G, *grads, p, d_mlp, BP=G.shape[-1], BK=BACKWARD_BLOCK_K,
+        grad_F_a_parts = F_a.new_empty(S, triton.cdiv(p, BB), p, d_mlp)
+        grad_F_b, grad_W_L = torch.empty_like(F_b), torch.empty_like(W_L)
+        grid = (S, triton.cdiv(d_mlp, BK))
+        _backward_kernel[grid](F_a, F_b, W_L, G, grad_F_a_parts, grad_F_b, grad_W_L, p, d_mlp, BP=BP, BB=BB, BK=BK,
                                PRECISION=ctx.precision)
         grad_D_a = G.sum(2)[..., :p]
-        grad_D_b = G.sum(1)[:, :p, :p]
-        return (*grads, grad_D_a, grad_D_b, None, None)
+        grad_D_b = G.sum(1)[..., :p]
+        return grad_F_a_parts.sum(1), grad_F_b, grad_W_L, grad_D_a, grad_D_b, None, None
 
 
 def fused_loss(tables: dict[str, Tensor], weight: Tensor, matmul_precision: str = "highest") -> Tensor:
