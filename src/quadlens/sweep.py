@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
 from dataclasses import replace
@@ -56,8 +57,8 @@ def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Pat
     """
     out_dir = Path(out_dir)
     names = [config_name(cfg) for cfg in configs]
-    if len(set(names)) < len(names):
-        twice = sorted(name for name in set(names) if names.count(name) > 1)
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
+    if twice:
         raise ValueError(f"a configuration appears twice in the sweep: {twice}")
     tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads_per_task)
              for cfg, name in zip(configs, names)]
