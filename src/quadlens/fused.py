@@ -21,9 +21,9 @@ Each program holds all BP outputs c of its rows (BP the power of two at or above
 its blocks have fewer rows and neurons as p grows (:func:`tiles`): at most 2¹³ elements per ``[rows, BP]``
 operand. (A single block of all p rows asked for 328 KB of shared memory at p = 227, more than an H200's
 232 KB.) Compiled for an H100 (:func:`shared_memory`, no GPU needed), the kernels ask for at most 82 KB at
-p = 59 (one block, as the paper's model has always run), 103 KB at p = 227 and 198 KB at p = 911. From
-p = 1025 (BP = 2048) they would need about 390 KB, and training falls back to autograd with a warning
-(``SeedBatch``). ``G`` takes ``4·p²·BP`` bytes per seed (3.4 GB at p = 911).
+p = 59 (one block, as the paper's model has always run), 103 KB at p = 227 and 198 KB at p = 911 (so an
+A100's 164 KB holds them up to p = 512). From p = 1025 (BP = 2048) they would need about 390 KB, and training
+falls back to autograd with a warning (``SeedBatch``). ``G`` takes ``4·p²·BP`` bytes per seed (3.4 GB at p = 911).
 """
 
 from __future__ import annotations
