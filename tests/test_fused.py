@@ -78,8 +78,8 @@ def run_check(device: str, **env: str) -> None:
 
 def test_fused_loss_and_gradients_match_autograd_and_train_the_same():
     """Loss and gradients against autograd (four sizes, p not a power of two, uneven d_mlp, the inputs b in
-    several blocks); 20 steps of
-    two seeds trained together through the fused loss against autograd, and against one of them alone."""
+    several blocks); 20 steps of two seeds trained together through the fused loss against autograd, and
+    against one of them alone."""
     run_check("cpu", TRITON_INTERPRET="1")
 
 
