@@ -15,7 +15,8 @@
 #          H200 host (193 of 213 passed, none failed, on 2026-11-27), against 91 s serially on 2 CPU cores.
 # If the fused loss fails its check, the study still runs, through autograd (QUADLENS_NO_FUSED=1).
 # STUDY_LIMIT and BOUNDS_LIMIT (seconds, default 420 each) cap the study's `reproduce` and the bound benchmark,
-# so that both fit one lease (e.g. STUDY_LIMIT=300 BOUNDS_LIMIT=200); TESTS_LIMIT (default 400) the test suite.
+# so that both fit one lease (e.g. STUDY_LIMIT=300 BOUNDS_LIMIT=200); TESTS_LIMIT (default 400) the test suite;
+# LARGE_LIMIT (default 200) each p of `large`.
 set -uo pipefail
 WHAT=${1:-all}
 OUT=${OUT:-out/gpu}
