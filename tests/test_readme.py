@@ -27,3 +27,14 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="no tier 'arc' in this report; it holds .*'arcs_grouped'"):
         namespace["report"].tier("arc")
     assert (tmp_path / "runs" / "p31" / "seed_0000.safetensors").exists()
+
+
+def test_the_docs_name_the_current_schema_versions():
+    """The file formats' documentation follows the code's schema versions."""
+    import importlib
+
+    certify, explain = (importlib.import_module(f"quadlens.{name}") for name in ("certify", "explain"))
+    bounds_doc = (ROOT / "docs" / "bounds.md").read_text()
+    explain_doc = (ROOT / "docs" / "explain.md").read_text()
+    assert f'`schema` "quadlens.bound", `schema_version` {certify.SCHEMA_VERSION};' in bounds_doc
+    assert f"(schema `quadlens.explain`, version {explain.SCHEMA_VERSION})" in explain_doc
