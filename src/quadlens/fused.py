@@ -23,7 +23,8 @@ operand. (A single block of all p rows asked for 328 KB of shared memory at p = 
 232 KB.) Compiled for an H100 (:func:`shared_memory`, no GPU needed), the kernels ask for at most 82 KB at
 p = 59 (one block, as the paper's model has always run), 103 KB at p = 227 and 198 KB at p = 911 (so an
 A100's 164 KB holds them up to p = 512). From p = 1025 (BP = 2048) they would need about 390 KB, and training
-falls back to autograd with a warning (``SeedBatch``). ``G`` takes ``4·p²·BP`` bytes per seed (3.4 GB at p = 911).
+falls back to autograd with a warning (``SeedBatch``). ``G``'s rows hold p floats rounded up to a multiple of 16, not
+BP: ``4·p²·GP`` bytes per seed (3.0 GB at p = 911), half as much as BP's just above a power of two.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ if triton is not None:
 
     @triton.jit
     def _forward_kernel(F_a, F_b, W_L, D_a, D_b, weight, loss_parts, G, p: tl.constexpr, d_mlp: tl.constexpr,
-                        BP: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+                        BP: tl.constexpr, GP: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
+                        PRECISION: tl.constexpr):
         s = tl.program_id(0)
         a = tl.program_id(1)
         tile = tl.program_id(2)
@@ -90,13 +92,13 @@ if triton is not None:
         w = tl.load(weight + (s * p + a) * p + rows, mask=row_ok, other=0.0).to(tl.float64)
         tl.store(loss_parts + (s * p + a) * tl.num_programs(2) + tile, -tl.sum(w * log_prob_target, axis=0))
         grad = (probs / total[:, None] - tl.where(is_target, 1.0, 0.0)) * w[:, None]
-        tl.store(G + ((s * p + a) * p + rows[:, None]) * BP + cols[None, :], grad.to(tl.float32),
-                 mask=row_ok[:, None])
+        tl.store(G + ((s * p + a) * p + rows[:, None]) * GP + cols[None, :], grad.to(tl.float32),
+                 mask=row_ok[:, None] & (cols < GP)[None, :])  # zero beyond p
 
     @triton.jit
     def _backward_kernel(F_a, F_b, W_L, G, grad_F_a_parts, grad_F_b, grad_W_L, p: tl.constexpr,
-                         d_mlp: tl.constexpr, BP: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
-                         PRECISION: tl.constexpr):
+                         d_mlp: tl.constexpr, BP: tl.constexpr, GP: tl.constexpr, BB: tl.constexpr,
+                         BK: tl.constexpr, PRECISION: tl.constexpr):
         s = tl.program_id(0)
         k = tl.program_id(1) * BK + tl.arange(0, BK)
         cols = tl.arange(0, BP)
@@ -114,8 +116,8 @@ if triton is not None:
                 fa = tl.load(F_a + (s * p + a) * d_mlp + k, mask=k_ok, other=0.0)
                 pre = fa[None, :] + fb
                 hidden = tl.maximum(pre, 0.0)
-                g = tl.load(G + ((s * p + a) * p + rows[:, None]) * BP + cols[None, :], mask=row_ok[:, None],
-                            other=0.0)
+                g = tl.load(G + ((s * p + a) * p + rows[:, None]) * GP + cols[None, :],
+                            mask=row_ok[:, None] & col_ok[None, :], other=0.0)
                 acc_W_L += tl.dot(tl.trans(hidden), g, input_precision=PRECISION)
                 grad_pre = tl.where(pre > 0, tl.dot(g, tl.trans(wl), input_precision=PRECISION), 0.0)
                 part = grad_F_a_parts + ((s * tl.cdiv(p, BB) + b0 // BB) * p + a) * d_mlp + k
@@ -133,9 +135,11 @@ def _precision(matmul_precision: str) -> str:
 
 
 class Tiles(NamedTuple):
-    """Block sizes: ``BP`` the power of two at or above p (the outputs c, the softmax's extent), ``BB`` the
-    inputs b per program, ``BK_forward``/``BK_backward`` the neurons per block of each kernel."""
+    """Block sizes: ``BP`` the power of two at or above p (the outputs c, the softmax's extent), ``GP`` the
+    multiple of 16 at or above p (the row length of the logits' gradient ``G`` in memory, aligned for wide
+    loads), ``BB`` the inputs b per program, ``BK_forward``/``BK_backward`` the neurons per block of each kernel."""
     BP: int
+    GP: int
     BB: int
     BK_forward: int
     BK_backward: int
@@ -146,7 +150,8 @@ def tiles(p: int) -> Tiles:
     so that shared memory stays within an H100's up to p = 1024 (p = 59: the whole ``[64, 64]`` at once)."""
     BP = max(16, triton.next_power_of_2(p))
     fit = TILE_ELEMENTS // BP
-    return Tiles(BP, min(BP, max(16, fit)), min(FORWARD_BLOCK_K, max(16, fit)), min(BACKWARD_BLOCK_K, max(16, fit)))
+    return Tiles(BP, -(-p // 16) * 16, min(BP, max(16, fit)), min(FORWARD_BLOCK_K, max(16, fit)),
+                 min(BACKWARD_BLOCK_K, max(16, fit)))
 
 
 def shared_memory(p: int, d_mlp: int, capability: int = 90, precision: str = "tf32") -> dict[str, int]:
@@ -158,7 +163,7 @@ def shared_memory(p: int, d_mlp: int, capability: int = 90, precision: str = "tf
     t = tiles(p)
     needs = {}
     for name, kernel, BK in (("forward", _forward_kernel, t.BK_forward), ("backward", _backward_kernel, t.BK_backward)):
-        constexprs = dict(p=p, d_mlp=d_mlp, BP=t.BP, BB=t.BB, BK=BK, PRECISION=precision)
+        constexprs = dict(p=p, d_mlp=d_mlp, BP=t.BP, GP=t.GP, BB=t.BB, BK=BK, PRECISION=precision)
         signature = {arg: "constexpr" if arg in constexprs else "*fp64" if arg == "loss_parts" else "*fp32"
                      for arg in kernel.arg_names}
         source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
@@ -171,13 +176,13 @@ class _FusedLoss(torch.autograd.Function):
     def forward(ctx, F_a: Tensor, F_b: Tensor, W_L: Tensor, D_a: Tensor, D_b: Tensor, weight: Tensor,
                 precision: str) -> Tensor:
         S, p, d_mlp = F_a.shape
-        BP, BB, BK, _ = tiles(p)
-        n_tiles = triton.cdiv(p, BB)
-        F_a, F_b, W_L, D_a, D_b = (t.contiguous().float() for t in (F_a, F_b, W_L, D_a, D_b))
+        t = tiles(p)
+        n_tiles = triton.cdiv(p, t.BB)
+        F_a, F_b, W_L, D_a, D_b = (x.contiguous().float() for x in (F_a, F_b, W_L, D_a, D_b))
         loss_parts = torch.empty(S, p, n_tiles, dtype=torch.float64, device=F_a.device)
-        G = torch.empty(S, p, p, BP, dtype=torch.float32, device=F_a.device)
+        G = torch.empty(S, p, p, t.GP, dtype=torch.float32, device=F_a.device)
         _forward_kernel[(S, p, n_tiles)](F_a, F_b, W_L, D_a, D_b, weight.contiguous(), loss_parts, G, p, d_mlp,
-                                         BP=BP, BB=BB, BK=BK, PRECISION=precision)
+                                         BP=t.BP, GP=t.GP, BB=t.BB, BK=t.BK_forward, PRECISION=precision)
         ctx.save_for_backward(F_a, F_b, W_L, G)
         ctx.precision = precision
         return loss_parts.sum((1, 2))
@@ -186,13 +191,13 @@ class _FusedLoss(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor):
         F_a, F_b, W_L, G = ctx.saved_tensors
         S, p, d_mlp = F_a.shape
-        BP, BB, _, BK = tiles(p)
+        t = tiles(p)
         G = G * grad_loss.float()[:, None, None, None]
-        grad_F_a_parts = F_a.new_empty(S, triton.cdiv(p, BB), p, d_mlp)
+        grad_F_a_parts = F_a.new_empty(S, triton.cdiv(p, t.BB), p, d_mlp)
         grad_F_b, grad_W_L = torch.empty_like(F_b), torch.empty_like(W_L)
-        grid = (S, triton.cdiv(d_mlp, BK))
-        _backward_kernel[grid](F_a, F_b, W_L, G, grad_F_a_parts, grad_F_b, grad_W_L, p, d_mlp, BP=BP, BB=BB, BK=BK,
-                               PRECISION=ctx.precision)
+        grid = (S, triton.cdiv(d_mlp, t.BK_backward))
+        _backward_kernel[grid](F_a, F_b, W_L, G, grad_F_a_parts, grad_F_b, grad_W_L, p, d_mlp, BP=t.BP, GP=t.GP,
+                               BB=t.BB, BK=t.BK_backward, PRECISION=ctx.precision)
         grad_D_a = G.sum(2)[..., :p]
         grad_D_b = G.sum(1)[..., :p]
         return grad_F_a_parts.sum(1), grad_F_b, grad_W_L, grad_D_a, grad_D_b, None, None
