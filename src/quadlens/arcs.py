@@ -282,7 +282,7 @@ def _row_bands(a: int, kappa: float, omega_k: float, shift_tables, band_a: np.nd
 
 
 @njit(cache=True)
-def _shift_tables(phase: np.ndarray, kappa: float, beta: float, omega_k: float, p: int):
+def shift_tables(phase: np.ndarray, kappa: float, beta: float, omega_k: float, p: int):
     """What every input's arcs are built from: the doubled phase list and its buckets, the per-difference tables
     of ``on_set_pieces``, and per a + b the shift u's cos u, −sin u, cos 2u, −sin 2u."""
     phase2 = np.concatenate((phase, phase + 2 * np.pi))
@@ -334,7 +334,7 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
     """
     W, p = found.shape[0], found.shape[1]
     n, levels = weights.shape[0], share_tables_b.shape[1]
-    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    tables = shift_tables(phase, kappa, beta, omega_k, p)
     ops = np.zeros(p, np.int64)
     for a in prange(p):
         residual_a, band_a = np.empty((n + 1, W)), np.empty((2, n + 1, 5))
@@ -364,14 +364,14 @@ def arc_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ideal
 
 
 @njit(cache=True, parallel=True)
-def flips(phase: np.ndarray, kappa: float, beta: float, omega_k: float, from_a: np.ndarray, from_b: np.ndarray,
-          a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def flips(tables, omega_k: float, from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray,
+          out: np.ndarray) -> None:
     """out[q, i] = relu(z_i) − on_i·z_i at input q = (a[q], b[q]), z_i = from_a[a, i] + from_b[b, i] the neuron's
-    pre-activation and on_i whether ``arc_sums`` puts it on the ideal on-set there (the same roots and arcs): what
-    the exact activations add to the arc sums, which take Σ_{on} z_i v_i. Nonzero only where the residual flips
-    the neuron's sign. ``from_a`` ``[p, n]`` and ``from_b`` in the group's phase order."""
-    p, n = from_a.shape[0], len(phase)
-    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    pre-activation and on_i whether ``arc_sums`` puts it on the ideal on-set there (the same roots and arcs, from
+    the group's ``shift_tables``): what the exact activations add to the arc sums, which take Σ_{on} z_i v_i.
+    Nonzero only where the residual flips the neuron's sign. ``from_a`` ``[p, n]`` and ``from_b`` in the group's
+    phase order."""
+    n = from_a.shape[1]
     for q in prange(len(a)):
         x, y = a[q], b[q]
         i1, i2 = np.empty(MAX_ARCS, np.int64), np.empty(MAX_ARCS, np.int64)
@@ -390,7 +390,7 @@ def ideal_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, ide
     tier); returns the operations performed per row a. They depend on a and b symmetrically (through
     cos(δ/2), cos δ and a + b), so only b ≥ a is computed and the rest copied across the diagonal."""
     W, p = found.shape[0], found.shape[1]
-    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    tables = shift_tables(phase, kappa, beta, omega_k, p)
     ops = np.zeros(p, np.int64)
     for i in prange(p):
         a = i // 2 if i % 2 == 0 else p - 1 - i // 2  # long and short rows in turn, so the threads share evenly
@@ -433,7 +433,7 @@ def square_sums(phase: np.ndarray, kappa: float, beta: float, omega_k: float, sq
     P2 = 2A² + 4κB, P3 = 4AB, P4 = 2B², and cos mθ = cos mu cos mφ − sin mu sin mφ for θ = u + φ.
     """
     p = out.shape[0]
-    tables = _shift_tables(phase, kappa, beta, omega_k, p)
+    tables = shift_tables(phase, kappa, beta, omega_k, p)
     _, _, turn, A_of, B_of, _, _, _, _, _ = tables
     ops = np.zeros(p, np.int64)
     for a in prange(p):

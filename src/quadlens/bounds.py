@@ -179,10 +179,11 @@ def _exact_differences(term: ClusterTerms, tables: SeparableTables, differences:
     inputs = rows * p + (rows - np.repeat(differences, p)) % p
     step = max(1, chunk_elements // max(p * n, 1)) * p
     flipped = np.empty((min(step, len(inputs)), n))  # one buffer for every chunk (fresh memory costs page faults)
+    omega_k = 2 * np.pi * term.frequency / p
+    shift_tables = arcs.shift_tables(term.phase, term.kappa, term.beta, omega_k, p)  # once for every chunk
     for lo in range(0, len(inputs), step):
         a, b = np.divmod(inputs[lo:lo + step], p)
-        arcs.flips(term.phase, term.kappa, term.beta, 2 * np.pi * term.frequency / p, from_a, from_b, a, b,
-                   flipped[:len(a)])
+        arcs.flips(shift_tables, omega_k, from_a, from_b, a, b, flipped[:len(a)])
         change = (flipped[:len(a)] @ term.output_weights).T  # [W, n]
         tracked.add(term, change[:-1], (a, b))
         remainder[a, b] += change[-1]
