@@ -69,8 +69,9 @@ def time_steps(step, n_steps: int, device: torch.device) -> float:
 def measure(cfg: ModelConfig, device: torch.device, batch_size: int, n_steps: int, precision: str) -> list[dict]:
     rows = []
     torch.set_float32_matmul_precision(precision)
-    methods = [("naive", 1, False), ("single", 1, None), ("batched", batch_size, None)]
-    if fused.available(device):  # what the fused loss buys: the same batch through autograd
+    can_fuse = fused.available(device) or None  # None: the trainer's default, autograd on the CPU
+    methods = [("naive", 1, False), ("single", 1, can_fuse), ("batched", batch_size, can_fuse)]
+    if can_fuse:  # what the fused loss buys: the same batch through autograd
         methods.append(("batched", batch_size, False))
     for name, seeds, use_fused in methods:
         if name == "naive":

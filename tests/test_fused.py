@@ -106,6 +106,15 @@ def test_fused_kernels_fit_an_h100s_shared_memory(p, d_mlp):
         assert max(needs.values()) <= H100_SHARED_MEMORY, (p, precision, needs)
 
 
+def test_the_fused_loss_is_the_default_only_where_it_was_measured_faster():
+    """All inputs b of a row in one program (p <= 64) is where the fused loss beat autograd on a GPU; in blocks
+    of rows (p = 113 to 457) it was as slow or slower (BENCHMARKS.md)."""
+    from quadlens import fused
+
+    assert fused.faster_than_autograd(59) and fused.faster_than_autograd(64)
+    assert not any(fused.faster_than_autograd(p) for p in (65, 113, 227, 457, 911))
+
+
 def test_fused_loss_is_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match="fused loss needs"):
         SeedBatch(small_config(act_fn="gelu"), TrainConfig(), [0], torch.device("cpu"), use_fused=True)

@@ -154,6 +154,14 @@ def tiles(p: int) -> Tiles:
                  min(BACKWARD_BLOCK_K, max(16, fit)))
 
 
+def faster_than_autograd(p: int) -> bool:
+    """Whether the fused loss is the faster default at this p: where one program holds every input b of a row
+    (p ≤ 64: the paper's p = 59 trained 2.4× faster than through autograd, 151 seeds in TF32 on an H100). Where
+    the rows come in blocks it was measured slower (4 seeds, TF32, an H200: 13.1 against 9.2 ms per step at
+    p = 227, 327 against 78 at p = 457; BENCHMARKS.md)."""
+    return tiles(p).BB >= p
+
+
 def shared_memory(p: int, d_mlp: int, capability: int = 90, precision: str = "tf32") -> dict[str, int]:
     """Bytes of shared memory each kernel asks for at this size, compiled for CUDA ``capability`` (90: H100,
     H200) with Triton's own ptxas and no GPU: whether the fused loss fits a card, checked anywhere."""

@@ -99,7 +99,8 @@ class SeedBatch:
     """Seeds trained together: stacked parameters ``[S, ...]``, one AdamW, per-seed splits.
 
     ``use_fused`` picks the loss: the fused kernels of :mod:`quadlens.fused` (the default on CUDA with
-    Triton, for float32 ReLU models with constant attention) or autograd through :func:`quadlens.model.forward`.
+    Triton, for float32 ReLU models with constant attention, at the p where they are the faster:
+    :func:`quadlens.fused.faster_than_autograd`) or autograd through :func:`quadlens.model.forward`.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: Sequence[int],
@@ -121,7 +122,8 @@ class SeedBatch:
             raise ValueError(f"the fused loss needs Triton, a CUDA device, float32, ReLU and constant attention; "
                              f"got device {device}, {train_cfg.dtype}, act_fn {model_cfg.act_fn!r}, "
                              f"{model_cfg.attention_kind} attention")
-        self.fused = (can_fuse and device.type == "cuda") if use_fused is None else use_fused
+        default = can_fuse and device.type == "cuda" and fused.faster_than_autograd(model_cfg.p)
+        self.fused = default if use_fused is None else use_fused
         if self.fused:  # each seed's training pairs weighted 1/n_train: the loss is each seed's mean
             n_train = self.train_index.shape[1]
             self.train_weight = torch.zeros(len(self.seeds), model_cfg.p ** 2, device=device).scatter_(
