@@ -21,6 +21,11 @@ def examples(count: int) -> int:
     return count * int(SOAK)
 
 
+def soaking() -> bool:
+    """Whether this is a long soundness run (QUADLENS_SOAK above 1), which also takes the slow large models."""
+    return int(SOAK) > 1
+
+
 def small_config(**overrides) -> ModelConfig:
     return ModelConfig(**{"p": 11, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 24, **overrides})
 
