@@ -23,8 +23,10 @@ operand. (A single block of all p rows asked for 328 KB of shared memory at p = 
 232 KB.) Compiled for an H100 (:func:`shared_memory`, no GPU needed), the kernels ask for at most 82 KB at
 p = 59 (one block, as the paper's model has always run), 103 KB at p = 227 and 198 KB at p = 911 (so an
 A100's 164 KB holds them up to p = 512). From p = 1025 (BP = 2048) they would need about 390 KB, and training
-falls back to autograd with a warning (``SeedBatch``). ``G``'s rows hold p floats rounded up to a multiple of 16, not
-BP: ``4·p²·GP`` bytes per seed (3.0 GB at p = 911), half as much as BP's just above a power of two.
+asked to fuse there falls back to autograd with a warning (``SeedBatch``). In blocks of rows (p > 64) they were
+measured no faster than autograd, or slower, so training fuses by default only at p ≤ 64
+(:func:`faster_than_autograd`). ``G``'s rows hold p floats rounded up to a multiple of 16, not BP: ``4·p²·GP``
+bytes per seed (3.0 GB at p = 911), half as much as BP's just above a power of two.
 """
 
 from __future__ import annotations
