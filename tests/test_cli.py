@@ -89,6 +89,16 @@ def test_bound_runs_the_chosen_tiers_and_names_an_unknown_one(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_figure_format_is_checked_before_any_work_and_names_the_files(tmp_path):
+    result = runner.invoke(app, ["bound", "--figure-format", "jpeg", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "'jpeg' is not one of png, pdf, svg" in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
+    result = runner.invoke(app, ["bound", "--tiers", "arcs", "--no-brute-force", "--figure-format", "pdf",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.pdf")) == ["bounds.pdf", "frontier.pdf"]
+
+
 def test_bound_without_brute_force_says_what_its_fractions_mean(tmp_path):
     result = runner.invoke(app, ["bound", "--tiers", "arcs", "--no-brute-force", "--out", str(tmp_path), "--no-figures"])
     assert result.exit_code == 0, result.output

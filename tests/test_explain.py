@@ -88,6 +88,17 @@ def test_explain_json_has_the_documented_fields(bundled_explanation, tmp_path):
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in paths)
 
 
+@pytest.mark.parametrize("format, magic", [("pdf", b"%PDF-"), ("svg", b"<?xml")])
+def test_figures_for_a_paper_are_vector_files(bundled_explanation, tmp_path, format, magic):
+    paths = write_figures(bundled_explanation, tmp_path, format)
+    assert [p.name for p in paths] == [f"{name}.{format}" for name in ("phase_doubling", "quadrature", "logits",
+                                                                        "error_ladder")]
+    assert all(p.read_bytes().startswith(magic) for p in paths)
+    with pytest.raises(ValueError, match="'jpg' is not one of png, pdf, svg"):
+        write_figures(bundled_explanation, tmp_path / "jpg", "jpg")
+    assert not (tmp_path / "jpg").exists() or not any((tmp_path / "jpg").iterdir())
+
+
 def test_figures_leave_the_callers_backend_alone_and_return_figures(bundled_explanation):
     """In a notebook a drawing function's Figure shows inline: importing quadlens.figures must not switch the
     user's matplotlib backend (as matplotlib.use("Agg") at import did), nor leave figures open in pyplot."""

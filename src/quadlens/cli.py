@@ -121,6 +121,18 @@ def output_file(path: Path) -> Path:
     return path
 
 
+def check_figure_format(value: str) -> str:
+    """A ``--figure-format`` that ``quadlens.figures.save`` writes, checked before any work starts."""
+    from .figures import FORMATS
+
+    if value not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
+    return value
+
+
+FIGURE_FORMAT = typer.Option("png", help="png, or pdf or svg (vector, for a paper).", callback=check_figure_format)
+
+
 def _load(model: Optional[Path]) -> Transformer:
     try:
         return load_model(model)
@@ -216,7 +228,8 @@ def train(
 def explain(model: Optional[Path] = MODEL_ARG,
             out: Path = typer.Option(Path("out/explain"), help="Folder for explain.json and the figures.",
                                       callback=output_folder),
-            figures: bool = typer.Option(True, help="Write PNG figures."),
+            figures: bool = typer.Option(True, help="Write the figures."),
+            figure_format: str = FIGURE_FORMAT,
             min_share: float = typer.Option(0.5, help="Least key-frequency energy share for a neuron to join a cluster.")) -> None:
     """Explain the MLP as a quadrature scheme: clusters, doubling, lens, quadrature error, error ladder, verdict."""
     from .explain import explain as explain_model
@@ -226,7 +239,7 @@ def explain(model: Optional[Path] = MODEL_ARG,
     with console.status("explaining ..."):
         explanation = explain_model(loaded, min_share=min_share)
         atomic_write_json(out / "explain.json", explanation.to_dict())
-        written = write_figures(explanation, out) if figures else []
+        written = write_figures(explanation, out, figure_format) if figures else []
     print_explanation(explanation)
     console.print(f"wrote {out / 'explain.json'}" + (f" and {len(written)} figures" if written else ""))
 
@@ -263,7 +276,8 @@ def bound(model: Optional[Path] = MODEL_ARG,
                                     callback=output_folder),
           device: Optional[str] = typer.Option(None, help="Device for brute force (default: cuda if present).",
                                                callback=check_device),
-          figures: bool = typer.Option(True, help="Write PNG figures."),
+          figures: bool = typer.Option(True, help="Write the figures."),
+          figure_format: str = FIGURE_FORMAT,
           tiers: Optional[str] = typer.Option(None, help="Comma-separated tiers to run (default: every tier)."),
           brute_force: bool = typer.Option(True, "--brute-force/--no-brute-force",
                                            help="Check the tiers against brute force, O(p³·d_mlp): hours at large p. "
@@ -291,7 +305,7 @@ def bound(model: Optional[Path] = MODEL_ARG,
             report = bound_model(loaded, device, chosen, truth=brute_force, resume=partial, on_stage=lambda name:
                                  status.update(f"bounding: {name}{hint if name.startswith('brute force') else ''} ..."))
             report.save(out)
-            written = write_bound_figures(report, out) if figures else []
+            written = write_bound_figures(report, out, figure_format) if figures else []
         except KeyboardInterrupt:
             console.print(_kept(partial, "interrupted"), soft_wrap=True)
             raise typer.Exit(130) from None

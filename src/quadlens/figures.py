@@ -3,7 +3,7 @@ logits, error ladder, the bounds' frontier and their map over inputs, a study's 
 
 Each drawing function returns a matplotlib ``Figure`` made without pyplot, so importing this module leaves the
 caller's backend alone (a notebook shows the figure inline) and nothing is kept in pyplot's registry;
-``save`` writes one as a PNG atomically.
+``save`` writes one atomically as PNG, PDF or SVG (the last two vector, for a paper).
 """
 
 from __future__ import annotations
@@ -25,16 +25,27 @@ from .lens import lobe
 from .text import percent
 
 
-def png(fig: Figure, dpi: int = 150) -> bytes:
-    """The figure as PNG bytes."""
+FORMATS = ("png", "pdf", "svg")  # what ``save`` writes, named by the file's suffix
+
+
+def encoded(fig: Figure, format: str = "png", dpi: int = 150) -> bytes:
+    """The figure as the bytes of a PNG, PDF or SVG file (``dpi`` sets the PNG's resolution)."""
+    if format not in FORMATS:
+        raise ValueError(f"figure format {format!r} is not one of {', '.join(FORMATS)}")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format=format, dpi=dpi)
     return buffer.getvalue()
 
 
+def png(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG bytes."""
+    return encoded(fig, "png", dpi)
+
+
 def save(fig: Figure, path: Path, dpi: int = 150) -> Path:
-    """Write the figure to ``path`` as a PNG, atomically: readers see the old file or the whole new one."""
-    atomic_write_bytes(path, png(fig, dpi))
+    """Write the figure to ``path`` in the format its suffix names (.png, .pdf or .svg), atomically: readers see
+    the old file or the whole new one."""
+    atomic_write_bytes(path, encoded(fig, path.suffix.lower().lstrip("."), dpi))
     return path
 
 
@@ -189,11 +200,12 @@ def bound_vs_truth(report: BoundReport) -> Figure:
     return fig
 
 
-def write_bound_figures(report: BoundReport, out_dir: Path) -> list[Path]:
-    """frontier.png and bound_vs_truth.png (bounds.png: the bounds alone, without brute force)."""
+def write_bound_figures(report: BoundReport, out_dir: Path, format: str = "png") -> list[Path]:
+    """frontier and bound_vs_truth (bounds: the bounds alone, without brute force), as PNG, PDF or SVG files."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "bound_vs_truth.png" if report.has_truth else "bounds.png"
-    return [save(frontier(report), out_dir / "frontier.png"), save(bound_vs_truth(report), out_dir / name)]
+    name = "bound_vs_truth" if report.has_truth else "bounds"
+    return [save(frontier(report), out_dir / f"frontier.{format}"),
+            save(bound_vs_truth(report), out_dir / f"{name}.{format}")]
 
 
 def distributions(rows: list[dict], columns: Sequence[str]) -> Figure:
@@ -210,13 +222,14 @@ def distributions(rows: list[dict], columns: Sequence[str]) -> Figure:
     return fig
 
 
-FIGURES = {"phase_doubling.png": phase_doubling, "quadrature.png": quadrature,
-           "logits.png": logits_model_vs_lens, "error_ladder.png": error_ladder}
+FIGURES = {"phase_doubling": phase_doubling, "quadrature": quadrature, "logits": logits_model_vs_lens,
+           "error_ladder": error_ladder}
 
 
-def write_figures(explanation: Explanation, out_dir: Path) -> list[Path]:
-    """Write every figure into ``out_dir``; nothing for a model the explanation does not fit."""
+def write_figures(explanation: Explanation, out_dir: Path, format: str = "png") -> list[Path]:
+    """Write every figure into ``out_dir`` as PNG, PDF or SVG files; nothing for a model the explanation does
+    not fit."""
     if not explanation.fits_picture:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [save(draw(explanation), out_dir / name) for name, draw in FIGURES.items()]
+    return [save(draw(explanation), out_dir / f"{name}.{format}") for name, draw in FIGURES.items()]

@@ -146,11 +146,11 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
     if e.fits_picture:
         figures = {name: png(draw(e)) for name, draw in FIGURES.items()}
         parts += ["<h2>Clusters</h2>", _clusters(e),
-                  _image(figures["phase_doubling.png"], "Output phase against input phase: ψ ≈ 2φ"),
-                  _image(figures["quadrature.png"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
+                  _image(figures["phase_doubling"], "Output phase against input phase: ψ ≈ 2φ"),
+                  _image(figures["quadrature"], "Each cluster's neurons as rectangles under relu(cos θ)·cos 2θ"),
                   "<h2>Error ladder</h2>", _ladder(e),
-                  _image(figures["error_ladder.png"], "What each idealisation costs"),
-                  _image(figures["logits.png"], "Correct logit over (a+b, a−b): model, integral, closed form")]
+                  _image(figures["error_ladder"], "What each idealisation costs"),
+                  _image(figures["logits"], "Correct logit over (a+b, a−b): model, integral, closed form")]
     if b is not None:
         parts += ["<h2>Bounds</h2>", f"<p>Explanation: {html.escape(EXPLANATION)}.</p>", _tiers(b),
                   _image(png(frontier(b)), "Cost against certified fraction"),
