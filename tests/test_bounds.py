@@ -4,6 +4,8 @@ import dataclasses
 import functools
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -418,6 +420,21 @@ def test_sound_on_larger_trained_models(path):
         pytest.skip(f"p = {model.cfg.p}: runs with QUADLENS_SOAK > 1 (two minutes on 2 cores)")
     tables = separable_tables(model)
     assert_sound(tables, clusters_of(tables))
+
+
+def test_an_adversary_climbing_towards_failure_finds_none(tmp_path):
+    """benchmarks/adversarial_search.py changes small models step by step towards an input where a tier fails (its
+    bound below brute force, or its proven margin above the model's), keeping each change that brings it nearer:
+    two short climbs per tier here, the long ones in docs/bounds.md §7."""
+    script = Path(__file__).parents[1] / "benchmarks" / "adversarial_search.py"
+    out = tmp_path / "climbs.json"
+    subprocess.run([sys.executable, str(script), "--starts", "2", "--steps", str(examples(25)), "--seed", "7",
+                    "--bundled-share", "0", "--json", str(out)], check=True, capture_output=True, cwd=script.parent)
+    run = json.loads(out.read_text())["runs"][0]
+    climbs = [climb for climb in run["climbs"] if "skipped" not in climb]
+    assert run["failures"] == 0 and len(climbs) >= 8
+    assert all(max(climb["nearest"].values()) <= 1 for climb in climbs)
+    assert sum(climb["reached"] > climb["start"] for climb in climbs) >= len(climbs) // 2  # the climbs do climb
 
 
 def test_tiers_get_tighter_with_cost(bundled):
