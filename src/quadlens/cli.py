@@ -123,11 +123,12 @@ def output_file(path: Path) -> Path:
 
 def check_figure_format(value: str) -> str:
     """A ``--figure-format`` that ``quadlens.figures.save`` writes, checked before any work starts."""
-    from .figures import FORMATS
+    from .figures import checked_format
 
-    if value not in FORMATS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
-    return value
+    try:
+        return checked_format(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 FIGURE_FORMAT = typer.Option("png", help="png, or pdf or svg (vector, for a paper).", callback=check_figure_format)

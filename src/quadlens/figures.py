@@ -28,12 +28,17 @@ from .text import percent
 FORMATS = ("png", "pdf", "svg")  # what ``save`` writes, named by the file's suffix
 
 
-def encoded(fig: Figure, format: str = "png", dpi: int = 150) -> bytes:
-    """The figure as the bytes of a PNG, PDF or SVG file (``dpi`` sets the PNG's resolution)."""
+def checked_format(format: str) -> str:
+    """``format`` if ``save`` writes it, or a ValueError that names it and the formats there are."""
     if format not in FORMATS:
         raise ValueError(f"figure format {format!r} is not one of {', '.join(FORMATS)}")
+    return format
+
+
+def encoded(fig: Figure, format: str = "png", dpi: int = 150) -> bytes:
+    """The figure as the bytes of a PNG, PDF or SVG file (``dpi`` sets the PNG's resolution)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=format, dpi=dpi)
+    fig.savefig(buffer, format=checked_format(format), dpi=dpi)
     return buffer.getvalue()
 
 
@@ -202,6 +207,7 @@ def bound_vs_truth(report: BoundReport) -> Figure:
 
 def write_bound_figures(report: BoundReport, out_dir: Path, format: str = "png") -> list[Path]:
     """frontier and bound_vs_truth (bounds: the bounds alone, without brute force), as PNG, PDF or SVG files."""
+    checked_format(format)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "bound_vs_truth" if report.has_truth else "bounds"
     return [save(frontier(report), out_dir / f"frontier.{format}"),
@@ -229,6 +235,7 @@ FIGURES = {"phase_doubling": phase_doubling, "quadrature": quadrature, "logits":
 def write_figures(explanation: Explanation, out_dir: Path, format: str = "png") -> list[Path]:
     """Write every figure into ``out_dir`` as PNG, PDF or SVG files; nothing for a model the explanation does
     not fit."""
+    checked_format(format)
     if not explanation.fits_picture:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
