@@ -91,7 +91,7 @@ def test_bound_runs_the_chosen_tiers_and_names_an_unknown_one(tmp_path):
 
 def test_figure_format_is_checked_before_any_work_and_names_the_files(tmp_path):
     result = runner.invoke(app, ["bound", "--figure-format", "jpeg", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "'jpeg' is not one of png, pdf, svg" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "'jpeg' is not one of png, pdf, svg" in re.sub(r"[│\s]+", " ", result.output)
     assert not (tmp_path / "x").exists()
     result = runner.invoke(app, ["bound", "--tiers", "arcs", "--no-brute-force", "--figure-format", "pdf",
                                  "--out", str(tmp_path)])
