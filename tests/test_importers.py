@@ -71,6 +71,50 @@ def test_grokking_config_mismatch_names_key_and_shape(tmp_path):
         import_model_from(state, config, tmp_path)
 
 
+GROKKING_CONFIG = {"C": P, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": "ReLU", "attn_coeff": 0.0}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"C": None}, "config has no 'C'"),
+    ({"d_model": "twelve"}, "config d_model='twelve' is not a whole number"),
+    ({"n_heads": 2.5}, "config n_heads=2.5 is not a whole number"),
+    ({"n_layers": 2}, "config n_layers=2; quadlens models have one layer"),
+    ({"act_fn": None}, "config has no 'act_fn'"),
+    ({"act_fn": "SiLU"}, "config act_fn='SiLU', expected 'ReLU' or 'GeLU'"),
+    ({"attn_coeff": "high"}, "config attn_coeff='high' is not a finite number"),
+    ({"attn_coeff": 1.5}, r"config attn_coeff=1.5 lies outside \[0, 1\]")])
+def test_a_bad_grokking_config_is_named_by_key(tmp_path, change, message):
+    config = {k: v for k, v in {**GROKKING_CONFIG, **change}.items() if v is not None}
+    with pytest.raises(ImportFormatError, match=message):
+        import_model_from(grokking_state(), config, tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"d_mlp": None}, "config has no 'd_mlp'"),
+    ({"d_head": "5"}, "config d_head='5' is not a whole number"),
+    ({"d_vocab": None, "d_vocab_out": None}, "config has neither 'd_vocab_out' nor 'd_vocab'"),
+    ({"d_vocab": 8}, "d_vocab=8 differs from d_vocab_out=11"),
+    ({"n_ctx": 3}, r"config n_ctx=3; quadlens reads \(a, b\) at positions 0, 1"),
+    ({"n_layers": 2}, "config n_layers=2; quadlens models have one layer"),
+    ({"attn_only": True}, "config attn_only=True; quadlens models have an MLP"),
+    ({"act_fn": "solu"}, "config act_fn='solu'; quadlens supports relu and gelu")])
+def test_a_bad_transformer_lens_config_is_named_by_key(change, message):
+    state, config = to_transformer_lens(random_model(small_config(attention_rate=0.0)))
+    config = {k: v for k, v in {**config, **change}.items() if v is not None}
+    with pytest.raises(ImportFormatError, match=message):
+        from_transformer_lens(state, config)
+
+
+def test_a_config_file_that_is_not_an_object_is_named(tmp_path):
+    torch.save(grokking_state(), tmp_path / "m.pt")
+    (tmp_path / "c.json").write_text("[1, 2]")
+    with pytest.raises(ImportFormatError, match="c.json: the config must be a JSON object of settings, not a list"):
+        import_model(tmp_path / "m.pt", "grokking", tmp_path / "c.json")
+    (tmp_path / "c.json").write_text("{")
+    with pytest.raises(ImportFormatError, match="c.json: cannot read the JSON config"):
+        import_model(tmp_path / "m.pt", "grokking", tmp_path / "c.json")
+
+
 def import_model_from(state, config, tmp_path):
     torch.save(state, tmp_path / "m.pt")
     return import_model(tmp_path / "m.pt", "grokking", config)
@@ -119,7 +163,7 @@ def test_transformer_lens_refuses_what_it_cannot_hold():
 def test_import_and_export_commands(tmp_path):
     state = grokking_state()
     torch.save(state, tmp_path / "g.pt")
-    config = {"C": P, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": "ReLU", "attn_coeff": 0.0}
+    config = GROKKING_CONFIG
     (tmp_path / "g.json").write_text(json.dumps(config))
     runner = CliRunner()
     result = runner.invoke(app, ["import", str(tmp_path / "g.pt"), "--format", "grokking", "--config",

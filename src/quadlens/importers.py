@@ -17,6 +17,7 @@ device saved them; anything else is refused. Every key and shape is checked agai
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -75,6 +76,20 @@ def _take(state: dict[str, Tensor], key: str, shape: tuple[int, ...], source: st
     return tensor
 
 
+def _setting(config: dict, key: str, source: str, whole: bool = True, default: float | None = None) -> float:
+    """The config's number at ``key`` (a whole one unless ``whole`` is False; ``default`` where it is absent), or an
+    error that names the key and the value found."""
+    if key not in config:
+        if default is None:
+            raise ImportFormatError(f"{source}: config has no '{key}'")
+        return default
+    value = config[key]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or (whole and value != int(value)):
+        raise ImportFormatError(f"{source}: config {key}={value!r} is not {'a whole' if whole else 'a finite'} number")
+    return int(value) if whole else float(value)
+
+
 def _refuse_extra(state: dict[str, Tensor], known: set[str], source: str) -> None:
     extra = sorted(set(state) - known)
     if extra:
@@ -83,17 +98,16 @@ def _refuse_extra(state: dict[str, Tensor], known: set[str], source: str) -> Non
 
 def from_grokking(state: dict[str, Tensor], config: dict, source: str = "checkpoint") -> Transformer:
     """A grokking-style state dict and its config, as a quadlens model with identical logits."""
-    for key in ("C", "n_heads", "d_model", "n_layers", "act_fn", "attn_coeff"):
-        if key not in config:
-            raise ImportFormatError(f"{source}: config has no '{key}'")
-    if config["n_layers"] != 1:
+    p, h, d = (_setting(config, key, source) for key in ("C", "n_heads", "d_model"))
+    if _setting(config, "n_layers", source) != 1:
         raise ImportFormatError(f"{source}: config n_layers={config['n_layers']}; quadlens models have one layer")
+    if "act_fn" not in config:
+        raise ImportFormatError(f"{source}: config has no 'act_fn'")
     acts = {"relu": "relu", "gelu": "gelu"}
     act = acts.get(str(config["act_fn"]).lower())
     if act is None:
         raise ImportFormatError(f"{source}: config act_fn={config['act_fn']!r}, expected 'ReLU' or 'GeLU'")
-    p, d, h = int(config["C"]), int(config["d_model"]), int(config["n_heads"])
-    kappa = float(config["attn_coeff"])
+    kappa = _setting(config, "attn_coeff", source, whole=False)
     if not 0.0 <= kappa <= 1.0:
         raise ImportFormatError(f"{source}: config attn_coeff={kappa} lies outside [0, 1]")
     if "blocks.0.attn.W_Q" not in state:
@@ -127,7 +141,7 @@ def from_grokking(state: dict[str, Tensor], config: dict, source: str = "checkpo
 
 def from_transformer_lens(state: dict[str, Tensor], config: dict, source: str = "checkpoint") -> Transformer:
     """A one-layer HookedTransformer state dict and its config (``HookedTransformerConfig`` fields)."""
-    if config.get("n_layers", 1) != 1:
+    if _setting(config, "n_layers", source, default=1) != 1:
         raise ImportFormatError(f"{source}: config n_layers={config['n_layers']}; quadlens models have one layer")
     if config.get("normalization_type") not in (None, "None"):
         raise ImportFormatError(f"{source}: config normalization_type={config['normalization_type']!r}; "
@@ -137,12 +151,14 @@ def from_transformer_lens(state: dict[str, Tensor], config: dict, source: str = 
     act = {"relu": "relu", "gelu": "gelu"}.get(str(config.get("act_fn", "relu")).lower())
     if act is None:
         raise ImportFormatError(f"{source}: config act_fn={config.get('act_fn')!r}; quadlens supports relu and gelu")
-    d, h, d_head, m = (int(config[k]) for k in ("d_model", "n_heads", "d_head", "d_mlp"))
-    p = int(config.get("d_vocab_out", config.get("d_vocab", -1)))
-    if int(config.get("d_vocab", p)) != p:
+    d, h, d_head, m = (_setting(config, key, source) for key in ("d_model", "n_heads", "d_head", "d_mlp"))
+    if "d_vocab_out" not in config and "d_vocab" not in config:
+        raise ImportFormatError(f"{source}: config has neither 'd_vocab_out' nor 'd_vocab' (p, the number of tokens)")
+    p = _setting(config, "d_vocab_out" if "d_vocab_out" in config else "d_vocab", source)
+    if _setting(config, "d_vocab", source, default=p) != p:
         raise ImportFormatError(f"{source}: d_vocab={config['d_vocab']} differs from d_vocab_out={p}; "
                            f"quadlens needs tokens 0..p-1 in and out")
-    if int(config.get("n_ctx", 2)) != 2:
+    if _setting(config, "n_ctx", source, default=2) != 2:
         raise ImportFormatError(f"{source}: config n_ctx={config['n_ctx']}; quadlens reads (a, b) at positions 0, 1")
     get = lambda key, shape: _take(state, key, shape, source).double()  # noqa: E731
     params = {
@@ -179,6 +195,9 @@ def import_model(src: str | Path, fmt: str, config: str | Path | dict | None = N
             config = json.loads(config_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ImportFormatError(f"{config_path}: cannot read the JSON config: {e}") from e
+        if not isinstance(config, dict):
+            raise ImportFormatError(f"{config_path}: the config must be a JSON object of settings, not a "
+                                    f"{type(config).__name__}")
     convert = from_grokking if fmt == "grokking" else from_transformer_lens
     return convert(state, config, str(src))
 
