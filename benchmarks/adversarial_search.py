@@ -6,12 +6,12 @@
 
 The hypothesis tests and soundness_at_scale.py sample models: random, perturbed, kinked, float32, misfitted. This
 climbs instead. Each start is a model (a noisy synthetic pizza, at p = 11 to 29 unless --ps says otherwise, or the
-bundled model perturbed) and its explanation; each step proposes one change and keeps it when the tier comes no
-further from failing. A tier's closeness to failing is measured two ways, each the largest over the inputs:
-"bound", truth/B, and "margin", 1 + (proven model margin − true model margin)/(B + |true model margin|). Each is at
-most 1 while the tier is sound and above 1 on an input where its bound is below brute force's error or its proven
-margin above the model's; the starts take turns climbing one or the other, and every model evaluated is checked in
-both. The changes:
+bundled model, or those given with --trained, perturbed) and its explanation; each step proposes one change and
+keeps it when the tier comes no further from failing. A tier's closeness to failing is measured two ways, each the
+largest over the inputs: "bound", truth/B, and "margin", 1 + (proven model margin − true model margin)/(B + |true
+model margin|). Each is at most 1 while the tier is sound and above 1 on an input where its bound is below brute
+force's error or its proven margin above the model's; the starts take turns climbing one or the other, and every
+model evaluated is checked in both. The changes:
   nudge      Gaussian noise on a few neurons (their columns of F_a and F_b, b_in, their row of W_L), at a scale
              that grows after a kept step and shrinks after a rejected one, in units of each table's spread at
              the start (so that the model cannot grow without limit)
@@ -46,12 +46,15 @@ TABLES = ("F_a", "F_b", "b_in", "W_L", "D_a", "D_b")
 SMALL_PS = (11, 13, 17, 19, 23, 29)
 
 
-def start_model(rng: np.random.Generator, bundled_share: float, ps: tuple[int, ...] = SMALL_PS
-                ) -> tuple[str, SeparableTables]:
-    """The bundled model perturbed a little, or a noisy synthetic pizza at one of ``ps``."""
-    if rng.random() < bundled_share:
-        tables = quadlens.separable_tables(quadlens.load_model())
-        return "bundled", _nudged(tables, np.arange(tables.d_mlp), 0.01, spreads(tables), rng)
+def start_model(rng: np.random.Generator, trained_share: float, ps: tuple[int, ...] = SMALL_PS,
+                trained: list[Path] | None = None) -> tuple[str, SeparableTables]:
+    """A trained model perturbed a little (the bundled one, or one of ``trained``), or a noisy synthetic pizza at
+    one of ``ps``."""
+    if rng.random() < trained_share:
+        path = trained[int(rng.integers(len(trained)))] if trained else None
+        tables = quadlens.separable_tables(quadlens.load_model(path))
+        return "bundled" if path is None else path.stem, _nudged(tables, np.arange(tables.d_mlp), 0.01,
+                                                                  spreads(tables), rng)
     p = int(rng.choice(ps))
     spec = pizza_spec(p, separating_frequencies(p, count=int(rng.integers(1, 4)), seed=int(rng.integers(1 << 30))),
                       neurons_per_cluster=int(rng.integers(4, 2 * p)), beta=float(rng.uniform(-0.3, 0.3)),
@@ -135,12 +138,12 @@ def fitted(tables: SeparableTables) -> list:
     return build_clusters(fit_neurons(tables), tables.b_in)
 
 
-def climb(tier: str, target: str, seed: int, steps: int, refit: bool, bundled_share: float,
-          out: Path | None, ps: tuple[int, ...] = SMALL_PS) -> dict:
+def climb(tier: str, target: str, seed: int, steps: int, refit: bool, trained_share: float,
+          out: Path | None, ps: tuple[int, ...] = SMALL_PS, trained: list[Path] | None = None) -> dict:
     """One start's climb towards failing in ``target`` (one of QUANTITIES); its row of the results, with the
     nearest to failing that every model it evaluated, kept or not, came in either quantity."""
     rng = np.random.default_rng(seed)
-    family, tables = start_model(rng, bundled_share, ps)
+    family, tables = start_model(rng, trained_share, ps, trained)
     clusters = fitted(tables)
     if not clusters:
         return {"tier": tier, "seed": seed, "family": family, "p": tables.p, "skipped": "no cluster fitted"}
@@ -184,8 +187,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="proposed changes per start")
     parser.add_argument("--seed", type=int, default=0, help="first seed; start i of a tier uses seed + i")
     parser.add_argument("--refit", action="store_true", help="fit the explanation again after every change")
-    parser.add_argument("--bundled-share", type=float, default=0.25,
-                        help="share of the starts from the bundled model (p = 59), the rest synthetic")
+    parser.add_argument("--bundled-share", "--trained-share", dest="trained_share", type=float, default=0.25,
+                        help="share of the starts from a trained model (the bundled one, p = 59, unless --trained), "
+                             "the rest synthetic")
+    parser.add_argument("--trained", type=Path, nargs="+", help="checkpoints to start from instead of the bundled one")
     parser.add_argument("--ps", type=int, nargs="+", default=list(SMALL_PS), help="p of the synthetic starts")
     parser.add_argument("--json", type=Path, help="append this run to the runs logged here")
     args = parser.parse_args()
@@ -194,8 +199,8 @@ def main() -> None:
     for tier in check_tiers(args.tiers):
         for i in range(args.starts):
             target = QUANTITIES[i % len(QUANTITIES)]
-            row = climb(tier, target, args.seed + i, args.steps, args.refit, args.bundled_share, args.json,
-                        tuple(args.ps))
+            row = climb(tier, target, args.seed + i, args.steps, args.refit, args.trained_share, args.json,
+                        tuple(args.ps), args.trained)
             rows.append(row)
             if "skipped" in row:
                 print(f"{tier} seed {row['seed']}: skipped, {row['skipped']}", flush=True)
