@@ -68,6 +68,14 @@ def test_train_command_writes_checkpoints_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_warnings_are_one_line_each(tmp_path):
+    args = ["train", "--seeds", "0", "--p", "9", "--d-model", "8", "--n-heads", "1", "--d-head", "4", "--d-mlp", "8",
+            "--epochs", "5", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: p=9 is not prime") == 1 and "UserWarning" not in result.output
+
+
 def test_train_command_reports_bad_arguments():
     result = runner.invoke(app, ["train", "--p", "2"])
     assert result.exit_code == 2 and "p must be at least 3" in result.output

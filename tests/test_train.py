@@ -81,6 +81,27 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch
     assert [h["epoch"] for h in resumed[0].metadata["history"]] == [0, 10, 20, 30, 40]
 
 
+def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monkeypatch):
+    cfg = small_config()
+    reference = train(cfg, QUICK, seeds=[0, 1], progress=False)
+    interrupt_at(monkeypatch, 25)
+    with pytest.raises(Interrupt):
+        train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    monkeypatch.undo()
+    resume = tmp_path / RESUME_FILE
+    resume.write_bytes(resume.read_bytes()[:300])  # cut short
+    with pytest.warns(UserWarning, match=r"resume.safetensors: not a readable .*; its seeds restart from epoch 0"):
+        again = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert_same_models(again, reference, atol=1e-12)
+    assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()
+
+
+def test_an_unreadable_run_file_is_named(tmp_path):
+    (tmp_path / "run.json").write_text("{bad")
+    with pytest.raises(ValueError, match=r"run.json: cannot read the run's configs"):
+        train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+
+
 def test_finished_seeds_are_not_retrained(tmp_path, monkeypatch):
     cfg = small_config()
     train(cfg, QUICK, seeds=[0], out_dir=tmp_path, progress=False)

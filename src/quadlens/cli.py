@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -27,6 +28,22 @@ from .train import TrainConfig, train as train_models
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 console = Console()
+
+
+_WARNED: set[str] = set()
+
+
+def _show_warning(message: Warning | str, *_) -> None:
+    """A warning as one line, ``warning: …``, once per command, without the source line Python would show."""
+    if str(message) not in _WARNED:
+        _WARNED.add(str(message))
+        console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
+
+
+@app.callback()
+def _every_command() -> None:
+    _WARNED.clear()
+    warnings.showwarning = _show_warning
 
 
 def _fail(message: str) -> NoReturn:

@@ -214,7 +214,11 @@ def _check_run_dir(out_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig
     run_file = out_dir / "run.json"
     configs = {"model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict()}
     if run_file.exists():
-        previous = json.loads(run_file.read_text())
+        try:
+            previous = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{run_file}: cannot read the run's configs ({e}); use another --out, or remove the "
+                             f"file if this folder's checkpoints were made with the settings given now") from e
         for key, value in configs.items():
             stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
             differs = sorted(k for k in stored if previous.get(key, {}).get(k) != stored[k])
@@ -256,38 +260,49 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     results = {seed: model for seed in seeds if (model := _finished(out_dir, seed)) is not None}
     pending = [seed for seed in seeds if seed not in results]
     batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
-    batches = _plan_batches(out_dir, pending, max(batch_size, 1))
+    state = _resume_state(out_dir)
+    batches = _plan_batches(state, pending, max(batch_size, 1))
     with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
         for batch_seeds in batches:
-            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, display):
+            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, state, display):
                 results[model.metadata["seed"]] = model
     return [results[seed] for seed in seeds]
 
 
-def _plan_batches(out_dir: Path | None, pending: list[int], batch_size: int) -> list[list[int]]:
-    """Split pending seeds into batches; an interrupted batch (with a resume state) goes first, intact."""
+def _resume_state(out_dir: Path | None) -> tuple[dict[str, Tensor], dict] | None:
+    """The folder's resume state (tensors, metadata), or None where there is none or it cannot be read: a broken
+    one (cut short by a crash of the disk, say) is passed over with a warning, its batch restarting from epoch 0,
+    and the next checkpoint replaces it."""
+    if out_dir is None or not (out_dir / RESUME_FILE).exists():
+        return None
+    try:
+        tensors, meta = load_tensors(out_dir / RESUME_FILE)
+        if not isinstance(meta.get("seeds"), list):
+            raise CheckpointError(f"{out_dir / RESUME_FILE}: no list of seeds in its metadata")
+    except CheckpointError as e:
+        warnings.warn(f"{e}; its seeds restart from epoch 0", stacklevel=3)  # stacklevel 3: train()'s caller
+        return None
+    return tensors, meta
+
+
+def _plan_batches(state: tuple[dict[str, Tensor], dict] | None, pending: list[int],
+                  batch_size: int) -> list[list[int]]:
+    """Split pending seeds into batches; an interrupted batch (with a resume ``state``) goes first, intact."""
     resumed: list[int] = []
-    if out_dir is not None and (out_dir / RESUME_FILE).exists():
-        try:
-            _, meta = load_tensors(out_dir / RESUME_FILE)
-            if set(meta["seeds"]) <= set(pending):
-                resumed = list(meta["seeds"])
-        except (CheckpointError, KeyError):
-            pass  # a broken resume state is ignored: that batch restarts from scratch
+    if state is not None and set(state[1]["seeds"]) <= set(pending):
+        resumed = list(state[1]["seeds"])
     rest = [seed for seed in pending if seed not in resumed]
     return ([resumed] if resumed else []) + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
 
 
 def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int], device: torch.device,
-                 out_dir: Path | None, display) -> list[Transformer]:
+                 out_dir: Path | None, state: tuple[dict[str, Tensor], dict] | None, display) -> list[Transformer]:
     batch = SeedBatch(model_cfg, train_cfg, seeds, device)
     resume_file = None if out_dir is None else out_dir / RESUME_FILE
     elapsed = 0.0
-    if resume_file is not None and resume_file.exists():
-        tensors, meta = load_tensors(resume_file)
-        if meta.get("seeds") == seeds:
-            batch.load_state(tensors, meta)
-            elapsed = meta.get("wall_time_seconds", 0.0)
+    if state is not None and state[1]["seeds"] == seeds:
+        batch.load_state(*state)
+        elapsed = state[1].get("wall_time_seconds", 0.0)
     task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
                                completed=batch.epoch, loss=float("nan"), acc="-")
     start = time.perf_counter() - elapsed
