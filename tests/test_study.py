@@ -36,6 +36,16 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns == cached
+    result_file = tmp_path / "results" / "seed_0001.json"
+    before = json.loads(result_file.read_text())
+    result_file.write_text('{"seed": 1, "verd')  # cut short: that seed is analysed again
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert {k: v for k, v in json.loads(result_file.read_text()).items() if "seconds" not in k} == {
+        k: v for k, v in before.items() if "seconds" not in k}
+    (tmp_path / "summary.json").write_text("[]")
+    shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)])
+    assert shown.exit_code == 2 and "summary.json: holds a JSON list, not an object" in shown.output
 
 
 def test_process_pool_gives_the_same_rows(tmp_path):

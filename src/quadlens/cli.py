@@ -456,7 +456,10 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
     if target is not None and target.is_dir():
         if not (target / "summary.json").exists():
             _fail(f"{target}: no summary.json; is this a 'quadlens reproduce' folder?")
-        page = study_report(target)
+        try:
+            page = study_report(target)
+        except ValueError as error:  # a summary or result file that cannot be read, named
+            _fail(f"{error}; running 'quadlens reproduce' on the folder again writes it anew")
     else:
         from .certify import bound as bound_model
         from .explain import explain as explain_model

@@ -1,4 +1,5 @@
-"""Atomic file writes and strict JSON (non-finite floats become null), shared by every writer."""
+"""Atomic file writes and strict JSON (non-finite floats become null), shared by every writer; JSON read back with
+an error that names the file."""
 
 from __future__ import annotations
 
@@ -46,3 +47,14 @@ def json_ready(value):
 def atomic_write_json(path: Path, data: dict) -> None:
     text = json.dumps(json_ready(data), indent=2, sort_keys=True, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``, or a ValueError that names the file and what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data

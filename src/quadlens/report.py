@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 from . import __version__
 from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
+from .files import read_json
 from .text import figure, named_figure, percent
 
 STYLE = """
@@ -162,8 +162,8 @@ def study_report(run_dir: Path) -> str:
     """The HTML page for a folder written by ``quadlens reproduce``."""
     from .study import statistic_rows
 
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = [json.loads(p.read_text()) for p in sorted((run_dir / "results").glob("seed_*.json"))]
+    summary = read_json(run_dir / "summary.json")
+    rows = [read_json(path) for path in sorted((run_dir / "results").glob("seed_*.json"))]
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]

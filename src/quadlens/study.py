@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
 from .explain import explain
-from .files import atomic_write_bytes, atomic_write_json, json_ready
+from .files import atomic_write_bytes, atomic_write_json, json_ready, read_json
 from .model import ModelConfig, Transformer
 from .text import named_figure
 from .train import TrainConfig, seed_path, train
@@ -137,10 +136,14 @@ def _analyse_in_worker(path: str, cache: str, with_bounds: bool, threads: int) -
 
 
 def _cached_row(cache: Path, with_bounds: bool) -> dict | None:
-    """A seed's cached row, unless it lacks bounds or has them from an older bound schema."""
+    """A seed's cached row, unless it lacks bounds, has them from an older bound schema, or cannot be read (then
+    the seed is analysed again, and its new row replaces the file)."""
     if not cache.exists():
         return None
-    cached = json.loads(cache.read_text())
+    try:
+        cached = read_json(cache)
+    except ValueError:
+        return None
     if not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION:
         return cached
     return None

@@ -8,7 +8,6 @@ float reductions, and hence results, are identical whichever way the tasks run.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
@@ -18,7 +17,7 @@ from pathlib import Path
 import numba
 import torch
 
-from .files import atomic_write_json
+from .files import atomic_write_json, read_json
 from .model import ModelConfig
 from .study import process_pool, run_study, summarise, write_table
 from .train import TrainConfig
@@ -44,7 +43,7 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
     out = Path(out_dir)
     run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
               with_bounds=with_bounds, progress=False)
-    return [json.loads(p.read_text()) for p in sorted((out / "results").glob("seed_*.json"))]
+    return [read_json(path) for path in sorted((out / "results").glob("seed_*.json"))]
 
 
 def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,

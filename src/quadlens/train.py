@@ -14,7 +14,6 @@ seeds are loaded, not retrained, and an interrupted batch continues from its las
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ from torch import Tensor
 
 from . import fused
 from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
-from .files import atomic_write_json
+from .files import atomic_write_json, read_json
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
 from .task import ModularAddition, train_size
@@ -215,10 +214,10 @@ def _check_run_dir(out_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig
     configs = {"model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict()}
     if run_file.exists():
         try:
-            previous = json.loads(run_file.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{run_file}: cannot read the run's configs ({e}); use another --out, or remove the "
-                             f"file if this folder's checkpoints were made with the settings given now") from e
+            previous = read_json(run_file)
+        except ValueError as e:
+            raise ValueError(f"{e}; it holds the run's configs: use another --out, or remove the file if this "
+                             f"folder's checkpoints were made with the settings given now") from e
         for key, value in configs.items():
             stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
             differs = sorted(k for k in stored if previous.get(key, {}).get(k) != stored[k])
