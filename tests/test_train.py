@@ -98,7 +98,7 @@ def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monke
 
 def test_an_unreadable_run_file_is_named(tmp_path):
     (tmp_path / "run.json").write_text("{bad")
-    with pytest.raises(ValueError, match=r"run.json: cannot read the run's configs"):
+    with pytest.raises(ValueError, match=r"run.json: not readable JSON .*; it holds the run's configs"):
         train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
 
 
