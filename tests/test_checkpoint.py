@@ -84,6 +84,15 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
         load_model(path)
 
 
+@pytest.mark.parametrize("text, message", [("{not json", "metadata 'quadlens' is not valid JSON"),
+                                            ("[1]", "metadata 'quadlens' is a JSON list, not an object")])
+def test_metadata_that_is_not_a_json_object_is_refused(tmp_path, text, message):
+    path = tmp_path / "odd.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path), metadata={"quadlens": text})
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
 def test_pickle_file_is_never_unpickled(tmp_path):
     path = tmp_path / "model.safetensors"
     torch.save({"W_E": torch.zeros(2)}, path)

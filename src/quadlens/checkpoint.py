@@ -56,6 +56,8 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: metadata '{METADATA_KEY}' is not valid JSON: {e}") from e
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: metadata '{METADATA_KEY}' is a JSON {type(metadata).__name__}, not an object")
     return tensors, metadata
 
 
