@@ -230,3 +230,8 @@ def test_gelu_pizza_is_explained_with_the_gelu_lens():
     data = e.to_dict()
     assert data["lens"]["activation"] == "gelu" and "trapezoid" in data["lens"]["method"]
     assert all(0.5 < c["lobe_integral_over_relu"] < 1.5 for c in data["clusters"])
+
+
+def test_a_share_outside_zero_to_one_is_refused(bundled):
+    with pytest.raises(ValueError, match=r"min_share is a share of a neuron's energy, in \[0, 1\]; got 2"):
+        explain(bundled, min_share=2)

@@ -96,6 +96,11 @@ def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monke
     assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()
 
 
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        train(small_config(), QUICK, seeds=[0], batch_size=0, progress=False)
+
+
 def test_an_unreadable_run_file_is_named(tmp_path):
     (tmp_path / "run.json").write_text("{bad")
     with pytest.raises(ValueError, match=r"run.json: not readable JSON .*; it holds the run's configs"):

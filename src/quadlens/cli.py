@@ -138,6 +138,9 @@ def output_file(path: Path) -> Path:
     return path
 
 
+BATCH_SIZE = typer.Option(None, min=1, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU).")
+
+
 def check_figure_format(value: str) -> str:
     """A ``--figure-format`` that ``quadlens.figures.save`` writes, checked before any work starts."""
     from .figures import checked_format
@@ -219,7 +222,7 @@ def train(
     matmul_precision: str = typer.Option("highest", help="highest (fp32), high (TF32 on GPUs) or medium."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ...", callback=check_device),
-    batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
+    batch_size: Optional[int] = BATCH_SIZE,
 ) -> None:
     """Train one model per seed, all seeds as one batched computation, with checkpoints and resume."""
     try:
@@ -248,7 +251,9 @@ def explain(model: Optional[Path] = MODEL_ARG,
                                       callback=output_folder),
             figures: bool = typer.Option(True, help="Write the figures."),
             figure_format: str = FIGURE_FORMAT,
-            min_share: float = typer.Option(0.5, help="Least key-frequency energy share for a neuron to join a cluster.")) -> None:
+            min_share: float = typer.Option(0.5, min=0.0, max=1.0,
+                                            help="Least key-frequency energy share for a neuron to join a cluster.")
+            ) -> None:
     """Explain the MLP as a quadrature scheme: clusters, doubling, lens, quadrature error, error ladder, verdict."""
     from .explain import explain as explain_model
     from .figures import write_figures
@@ -372,7 +377,7 @@ def reproduce(
     d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
     attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
     epochs: int = typer.Option(10_000), device: str = typer.Option("auto", callback=check_device),
-    batch_size: Optional[int] = typer.Option(None, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU)."),
+    batch_size: Optional[int] = BATCH_SIZE,
     bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
     matmul_precision: str = typer.Option("highest", help="Training: highest (fp32), high (TF32 on GPUs) or medium."),
     workers: int = typer.Option(1, min=1, help="Local processes that explain and bound the trained models."),

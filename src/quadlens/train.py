@@ -250,6 +250,8 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds:
         raise ValueError("no seeds to train")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (or None: all seeds on a GPU, 1 on a CPU), got {batch_size}")
     train_size(model_cfg.p, train_cfg.train_fraction)
     dev = resolve_device(device)
     out_dir = None if out_dir is None else Path(out_dir)
