@@ -80,7 +80,7 @@ def test_bad_metadata_is_refused(saved, mutate, message):
 def test_foreign_safetensors_file_is_refused(tmp_path):
     path = tmp_path / "foreign.safetensors"
     save_file({"x": torch.zeros(2)}, str(path))
-    with pytest.raises(CheckpointError, match="not a quadlens file"):
+    with pytest.raises(CheckpointError, match="not a quadlens file .* converts with 'quadlens import'"):
         load_model(path)
 
 

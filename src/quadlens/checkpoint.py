@@ -51,7 +51,8 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from e
     if METADATA_KEY not in header:
-        raise CheckpointError(f"{path}: safetensors header has no '{METADATA_KEY}' metadata; not a quadlens file")
+        raise CheckpointError(f"{path}: safetensors header has no '{METADATA_KEY}' metadata; not a quadlens file "
+                              f"(a TransformerLens or grokking-style checkpoint converts with 'quadlens import')")
     try:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as e:
