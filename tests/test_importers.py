@@ -108,10 +108,10 @@ def test_a_bad_transformer_lens_config_is_named_by_key(change, message):
 def test_a_config_file_that_is_not_an_object_is_named(tmp_path):
     torch.save(grokking_state(), tmp_path / "m.pt")
     (tmp_path / "c.json").write_text("[1, 2]")
-    with pytest.raises(ImportFormatError, match="c.json: the config must be a JSON object of settings, not a list"):
+    with pytest.raises(ImportFormatError, match="c.json: holds a JSON list, not an object: the config must be a JSON"):
         import_model(tmp_path / "m.pt", "grokking", tmp_path / "c.json")
     (tmp_path / "c.json").write_text("{")
-    with pytest.raises(ImportFormatError, match="c.json: cannot read the JSON config"):
+    with pytest.raises(ImportFormatError, match="c.json: not readable JSON"):
         import_model(tmp_path / "m.pt", "grokking", tmp_path / "c.json")
 
 

@@ -16,7 +16,6 @@ device saved them; anything else is refused. Every key and shape is checked agai
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .files import read_json
 from .model import ModelConfig, Transformer
 
 FORMATS = ("transformer-lens", "grokking")
@@ -190,14 +190,10 @@ def import_model(src: str | Path, fmt: str, config: str | Path | dict | None = N
     if config is None:
         raise ImportFormatError(f"{src}: the {fmt} format needs its config (--config FILE.json)")
     if not isinstance(config, dict):
-        config_path = Path(config)
         try:
-            config = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ImportFormatError(f"{config_path}: cannot read the JSON config: {e}") from e
-        if not isinstance(config, dict):
-            raise ImportFormatError(f"{config_path}: the config must be a JSON object of settings, not a "
-                                    f"{type(config).__name__}")
+            config = read_json(Path(config))
+        except ValueError as e:
+            raise ImportFormatError(f"{e}: the config must be a JSON object of settings") from e
     convert = from_grokking if fmt == "grokking" else from_transformer_lens
     return convert(state, config, str(src))
 
