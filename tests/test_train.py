@@ -67,14 +67,20 @@ def interrupt_at(monkeypatch, epoch):
     monkeypatch.setattr(SeedBatch, "step", step)
 
 
-def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch):
-    cfg = small_config()
+def interrupted_run(cfg, out_dir, monkeypatch) -> list:
+    """Two seeds trained in one batch into ``out_dir`` and interrupted at epoch 25; the same trained whole."""
     reference = train(cfg, QUICK, seeds=[0, 1], progress=False)
     interrupt_at(monkeypatch, 25)
     with pytest.raises(Interrupt):
-        train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
-    assert (tmp_path / RESUME_FILE).exists() and not seed_path(tmp_path, 0).exists()
+        train(cfg, QUICK, seeds=[0, 1], out_dir=out_dir, batch_size=2, progress=False)
     monkeypatch.undo()
+    return reference
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch):
+    cfg = small_config()
+    reference = interrupted_run(cfg, tmp_path, monkeypatch)
+    assert (tmp_path / RESUME_FILE).exists() and not seed_path(tmp_path, 0).exists()
     resumed = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
     assert_same_models(resumed, reference, atol=1e-12)
     assert not (tmp_path / RESUME_FILE).exists()
@@ -83,11 +89,7 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch
 
 def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monkeypatch):
     cfg = small_config()
-    reference = train(cfg, QUICK, seeds=[0, 1], progress=False)
-    interrupt_at(monkeypatch, 25)
-    with pytest.raises(Interrupt):
-        train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
-    monkeypatch.undo()
+    reference = interrupted_run(cfg, tmp_path, monkeypatch)
     resume = tmp_path / RESUME_FILE
     resume.write_bytes(resume.read_bytes()[:300])  # cut short
     with pytest.warns(UserWarning, match=r"resume.safetensors: not a readable .*; its seeds restart from epoch 0"):
