@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from conftest import small_config
@@ -49,3 +51,16 @@ def test_ray_gives_the_same_results_as_serial(tmp_path):
     run_sweep(configs, [0], tmp_path / "ray", train_cfg, workers=2, ray_address="local")
     rows = [comparable(pq.read_table(tmp_path / name / "models.parquet").to_pylist()) for name in ("serial", "ray")]
     assert rows[0] == rows[1]
+
+
+def test_a_sweep_on_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from quadlens.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: importing it fails
+    result = CliRunner().invoke(app, ["sweep", "--p", "7", "--d-mlp", "8", "--d-model", "8", "--n-heads", "1",
+                                      "--d-head", "4", "--epochs", "5", "--seeds", "0", "--ray", "local",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and 'pip install -e ".[ray]"' in result.output
+    assert not list(tmp_path.rglob("*.safetensors"))  # refused before anything was trained

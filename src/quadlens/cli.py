@@ -439,7 +439,7 @@ def sweep(
                        [parse_attention(x) for x in attention.split(",")], act_fn.split(","))
         summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
                             bounds, threads_per_task, on_done=_sweep_progress(len(configs)))
-    except (ValueError, TypeError, CheckpointError) as e:
+    except (ValueError, TypeError, CheckpointError, ImportError) as e:
         _fail(str(e))
     table = _table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
     for name, s in summary.items():

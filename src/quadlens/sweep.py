@@ -69,8 +69,10 @@ def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Pat
             on_done(name, rows)
 
     if ray_address is not None:
-        import ray
-
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("a sweep on Ray needs Ray, an optional extra: pip install -e \".[ray]\"") from None
         ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True,
                  num_cpus=workers if ray_address == "local" else None)
         remote = ray.remote(num_cpus=threads_per_task)(run_task)
