@@ -513,6 +513,21 @@ def test_bound_files(tmp_path, bundled):
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
+def test_tightness_is_not_made_up_where_the_truth_is_zero(tmp_path, bundled):
+    """A dead MLP: the model and its (empty) explanation agree on every input, so B/truth is undefined there; it
+    is null, not the slack divided by a floor."""
+    from quadlens.certify import bound
+    from quadlens.figures import write_bound_figures
+
+    params = {name: value.detach().clone() for name, value in bundled.params().items()}
+    params["W_in"], params["b_in"] = torch.zeros_like(params["W_in"]), -torch.ones_like(params["b_in"])
+    report = bound(Transformer(bundled.cfg, params), device="cpu", tiers=["arcs", "quadratic"])
+    assert (report.truth == 0).all() and all(report.violations(tier) == 0 for tier in report.tiers)
+    summary = report.to_dict()["tiers"]
+    assert all(t["tightness_max"] is None and t["tightness_median"] is None for t in summary)
+    assert len(write_bound_figures(report, tmp_path)) == 2
+
+
 def test_without_brute_force_the_tiers_and_their_verdicts_are_the_same(tmp_path, bundled):
     from quadlens.certify import bound
     from quadlens.figures import write_bound_figures

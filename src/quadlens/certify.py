@@ -199,8 +199,10 @@ class BoundReport:
                    "tightness_median": None, "violations": None, "speedup_vs_brute_force": None,
                    "ops_ratio_vs_brute_force": None}
         if self.has_truth:
-            ratio = tier.bound / np.maximum(self.truth, 1e-12)
-            summary.update(tightness_max=float(ratio.max()), tightness_median=float(np.median(ratio)),
+            erring = self.truth > 0  # B/truth is undefined where the model and the explanation agree exactly
+            ratio = tier.bound[erring] / self.truth[erring]
+            summary.update(tightness_max=float(ratio.max()) if ratio.size else None,
+                           tightness_median=float(np.median(ratio)) if ratio.size else None,
                            violations=self.violations(tier),
                            speedup_vs_brute_force=self.brute_force_seconds / max(tier.seconds, 1e-12),
                            ops_ratio_vs_brute_force=self.brute_force_ops / max(tier.ops, 1))

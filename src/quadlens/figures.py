@@ -173,8 +173,8 @@ def bound_vs_truth(report: BoundReport) -> Figure:
     panels = [("true error (brute force)", report.truth, None)] if report.has_truth else []
     for tier in report.tiers:
         summary = report.tier_summary(tier)
-        tightness = (f"B/truth median {summary['tightness_median']:.2f}, max {summary['tightness_max']:.2f}; "
-                     if report.has_truth else "")
+        tightness = ("" if summary["tightness_median"] is None else
+                     f"B/truth median {summary['tightness_median']:.2f}, max {summary['tightness_max']:.2f}; ")
         panels.append((f"{tier.name}\n{tightness}{percent(summary['certified_fraction'])} certified",
                        tier.bound, tier.certified))
     vmax = max(float(values.max()) for _, values, _ in panels)
