@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from conftest import small_config
-from quadlens import Transformer
+from quadlens import Transformer, separable_tables
 from quadlens.explain import explain
 from quadlens.figures import write_figures
 from quadlens.fourier import wrap
+from quadlens.neurons import fit_neurons
 from quadlens.synthetic import model_from_tables, pizza_spec, pizza_tables
 
 
@@ -232,6 +233,10 @@ def test_gelu_pizza_is_explained_with_the_gelu_lens():
     assert all(0.5 < c["lobe_integral_over_relu"] < 1.5 for c in data["clusters"])
 
 
-def test_a_share_outside_zero_to_one_is_refused(bundled):
+def test_settings_out_of_range_are_refused(bundled):
     with pytest.raises(ValueError, match=r"min_share is a share of a neuron's energy, in \[0, 1\]; got 2"):
         explain(bundled, min_share=2)
+    with pytest.raises(ValueError, match="n_harmonics must be at least 2: .*; got 1"):
+        explain(bundled, n_harmonics=1)
+    with pytest.raises(ValueError, match="n_harmonics must be at least 1 .*, got 0"):
+        fit_neurons(separable_tables(bundled), n_harmonics=0)

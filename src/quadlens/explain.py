@@ -187,6 +187,9 @@ def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster]) -> list[Ru
 
 def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) -> Explanation:
     """Explain ``model``'s MLP as a quadrature scheme, or say which criterion it fails."""
+    if n_harmonics < 2:
+        raise ValueError(f"n_harmonics must be at least 2: the error ladder compares the key frequency alone with "
+                         f"it and its second harmonic; got {n_harmonics}")
     start = time.perf_counter()
     symmetricity = gradient_symmetricity(model)
     if model.cfg.attention_kind != "constant":

@@ -77,6 +77,8 @@ def neuron_influence(tables: SeparableTables) -> np.ndarray:
 def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float = 0.5,
                 dead_tolerance: float = 1e-3) -> NeuronFits:
     """Key frequencies, shares and fits of every neuron; statuses by ``min_share`` and ``dead_tolerance``."""
+    if n_harmonics < 1:
+        raise ValueError(f"n_harmonics must be at least 1 (the key frequency), got {n_harmonics}")
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share is a share of a neuron's energy, in [0, 1]; got {min_share}")
     p = tables.p
