@@ -583,6 +583,14 @@ def test_run_tier_names_an_unknown_tier():
         run_tier("arc", None, [])
 
 
+@pytest.mark.parametrize("option, value, least", [("waveform_groups", 0, 1), ("exact_differences", -1, 0),
+                                                 ("exact_inputs", -2, 0), ("band_iterations", -1, 0)])
+def test_run_tier_refuses_a_count_below_its_least(noisy_pizza, option, value, least):
+    tables, clusters, _ = noisy_pizza
+    with pytest.raises(ValueError, match=f"{option} must be at least {least}, got {value}"):
+        run_tier("arcs_grouped", tables, clusters, **{option: value})
+
+
 def test_run_tier_overrides_replace_the_tiers_options(noisy_pizza):
     """`arcs` without sign patterns is `lipschitz`; `arcs_grouped` with more exact differences is another bound."""
     tables, clusters, _ = noisy_pizza

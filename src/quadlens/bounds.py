@@ -210,6 +210,12 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     With sign patterns the remainder is also bounded by the ideal waveform's first ``harmonics`` harmonics (None:
     not), on every input, the exact ones included.
     """
+    counts = {"tracked_extra": tracked_extra, "directions": directions, "band_iterations": band_iterations,
+              "exact_differences": exact_differences, "waveform_groups": waveform_groups,
+              "exact_inputs": exact_inputs, "exact_loose": exact_loose, "harmonics": harmonics or 0}
+    for name, count in counts.items():
+        if count < (least := int(name == "waveform_groups")):
+            raise ValueError(f"{name} must be at least {least}, got {count}")
     ops = ops or Ops()
     p = tables.p
     budget = exact_loose * tables.d_mlp // p  # neurons evaluated exactly on every input
