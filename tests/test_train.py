@@ -135,9 +135,12 @@ def test_run_folder_refuses_a_different_config(tmp_path):
     ({"train_fraction": 1.0}, "train_fraction"),
     ({"matmul_precision": "tf32"}, "matmul_precision"),
     ({"dtype": "int32"}, "dtype"),
+    ({"warmup_steps": -3}, "warmup_steps must be at least 0, got -3"),
+    ({"lr": -1.0}, "need lr > 0"),
+    ({"epochs": 2.5}, r"epochs must be a whole number, got float \(2.5\)"),
 ])
 def test_bad_train_config_is_refused(bad, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         TrainConfig(**bad)
 
 

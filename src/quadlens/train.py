@@ -53,12 +53,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        for name in ("epochs", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need warmup_steps >= 0, lr > 0, weight_decay >= 0; got "
-                             f"{self.warmup_steps}, {self.lr}, {self.weight_decay}")
+        for name in ("epochs", "eval_every", "checkpoint_every", "warmup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be a whole number, got {type(value).__name__} ({value!r})")
+            if value < int(name != "warmup_steps"):
+                raise ValueError(f"{name} must be at least {int(name != 'warmup_steps')}, got {value}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
