@@ -14,6 +14,7 @@ seeds are loaded, not retrained, and an interrupted batch continues from its las
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -55,7 +56,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         for name in ("epochs", "eval_every", "checkpoint_every", "warmup_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy's integers too
                 raise TypeError(f"{name} must be a whole number, got {type(value).__name__} ({value!r})")
             if value < int(name != "warmup_steps"):
                 raise ValueError(f"{name} must be at least {int(name != 'warmup_steps')}, got {value}")
