@@ -98,6 +98,15 @@ def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monke
     assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()
 
 
+def test_numpy_integers_in_the_config_reach_the_checkpoint_as_plain_numbers(tmp_path):
+    import numpy as np
+
+    train_cfg = TrainConfig(epochs=np.int64(20), eval_every=np.int64(10))
+    assert type(train_cfg.epochs) is int
+    model = train(small_config(), train_cfg, seeds=[0], out_dir=tmp_path, progress=False)[0]
+    assert load_model(seed_path(tmp_path, 0)).metadata["train_config"]["epochs"] == 20 == model.metadata["epochs_trained"]
+
+
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         train(small_config(), QUICK, seeds=[0], batch_size=0, progress=False)

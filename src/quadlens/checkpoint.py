@@ -17,7 +17,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from . import __version__
-from .files import atomic_write_bytes, atomic_write_json
+from .files import atomic_write_bytes, atomic_write_json, json_ready
 from .model import ModelConfig, Transformer
 
 FORMAT = "quadlens.checkpoint"
@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
 def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict) -> None:
     """Atomically write a safetensors file whose header carries ``metadata`` as JSON."""
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={METADATA_KEY: json.dumps(metadata)}))
+    atomic_write_bytes(path, safetensors_bytes(cpu, metadata={METADATA_KEY: json.dumps(json_ready(metadata))}))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:

@@ -60,6 +60,7 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a whole number, got {type(value).__name__} ({value!r})")
             if value < int(name != "warmup_steps"):
                 raise ValueError(f"{name} must be at least {int(name != 'warmup_steps')}, got {value}")
+            object.__setattr__(self, name, int(value))  # a plain int, as the checkpoints' JSON metadata needs
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
         if not 0.0 < self.train_fraction < 1.0:
