@@ -3,7 +3,7 @@ import torch
 
 from conftest import small_config
 from quadlens import TrainConfig, load_model, train
-from quadlens.train import RESUME_FILE, SeedBatch, seed_path
+from quadlens.train import SeedBatch, resume_path, seed_path
 
 QUICK = TrainConfig(epochs=40, eval_every=10, checkpoint_every=10, dtype="float64")
 
@@ -67,6 +67,18 @@ def interrupt_at(monkeypatch, epoch):
     monkeypatch.setattr(SeedBatch, "step", step)
 
 
+def count_steps(monkeypatch) -> list[int]:
+    """A one-item list that counts the optimiser steps taken from now on."""
+    count, real_step = [0], SeedBatch.step
+
+    def step(self):
+        count[0] += 1
+        real_step(self)
+
+    monkeypatch.setattr(SeedBatch, "step", step)
+    return count
+
+
 def interrupted_run(cfg, out_dir, monkeypatch) -> list:
     """Two seeds trained in one batch into ``out_dir`` and interrupted at epoch 25; the same trained whole."""
     reference = train(cfg, QUICK, seeds=[0, 1], progress=False)
@@ -80,19 +92,44 @@ def interrupted_run(cfg, out_dir, monkeypatch) -> list:
 def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch):
     cfg = small_config()
     reference = interrupted_run(cfg, tmp_path, monkeypatch)
-    assert (tmp_path / RESUME_FILE).exists() and not seed_path(tmp_path, 0).exists()
+    assert resume_path(tmp_path, [0, 1]).exists() and not seed_path(tmp_path, 0).exists()
     resumed = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
     assert_same_models(resumed, reference, atol=1e-12)
-    assert not (tmp_path / RESUME_FILE).exists()
+    assert not list(tmp_path.glob("resume*"))
     assert [h["epoch"] for h in resumed[0].metadata["history"]] == [0, 10, 20, 30, 40]
+
+
+def test_a_run_of_other_seeds_leaves_an_interrupted_batch_to_resume(tmp_path, monkeypatch):
+    cfg = small_config()
+    reference = interrupted_run(cfg, tmp_path, monkeypatch)
+    kept = resume_path(tmp_path, [0, 1]).read_bytes()
+    train(cfg, QUICK, seeds=[2], out_dir=tmp_path, progress=False)  # checkpoints its own batch, then finishes
+    assert resume_path(tmp_path, [0, 1]).read_bytes() == kept
+    steps = count_steps(monkeypatch)
+    resumed = train(cfg, QUICK, seeds=[0, 1, 2], out_dir=tmp_path, batch_size=2, progress=False)
+    assert steps == [20]  # from the resume state of epoch 20 (not 40 from the start); seed 2 is done
+    assert_same_models(resumed[:2], reference, atol=1e-12)
+    assert [h["epoch"] for h in resumed[0].metadata["history"]] == [0, 10, 20, 30, 40]
+    assert not list(tmp_path.glob("resume*"))
+
+
+def test_a_resume_state_of_an_earlier_version_is_taken_up(tmp_path, monkeypatch):
+    cfg = small_config()
+    reference = interrupted_run(cfg, tmp_path, monkeypatch)
+    resume_path(tmp_path, [0, 1]).rename(tmp_path / "resume.safetensors")  # its name before one file per batch
+    steps = count_steps(monkeypatch)
+    resumed = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert steps == [20]  # from the resume state of epoch 20, not 40 from the start
+    assert_same_models(resumed, reference, atol=1e-12)
+    assert not list(tmp_path.glob("resume*"))
 
 
 def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monkeypatch):
     cfg = small_config()
     reference = interrupted_run(cfg, tmp_path, monkeypatch)
-    resume = tmp_path / RESUME_FILE
+    resume = resume_path(tmp_path, [0, 1])
     resume.write_bytes(resume.read_bytes()[:300])  # cut short
-    with pytest.warns(UserWarning, match=r"resume.safetensors: not a readable .*; its seeds restart from epoch 0"):
+    with pytest.warns(UserWarning, match=r"resume_0000-0001_2.safetensors: not a readable .*; its seeds restart from epoch 0"):
         again = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
     assert_same_models(again, reference, atol=1e-12)
     assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()

@@ -6,9 +6,10 @@ in a batch follows the same trajectory as trained alone (up to float rounding). 
 gradient come from the fused kernels of :mod:`quadlens.fused` (the same function, computed without
 materialising the activations).
 
-With ``out_dir``, a run writes ``run.json`` (its configs), a resume state every ``checkpoint_every`` epochs,
-and one checkpoint per seed when its batch ends. Run again with the same arguments to resume: finished
-seeds are loaded, not retrained, and an interrupted batch continues from its last resume state.
+With ``out_dir``, a run writes ``run.json`` (its configs), each batch's resume state every ``checkpoint_every``
+epochs, and one checkpoint per seed when its batch ends. Run again to resume: finished seeds are loaded, not
+retrained, and interrupted batches continue from their last resume states (a run of other seeds in the same
+folder leaves them be).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_par
 from .task import ModularAddition, train_size
 from .text import percent
 
-RESUME_FILE = "resume.safetensors"
+RESUME_GLOB = "resume*.safetensors"  # each batch's resume state (``resume_path``; ``resume.safetensors`` before)
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
@@ -265,49 +266,60 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     results = {seed: model for seed in seeds if (model := _finished(out_dir, seed)) is not None}
     pending = [seed for seed in seeds if seed not in results]
     batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
-    state = _resume_state(out_dir)
-    batches = _plan_batches(state, pending, max(batch_size, 1))
+    states = _resume_states(out_dir)
+    batches = _plan_batches(states, pending, max(batch_size, 1))
     with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
         for batch_seeds in batches:
-            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, state, display):
+            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display):
                 results[model.metadata["seed"]] = model
     return [results[seed] for seed in seeds]
 
 
-def _resume_state(out_dir: Path | None) -> tuple[dict[str, Tensor], dict] | None:
-    """The folder's resume state (tensors, metadata), or None where there is none or it cannot be read: a broken
-    one (cut short by a crash of the disk, say) is passed over with a warning, its batch restarting from epoch 0,
-    and the next checkpoint replaces it."""
-    if out_dir is None or not (out_dir / RESUME_FILE).exists():
-        return None
-    try:
-        tensors, meta = load_tensors(out_dir / RESUME_FILE)
-        if not isinstance(meta.get("seeds"), list):
-            raise CheckpointError(f"{out_dir / RESUME_FILE}: no list of seeds in its metadata")
-    except CheckpointError as e:
-        warnings.warn(f"{e}; its seeds restart from epoch 0", stacklevel=3)  # stacklevel 3: train()'s caller
-        return None
-    return tensors, meta
+ResumeStates = dict[tuple[int, ...], tuple[dict[str, Tensor], dict, Path]]  # seeds -> tensors, metadata, file
 
 
-def _plan_batches(state: tuple[dict[str, Tensor], dict] | None, pending: list[int],
-                  batch_size: int) -> list[list[int]]:
-    """Split pending seeds into batches; an interrupted batch (with a resume ``state``) goes first, intact."""
-    resumed: list[int] = []
-    if state is not None and set(state[1]["seeds"]) <= set(pending):
-        resumed = list(state[1]["seeds"])
-    rest = [seed for seed in pending if seed not in resumed]
-    return ([resumed] if resumed else []) + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+def resume_path(out_dir: Path, seeds: Sequence[int]) -> Path:
+    """Where the batch of ``seeds`` keeps its resume state: one file per batch, so that a batch run later in the
+    same folder never overwrites another's."""
+    return Path(out_dir) / f"resume_{seeds[0]:04d}-{seeds[-1]:04d}_{len(seeds)}.safetensors"
+
+
+def _resume_states(out_dir: Path | None) -> ResumeStates:
+    """The folder's resume states by their batch's seeds (``resume.safetensors`` of earlier versions too). A
+    broken one (cut short by a crash of the disk, say) is passed over with a warning: its batch restarts from
+    epoch 0, and its next checkpoint replaces the file."""
+    states: ResumeStates = {}
+    for path in [] if out_dir is None else sorted(out_dir.glob(RESUME_GLOB)):
+        try:
+            tensors, meta = load_tensors(path)
+            if not isinstance(meta.get("seeds"), list) or not meta["seeds"]:
+                raise CheckpointError(f"{path}: no list of seeds in its metadata")
+        except CheckpointError as e:
+            warnings.warn(f"{e}; its seeds restart from epoch 0", stacklevel=3)  # stacklevel 3: train()'s caller
+            continue
+        states[tuple(meta["seeds"])] = tensors, meta, path
+    return states
+
+
+def _plan_batches(states: ResumeStates, pending: list[int], batch_size: int) -> list[list[int]]:
+    """Split pending seeds into batches; interrupted batches (with a resume state) go first, intact."""
+    resumed: list[list[int]] = []
+    for seeds in states:
+        if set(seeds) <= set(pending) and not set(seeds) & {s for batch in resumed for s in batch}:
+            resumed.append(list(seeds))
+    rest = [seed for seed in pending if not any(seed in batch for batch in resumed)]
+    return resumed + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
 
 
 def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int], device: torch.device,
-                 out_dir: Path | None, state: tuple[dict[str, Tensor], dict] | None, display) -> list[Transformer]:
+                 out_dir: Path | None, states: ResumeStates, display) -> list[Transformer]:
     batch = SeedBatch(model_cfg, train_cfg, seeds, device)
-    resume_file = None if out_dir is None else out_dir / RESUME_FILE
-    elapsed = 0.0
-    if state is not None and state[1]["seeds"] == seeds:
-        batch.load_state(*state)
-        elapsed = state[1].get("wall_time_seconds", 0.0)
+    resume_file = None if out_dir is None else resume_path(out_dir, seeds)
+    elapsed, resumed_from = 0.0, None
+    if tuple(seeds) in states:
+        tensors, meta, resumed_from = states[tuple(seeds)]
+        batch.load_state(tensors, meta)
+        elapsed = meta.get("wall_time_seconds", 0.0)
     task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
                                completed=batch.epoch, loss=float("nan"), acc="-")
     start = time.perf_counter() - elapsed
@@ -323,11 +335,15 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
             save_tensors(resume_file, tensors, {**meta, "wall_time_seconds": time.perf_counter() - start})
     wall_time = time.perf_counter() - start
     display.update(task_id, completed=train_cfg.epochs)
-    return _finish_batch(batch, metrics, wall_time, out_dir, resume_file)
+    models = _finish_batch(batch, metrics, wall_time, out_dir)
+    for path in (resume_file, resumed_from):  # the batch is done: its state, wherever it was kept, goes
+        if path is not None:
+            path.unlink(missing_ok=True)
+    return models
 
 
-def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float, out_dir: Path | None,
-                  resume_file: Path | None) -> list[Transformer]:
+def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float,
+                  out_dir: Path | None) -> list[Transformer]:
     models = []
     for i, (seed, params) in enumerate(zip(batch.seeds, batch.models())):
         fields = {"seed": seed, "train_config": batch.train_cfg.to_dict(), "epochs_trained": batch.epoch,
@@ -340,8 +356,6 @@ def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float
         model = Transformer(batch.model_cfg, params)
         model.metadata = {"model_config": batch.model_cfg.to_dict(), **fields}
         models.append(model)
-    if resume_file is not None:
-        resume_file.unlink(missing_ok=True)
     return models
 
 
