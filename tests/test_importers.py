@@ -213,6 +213,21 @@ def test_a_failed_export_leaves_the_file_it_would_replace(tmp_path, fill_disk):
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
 
 
+@pytest.mark.parametrize("key", ["state_dict", "model_state_dict", "model"])
+def test_the_weights_of_a_training_checkpoint_are_found_under_their_key(tmp_path, key):
+    state = grokking_state()
+    torch.save({key: state, "epoch": 7, "optimizer": {"lr": 1e-3}}, tmp_path / "run.pt")
+    loaded = load_state_dict(tmp_path / "run.pt")
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_a_checkpoint_without_a_state_dict_lists_its_keys(tmp_path):
+    torch.save({"weights": [torch.zeros(2)], "epoch": 7}, tmp_path / "odd.pt")
+    with pytest.raises(ImportFormatError, match=r"odd.pt: expected a dict of tensors, or one under .*; found a dict "
+                                                r"with keys \['epoch', 'weights'\]"):
+        load_state_dict(tmp_path / "odd.pt")
+
+
 def test_unreadable_files_are_named_without_unsafe_advice(tmp_path):
     as_json = tmp_path / "config.pt"
     as_json.write_text('{"C": 113}')

@@ -29,6 +29,7 @@ from .model import ModelConfig, Transformer
 FORMATS = ("transformer-lens", "grokking")
 TL_ZERO_BIASES = ("blocks.0.attn.b_Q", "blocks.0.attn.b_K", "blocks.0.attn.b_V", "blocks.0.attn.b_O", "unembed.b_U")
 TL_BUFFERS = ("blocks.0.attn.mask", "blocks.0.attn.IGNORE")
+NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model")  # where training checkpoints keep the weights
 
 
 class ImportFormatError(ValueError):
@@ -53,11 +54,18 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise ImportFormatError(f"{path}: not a plain tensor state dict (refused, nothing was unpickled beyond "
                                 f"tensors): {_load_failure(e)}") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ImportFormatError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    if isinstance(state, dict) and not _tensors(state):  # a training checkpoint: the weights under one key
+        state = next((state[key] for key in NESTED_STATE_KEYS if _tensors(state.get(key))), state)
+    if not _tensors(state):
+        found = f"a dict with keys {sorted(map(str, state))[:12]}" if isinstance(state, dict) else type(state).__name__
+        raise ImportFormatError(f"{path}: expected a dict of tensors, or one under {list(NESTED_STATE_KEYS)}; "
+                                f"found {found}")
     return {k: v.detach().to("cpu") for k, v in state.items()}
+
+
+def _tensors(value) -> bool:
+    """Whether ``value`` is a state dict: a dict of tensors."""
+    return isinstance(value, dict) and all(isinstance(v, Tensor) for v in value.values())
 
 
 def _load_failure(error: Exception) -> str:
