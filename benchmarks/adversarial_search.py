@@ -44,6 +44,7 @@ from quadlens.tables import SeparableTables
 MOVES = ("nudge", "focus", "kink", "direct", "float32", "misfit")
 TABLES = ("F_a", "F_b", "b_in", "W_L", "D_a", "D_b")
 SMALL_PS = (11, 13, 17, 19, 23, 29)
+QUANTITIES = ("bound", "margin")  # what a climb pushes towards failing: truth/B, or the proven margin's excess
 
 
 def start_model(rng: np.random.Generator, trained_share: float, ps: tuple[int, ...] = SMALL_PS,
@@ -83,9 +84,6 @@ def _nudged(tables: SeparableTables, neurons: np.ndarray, scale: float, spread: 
         b_in[neurons] += scale * spread["b_in"] * rng.normal(size=len(neurons))
         W_L[neurons] += scale * spread["W_L"] * rng.normal(size=(len(neurons), tables.p))
     return dataclasses.replace(tables, F_a=F_a, F_b=F_b, b_in=b_in, W_L=W_L)
-
-
-QUANTITIES = ("bound", "margin")  # what a climb pushes towards failing: truth/B, or the proven margin's excess
 
 
 def closeness(tables: SeparableTables, clusters: list, tier: str) -> dict[str, tuple[float, tuple[int, int]]]:
@@ -135,6 +133,7 @@ def propose(move: str, tables: SeparableTables, clusters: list, at: tuple[int, i
 
 
 def fitted(tables: SeparableTables) -> list:
+    """The explanation ``quadlens bound`` fits to the tables: its clusters."""
     return build_clusters(fit_neurons(tables), tables.b_in)
 
 
