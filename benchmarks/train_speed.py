@@ -81,8 +81,8 @@ def measure(cfg: ModelConfig, device: torch.device, batch_size: int, n_steps: in
             step, loss = batch.step, ("fused" if batch.fused else "autograd")
         seconds = time_steps(step, n_steps, device)
         rows.append({"device": str(device), "p": cfg.p, "d_mlp": cfg.d_mlp, "method": name, "loss": loss,
-                     "seeds": seeds, "matmul_precision": precision, "ms_per_step": 1e3 * seconds, "seed_epochs_per_s": seeds / seconds,
-                     "minutes_for_10k_epochs": 10_000 * seconds / 60})
+                     "seeds": seeds, "matmul_precision": precision, "ms_per_step": 1e3 * seconds,
+                     "seed_epochs_per_s": seeds / seconds, "minutes_for_10k_epochs": 10_000 * seconds / 60})
     single = next(r for r in rows if r["method"] == "single")["seed_epochs_per_s"]
     naive = next(r for r in rows if r["method"] == "naive")["seed_epochs_per_s"]
     for r in rows:

@@ -59,8 +59,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy's integers too
                 raise TypeError(f"{name} must be a whole number, got {type(value).__name__} ({value!r})")
-            if value < int(name != "warmup_steps"):
-                raise ValueError(f"{name} must be at least {int(name != 'warmup_steps')}, got {value}")
+            least = 0 if name == "warmup_steps" else 1
+            if value < least:
+                raise ValueError(f"{name} must be at least {least}, got {value}")
             object.__setattr__(self, name, int(value))  # a plain int, as the checkpoints' JSON metadata needs
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
@@ -303,11 +304,12 @@ def _resume_states(out_dir: Path | None) -> ResumeStates:
 
 def _plan_batches(states: ResumeStates, pending: list[int], batch_size: int) -> list[list[int]]:
     """Split pending seeds into batches; interrupted batches (with a resume state) go first, intact."""
-    resumed: list[list[int]] = []
+    resumed, taken = [], set()
     for seeds in states:
-        if set(seeds) <= set(pending) and not set(seeds) & {s for batch in resumed for s in batch}:
+        if taken.isdisjoint(seeds) and set(seeds) <= set(pending):
             resumed.append(list(seeds))
-    rest = [seed for seed in pending if not any(seed in batch for batch in resumed)]
+            taken.update(seeds)
+    rest = [seed for seed in pending if seed not in taken]
     return resumed + [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
 
 
@@ -317,7 +319,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
     resume_file = None if out_dir is None else resume_path(out_dir, seeds)
     elapsed, resumed_from = 0.0, None
     if tuple(seeds) in states:
-        tensors, meta, resumed_from = states[tuple(seeds)]
+        tensors, meta, resumed_from = states.pop(tuple(seeds))  # not held while the later batches train
         batch.load_state(tensors, meta)
         elapsed = meta.get("wall_time_seconds", 0.0)
     task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
