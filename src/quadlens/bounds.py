@@ -214,7 +214,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
               "exact_differences": exact_differences, "waveform_groups": waveform_groups,
               "exact_inputs": exact_inputs, "exact_loose": exact_loose, "harmonics": harmonics or 0}
     for name, count in counts.items():
-        if count < (least := int(name == "waveform_groups")):
+        least = 1 if name == "waveform_groups" else 0
+        if count < least:
             raise ValueError(f"{name} must be at least {least}, got {count}")
     ops = ops or Ops()
     p = tables.p
