@@ -195,6 +195,19 @@ def test_untrained_model_does_not_fit():
     assert e.to_dict()["clusters"] == []
 
 
+def test_a_model_the_picture_does_not_fit_has_no_figures_or_levels_and_says_why(tmp_path):
+    from quadlens import figures
+
+    e = explain(Transformer(small_config(p=13), seed=2))
+    for draw in figures.FIGURES.values():
+        with pytest.raises(ValueError, match="nothing to draw: the quadrature picture does not fit this model "
+                                             r"\(verdict 'does not fit'\): model accuracy"):
+            draw(e)
+    with pytest.raises(ValueError, match=r"no level L3 \(harmonics=True\) in this explanation: the quadrature"):
+        e.level("L3", True)
+    assert figures.write_figures(e, tmp_path / "figures") == [] and not (tmp_path / "figures").exists()
+
+
 def test_dead_cluster_does_not_fit(bundled, bundled_explanation):
     params = {k: v.detach().clone() for k, v in bundled.params().items()}
     params["W_out"][bundled_explanation.clusters[0].cluster.neurons] = 0

@@ -124,7 +124,18 @@ class Explanation:
         return [c.reason() for c in self.criteria if not c.passed]
 
     def level(self, name: str, harmonics: bool | None) -> Level:
-        return next(lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics)
+        """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""
+        found = [lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics]
+        if not found:
+            raise ValueError(f"no level {name} (harmonics={harmonics}) in this explanation: {self.no_picture()}"
+                             if not self.fits_picture else
+                             f"no level {name} (harmonics={harmonics}); the ladder has "
+                             f"{sorted({(lv.level, lv.harmonics) for lv in self.ladder}, key=str)}")
+        return found[0]
+
+    def no_picture(self) -> str:
+        """Why a model the picture does not fit has no clusters, ladder or figures: its verdict and reasons."""
+        return f"the quadrature picture does not fit this model (verdict {self.verdict!r}): {'; '.join(self.reasons)}"
 
     def to_dict(self) -> dict:
         """The content of ``explain.json`` (strict JSON types; non-finite numbers as None)."""

@@ -54,8 +54,16 @@ def save(fig: Figure, path: Path, dpi: int = 150) -> Path:
     return path
 
 
+def _pictured(explanation: Explanation) -> Explanation:
+    """``explanation`` if it has clusters and a ladder to draw (a pizza), or a ValueError that says why not."""
+    if not explanation.fits_picture:
+        raise ValueError(f"nothing to draw: {explanation.no_picture()}")
+    return explanation
+
+
 def phase_doubling(explanation: Explanation) -> Figure:
     """Output phase ψ against input phase φ, per cluster, with the line ψ = 2φ + ψ0."""
+    _pictured(explanation)
     fig = Figure(figsize=(5, 4.5), layout="tight")
     ax = fig.subplots()
     line = np.linspace(-np.pi, np.pi, 400)
@@ -78,7 +86,7 @@ def _lobe(act_fn: str, scale: float, theta: np.ndarray) -> np.ndarray:
 
 def quadrature(explanation: Explanation) -> Figure:
     """Per cluster, relu(cos θ)·cos 2θ with one rectangle per neuron: width ∝ its weight, at its phase."""
-    n = len(explanation.clusters)
+    n = len(_pictured(explanation).clusters)
     act_fn = explanation.model_config["act_fn"]
     fig = Figure(figsize=(3.6 * n, 3.2), layout="tight")
     axes = fig.subplots(1, n, squeeze=False)
@@ -101,6 +109,7 @@ def quadrature(explanation: Explanation) -> Figure:
 
 def logits_model_vs_lens(explanation: Explanation) -> Figure:
     """Correct logit (centred) over (a+b, a−b): the model, the integral with harmonics (L3), and L∞."""
+    _pictured(explanation)
     panels = [("model (L0)", explanation.level("L0", None)), ("integral, with 2k (L3)", explanation.level("L3", True)),
               ("closed form L∞", explanation.level("Linf", False))]
     tables = [by_sum_and_difference(level.correct_logit - level.mean_logit) for _, level in panels]
@@ -116,6 +125,7 @@ def logits_model_vs_lens(explanation: Explanation) -> Figure:
 
 def error_ladder(explanation: Explanation) -> Figure:
     """Max error in logit differences and worst margin at each level, with and without the 2k harmonic."""
+    _pictured(explanation)
     fig = Figure(figsize=(10, 3.6), layout="tight")
     ax_err, ax_margin = fig.subplots(1, 2)
     names = ["L1", "L2", "L3"]
