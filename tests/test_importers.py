@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -172,6 +173,10 @@ def test_import_and_export_commands(tmp_path):
     model = load_model(tmp_path / "out" / "g.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(model.all_logits(), grokking_reference(state, config), rtol=0, atol=1e-10)
+    result = runner.invoke(app, ["info", str(tmp_path / "out" / "g.safetensors")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"imported from +{re.escape(str(tmp_path / 'g.pt'))} \(grokking\)", result.output)
+    assert re.search("epochs trained +not recorded", result.output)
     result = runner.invoke(app, ["export", str(tmp_path / "out" / "g.safetensors"), "--out", str(tmp_path / "tl.safetensors")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["import", str(tmp_path / "tl.safetensors"), "--format", "transformer-lens",

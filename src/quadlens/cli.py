@@ -174,7 +174,13 @@ def describe(model: Transformer, path: Path) -> dict:
     return {"path": str(path), "model_config": model.cfg.to_dict(), "attention_kind": model.cfg.attention_kind,
             "n_params": model.cfg.n_params(), "accuracy_all_inputs": accuracy(model), "seed": meta.get("seed"),
             "metrics": meta.get("metrics"), "epochs_trained": meta.get("epochs_trained"),
-            "train_config": meta.get("train_config"), "quadlens_version": meta.get("quadlens_version")}
+            "train_config": meta.get("train_config"), "source": meta.get("source"),
+            "quadlens_version": meta.get("quadlens_version")}
+
+
+def _recorded(value: object) -> str:
+    """A metadata value for a table: a model trained elsewhere and imported has no seed or epochs recorded."""
+    return "not recorded" if value is None else str(value)
 
 
 @app.command()
@@ -194,7 +200,9 @@ def info(model: Optional[Path] = MODEL_ARG,
                          f"{tuple(cfg['constant_attention'])})",
             "parameters": f"{summary['n_params']:,}",
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
-            "seed": str(summary["seed"]), "epochs trained": str(summary["epochs_trained"])}
+            "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"])}
+    if isinstance(summary["source"], dict):
+        rows["imported from"] = f"{summary['source'].get('path')} ({summary['source'].get('format')})"
     for key, value in (summary["metrics"] or {}).items():
         rows[key.replace("_", " ")] = named_figure(key, value, digits=6)
     for key, value in rows.items():
