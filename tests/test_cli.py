@@ -83,6 +83,10 @@ def test_train_command_reports_bad_arguments():
     assert result.exit_code == 2 and "seeds must look like" in result.output
     result = runner.invoke(app, ["train", "--attention", "sometimes"])
     assert result.exit_code == 2 and "attention must be" in result.output
+    result = runner.invoke(app, ["train", "--constant-attention", "a,b"])
+    assert result.exit_code == 2 and "--constant-attention must be two numbers" in result.output
+    result = runner.invoke(app, ["train", "--lr", "nan"])
+    assert result.exit_code == 2 and "lr must be a finite number above 0, got nan" in result.output
 
 
 def test_bound_runs_the_chosen_tiers_and_names_an_unknown_one(tmp_path):

@@ -64,7 +64,8 @@ def test_initialisation_is_seeded_and_gpt2_scaled():
     ({"d_mlp": 0}, "d_mlp must be a positive int"),
     ({"act_fn": "tanh"}, "act_fn must be one of"),
     ({"attention_rate": 1.5}, "attention_rate must lie in"),
-    ({"constant_attention": (1.0,)}, "two weights"),
+    ({"constant_attention": (1.0,)}, "two finite weights"),
+    ({"constant_attention": (1.0, float("inf"))}, r"two finite weights \(positions 0, 1\), got \(1.0, inf\)"),
 ])
 def test_bad_config_is_refused(bad, message):
     with pytest.raises(ValueError, match=message):

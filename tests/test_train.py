@@ -182,8 +182,11 @@ def test_run_folder_refuses_a_different_config(tmp_path):
     ({"matmul_precision": "tf32"}, "matmul_precision"),
     ({"dtype": "int32"}, "dtype"),
     ({"warmup_steps": -3}, "warmup_steps must be at least 0, got -3"),
-    ({"lr": -1.0}, "need lr > 0"),
+    ({"lr": -1.0}, "lr must be a finite number above 0"),
     ({"epochs": 2.5}, r"epochs must be a whole number, got float \(2.5\)"),
+    ({"lr": float("nan")}, "lr must be a finite number above 0, got nan"),
+    ({"weight_decay": float("inf")}, "weight_decay must be a finite number at least 0, got inf"),
+    ({"betas": (0.9, 1.0)}, r"betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"),
 ])
 def test_bad_train_config_is_refused(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):

@@ -97,6 +97,14 @@ def _integers(option: str, text: str) -> list[int]:
         raise typer.BadParameter(f"{option} must be integers separated by commas, got {text!r}") from None
 
 
+def parse_constant_attention(text: str) -> tuple[float, ...]:
+    """'0.5,0.5' -> (0.5, 0.5): the constant attention weights on positions 0 and 1."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--constant-attention must be two numbers like '0.5,0.5', got {text!r}") from None
+
+
 def check_device(value: Optional[str]) -> Optional[str]:
     """A ``--device`` value torch knows and this machine has ('auto' and None pass), or a clear error."""
     if value is None or value == "auto":
@@ -236,7 +244,7 @@ def train(
     try:
         model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, act_fn=act_fn,
                                 attention_rate=parse_attention(attention),
-                                constant_attention=tuple(float(x) for x in constant_attention.split(",")))
+                                constant_attention=parse_constant_attention(constant_attention))
         train_cfg = TrainConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                                 train_fraction=train_fraction, eval_every=eval_every,
                                 checkpoint_every=checkpoint_every, early_stop=early_stop,

@@ -48,8 +48,9 @@ class ModelConfig:
         if not 0.0 <= self.attention_rate <= 1.0:
             raise ValueError(f"attention_rate must lie in [0, 1], got {self.attention_rate}")
         object.__setattr__(self, "constant_attention", tuple(float(x) for x in self.constant_attention))
-        if len(self.constant_attention) != 2:
-            raise ValueError(f"constant_attention needs two weights (positions 0, 1), got {self.constant_attention}")
+        if len(self.constant_attention) != 2 or not all(map(math.isfinite, self.constant_attention)):
+            raise ValueError(f"constant_attention needs two finite weights (positions 0, 1), "
+                             f"got {self.constant_attention}")
 
     @property
     def attention_kind(self) -> str:

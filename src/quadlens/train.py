@@ -15,6 +15,7 @@ folder leaves them be).
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import time
 import warnings
@@ -63,8 +64,12 @@ class TrainConfig:
             if value < least:
                 raise ValueError(f"{name} must be at least {least}, got {value}")
             object.__setattr__(self, name, int(value))  # a plain int, as the checkpoints' JSON metadata needs
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0; got {self.lr}, {self.weight_decay}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number above 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number at least 0, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
