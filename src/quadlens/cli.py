@@ -447,7 +447,7 @@ def sweep(
     bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
 ) -> None:
     """The study over a grid of p, width, attention rate and activation, locally or on Ray."""
-    from .sweep import grid, run_sweep
+    from .sweep import grid, run_sweep, sweep_rows
 
     try:
         base = ModelConfig(d_model=d_model, n_heads=n_heads, d_head=d_head)
@@ -458,14 +458,14 @@ def sweep(
     except (ValueError, TypeError, CheckpointError, ImportError) as e:
         _fail(str(e))
     table = _table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
-    for name, s in summary.items():
-        table.add_row(name, str(s["n_models"]), str(s["verdicts"]), f"{s['share_pizza']:.2f}")
+    for name, models, verdicts, share_pizza in sweep_rows(summary):
+        table.add_row(name, str(models), verdicts, "-" if share_pizza is None else f"{share_pizza:.2f}")
     console.print(table)
 
 
 @app.command()
-def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' "
-                                                   "(default: the bundled model)."),
+def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a folder written by 'reproduce' or "
+                                                   "'sweep' (default: the bundled model)."),
            out: Path = typer.Option(Path("out/report.html"), help="The HTML file to write.", callback=output_file),
            bounds: bool = typer.Option(True, help="Include the bound tiers."),
            brute_force: bool = typer.Option(True, "--brute-force/--no-brute-force",
@@ -476,11 +476,11 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
 
     if target is not None and target.is_dir():
         if not (target / "summary.json").exists():
-            _fail(f"{target}: no summary.json; is this a 'quadlens reproduce' folder?")
+            _fail(f"{target}: no summary.json; is this a folder written by 'quadlens reproduce' or 'quadlens sweep'?")
         try:
             page = study_report(target)
         except ValueError as error:  # a summary or result file that cannot be read, named
-            _fail(f"{error}; running 'quadlens reproduce' on the folder again writes it anew")
+            _fail(f"{error}; running 'quadlens reproduce' or 'quadlens sweep' on the folder again writes it anew")
     else:
         from .certify import bound as bound_model
         from .explain import explain as explain_model

@@ -159,21 +159,36 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
 
 
 def study_report(run_dir: Path) -> str:
-    """The HTML page for a folder written by ``quadlens reproduce``."""
-    from .study import statistic_rows
+    """The HTML page for a folder written by ``quadlens reproduce``, or by ``quadlens sweep``: there, a table of its
+    configurations, then each configuration's study."""
+    from .sweep import is_sweep_summary, sweep_rows
 
     summary = read_json(run_dir / "summary.json")
+    if not is_sweep_summary(summary):
+        return _page(f"study {run_dir.name}", [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
+                                               *_study_parts(run_dir, summary, 2)])
+    parts = [f"<h1>Sweep: {html.escape(run_dir.name)}</h1>",
+             _table(["configuration", "models", "verdicts", "share pizza"], sweep_rows(summary))]
+    for name in summary:
+        parts += [f"<h2>{html.escape(name)}</h2>", *_study_parts(run_dir / name, read_json(run_dir / name /
+                                                                                           "summary.json"), 3)]
+    return _page(f"sweep {run_dir.name}", parts)
+
+
+def _study_parts(run_dir: Path, summary: dict, level: int) -> list[str]:
+    """One study's summary, statistics, distributions and per-model table; its headings at ``level``."""
+    from .study import statistic_rows
+
     rows = [read_json(path) for path in sorted((run_dir / "results").glob("seed_*.json"))]
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]
-    parts = [f"<h1>Study: {html.escape(run_dir.name)}</h1>",
-             f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
-             f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
-             _table(["figure", "mean", "median", "min", "max"], statistic_rows(summary)),
-             _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),
-             "<h2>Models</h2>", _table(columns, [[_study_cell(c, r.get(c)) for c in columns] for r in rows], left=2)]
-    return _page(f"study {run_dir.name}", parts)
+    return [f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
+            f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
+            _table(["figure", "mean", "median", "min", "max"], statistic_rows(summary)),
+            _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),
+            f"<h{level}>Models</h{level}>",
+            _table(columns, [[_study_cell(c, r.get(c)) for c in columns] for r in rows], left=2)]
 
 
 def _study_cell(column: str, value):

@@ -35,6 +35,17 @@ def config_name(cfg: ModelConfig) -> str:
     return f"p{cfg.p}_dmlp{cfg.d_mlp}_rho{cfg.attention_rate:g}_{cfg.act_fn}"
 
 
+def is_sweep_summary(summary: dict) -> bool:
+    """Whether a ``summary.json`` is a sweep's (one study summary per configuration) rather than one study's."""
+    return "n_models" not in summary and all(isinstance(value, dict) for value in summary.values())
+
+
+def sweep_rows(summary: dict) -> list[list]:
+    """A sweep's configurations as table rows, for the terminal and the report alike: name, models, verdicts and
+    share of pizzas."""
+    return [[name, s["n_models"], str(s["verdicts"]), s["share_pizza"]] for name, s in summary.items()]
+
+
 def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, with_bounds: bool,
              threads: int) -> list[dict]:
     """One configuration's study (picklable arguments, for process pools and Ray); returns its rows."""
