@@ -583,6 +583,16 @@ def test_run_tier_names_an_unknown_tier():
         run_tier("arc", None, [])
 
 
+def test_tiers_are_chosen_by_a_list_or_by_names_between_commas():
+    from quadlens.certify import check_tiers
+
+    assert check_tiers("quadratic, arcs") == check_tiers(["quadratic", "arcs"]) == ["arcs", "quadratic"]
+    with pytest.raises(ValueError, match="unknown bound tier 'arc'"):
+        check_tiers("arc,lipschitz")
+    with pytest.raises(ValueError, match="no bound tier chosen"):
+        check_tiers(" , ")
+
+
 @pytest.mark.parametrize("option, value, least", [("waveform_groups", 0, 1), ("exact_differences", -1, 0),
                                                  ("exact_inputs", -2, 0), ("band_iterations", -1, 0)])
 def test_run_tier_refuses_a_count_below_its_least(noisy_pizza, option, value, least):

@@ -1,9 +1,11 @@
 import json
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from conftest import random_model, small_config
+import quadlens
 from quadlens import save_model
 from quadlens.cli import app, parse_seeds
 from quadlens.text import percent
@@ -128,6 +130,10 @@ def test_bad_devices_and_integer_lists_are_named(tmp_path):
     if not torch.cuda.is_available():
         result = runner.invoke(app, ["bound", "--device", "cuda", "--out", str(tmp_path)])
         assert result.exit_code == 2 and "no CUDA device" in " ".join(result.output.split())
+        with pytest.raises(ValueError, match="device 'cuda': this machine has no CUDA device"):
+            quadlens.bound(quadlens.load_model(), device="cuda", tiers="lipschitz")
+    with pytest.raises(ValueError, match="unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):
+        quadlens.train(small_config(), seeds=[0], device="tpu", progress=False)
     result = runner.invoke(app, ["sweep", "--p", "31", "--d-mlp", "abc", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--d-mlp must be integers" in " ".join(result.output.split())
     result = runner.invoke(app, ["reproduce", "--seeds", "0", "--workers", "0", "--out", str(tmp_path / "r")])

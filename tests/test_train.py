@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -191,6 +192,25 @@ def test_run_folder_refuses_a_different_config(tmp_path):
 def test_bad_train_config_is_refused(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("seeds, error, message", [
+    ("0-3", TypeError, r"seeds must be whole numbers such as range\(4\) or \[0, 3\], got the string '0-3'"),
+    ([0, 1.5], TypeError, r"a seed must be a whole number, got float \(1.5\)"),
+    ([-1], ValueError, r"a seed must lie in \[0, 2\*\*63 - 1\], got -1"),
+    ([2**63], ValueError, r"a seed must lie in \[0, 2\*\*63 - 1\], got 9223372036854775808"),
+    ([], ValueError, "no seeds to train"),
+])
+def test_bad_seeds_are_refused_before_training(seeds, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        train(small_config(), QUICK, seeds=seeds, out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_seed_is_taken_once_and_numpy_integers_as_ints():
+    from quadlens.train import checked_seeds
+
+    assert checked_seeds([np.int64(3), 1, 3]) == [3, 1] and type(checked_seeds(np.arange(2))[0]) is int
 
 
 def test_warmup_is_linear_over_the_first_steps():

@@ -18,6 +18,7 @@ from . import __version__
 from .bounds import ErrorTerms, least_gain, linear_error, quadratic_error
 from .clusters import Cluster, build_clusters
 from .competitors import COMPETITORS, nearest_competitors
+from .devices import resolve_device
 from .files import atomic_write_bytes, json_ready
 from .ladder import integral_table, targets
 from .lens import by_difference_and_step
@@ -98,7 +99,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     then after each chunk of rows. Returns (truth, model_margin, ops, seconds).
     """
     start = time.perf_counter()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     p, m = tables.p, tables.d_mlp
     as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
     F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
@@ -310,8 +311,11 @@ _TIER_SPECS = {
 TIERS = tuple(_TIER_SPECS)
 
 
-def check_tiers(tiers: Sequence[str]) -> list[str]:
-    """The chosen tier names, cheapest first; a ValueError names any unknown one."""
+def check_tiers(tiers: str | Sequence[str]) -> list[str]:
+    """The chosen tier names (a list, or one string of names separated by commas), cheapest first; a ValueError
+    names any unknown one."""
+    if isinstance(tiers, str):
+        tiers = [name.strip() for name in tiers.split(",") if name.strip()]
     unknown = [name for name in tiers if name not in TIERS]
     if unknown:
         raise ValueError(f"unknown bound tier {', '.join(map(repr, unknown))}; the tiers are {', '.join(TIERS)}")
@@ -348,7 +352,7 @@ def load_compiled_kernels() -> None:
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
-                 tiers: Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
+                 tiers: str | Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
                  truth: bool = True, resume: Path | None = None) -> BoundReport:
     """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
     for the truth unless ``truth`` is False; ``on_stage`` hears what runs (for a progress display): each stage's
@@ -402,7 +406,7 @@ def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], p
     return tier
 
 
-def bound(model: Transformer, device: str | None = None, tiers: Sequence[str] = TIERS,
+def bound(model: Transformer, device: str | None = None, tiers: str | Sequence[str] = TIERS,
           on_stage: Callable[[str], None] | None = None, truth: bool = True, resume: Path | None = None) -> BoundReport:
     """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers and,
     unless ``truth`` is False, brute force; ``resume`` as in ``bound_tables``."""

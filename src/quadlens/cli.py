@@ -107,18 +107,12 @@ def parse_constant_attention(text: str) -> tuple[float, ...]:
 
 def check_device(value: Optional[str]) -> Optional[str]:
     """A ``--device`` value torch knows and this machine has ('auto' and None pass), or a clear error."""
-    if value is None or value == "auto":
-        return value
+    from .devices import resolve_device
+
     try:
-        device = torch.device(value)
-    except RuntimeError:
-        raise typer.BadParameter(f"unknown device {value!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise typer.BadParameter(f"{value!r}: quadlens runs on cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter(f"{value!r}: this machine has no CUDA device (torch {torch.__version__})")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise typer.BadParameter(f"{value!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        resolve_device(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     return value
 
 
@@ -330,7 +324,7 @@ def bound(model: Optional[Path] = MODEL_ARG,
     from .partial import discard
 
     try:
-        chosen = check_tiers(TIERS if tiers is None else [name.strip() for name in tiers.split(",") if name.strip()])
+        chosen = check_tiers(TIERS if tiers is None else tiers)
     except ValueError as error:
         _fail(f"--tiers: {error}")
     loaded = _load(model)

@@ -19,7 +19,7 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from torch import Tensor
 
 from . import fused
 from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
+from .devices import resolve_device
 from .files import atomic_write_json, read_json
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
@@ -87,12 +88,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         return cls(**data)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @contextlib.contextmanager
@@ -258,9 +253,7 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
 
     Returns the trained models in seed order, each with ``.metadata`` (configs, seed, metrics, history).
     """
-    seeds = list(dict.fromkeys(int(s) for s in seeds))
-    if not seeds:
-        raise ValueError("no seeds to train")
+    seeds = checked_seeds(seeds)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (or None: all seeds on a GPU, 1 on a CPU), got {batch_size}")
     train_size(model_cfg.p, train_cfg.train_fraction)
@@ -279,6 +272,25 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
             for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display):
                 results[model.metadata["seed"]] = model
     return [results[seed] for seed in seeds]
+
+
+MAX_SEED = 2**63 - 1  # torch's generators take a seed as a 64-bit integer
+
+
+def checked_seeds(seeds: Iterable[int]) -> list[int]:
+    """The seeds as plain ints in their order, each once; a clear error for a string, a fraction, a negative
+    number or none at all."""
+    if isinstance(seeds, str):
+        raise TypeError(f"seeds must be whole numbers such as range(4) or [0, 3], got the string {seeds!r}")
+    seeds = list(seeds)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"a seed must be a whole number, got {type(seed).__name__} ({seed!r})")
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"a seed must lie in [0, 2**63 - 1], got {seed}")
+    if not seeds:
+        raise ValueError("no seeds to train")
+    return list(dict.fromkeys(int(seed) for seed in seeds))
 
 
 ResumeStates = dict[tuple[int, ...], tuple[dict[str, Tensor], dict, Path]]  # seeds -> tensors, metadata, file
