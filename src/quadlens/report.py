@@ -161,7 +161,7 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
 def study_report(run_dir: Path) -> str:
     """The HTML page for a folder written by ``quadlens reproduce``, or by ``quadlens sweep``: there, a table of its
     configurations, then each configuration's study."""
-    from .sweep import is_sweep_summary, sweep_rows
+    from .sweep import configuration_names, is_sweep_summary, sweep_rows
 
     summary = read_json(run_dir / "summary.json")
     if not is_sweep_summary(summary):
@@ -169,7 +169,7 @@ def study_report(run_dir: Path) -> str:
                                                *_study_parts(run_dir, summary, 2)])
     parts = [f"<h1>Sweep: {html.escape(run_dir.name)}</h1>",
              _table(["configuration", "models", "verdicts", "share pizza"], sweep_rows(summary))]
-    for name in summary:
+    for name in configuration_names(summary):
         parts += [f"<h2>{html.escape(name)}</h2>", *_study_parts(run_dir / name, read_json(run_dir / name /
                                                                                            "summary.json"), 3)]
     return _page(f"sweep {run_dir.name}", parts)

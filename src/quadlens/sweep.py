@@ -8,6 +8,7 @@ float reductions, and hence results, are identical whichever way the tasks run.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import as_completed
@@ -40,10 +41,17 @@ def is_sweep_summary(summary: dict) -> bool:
     return "n_models" not in summary and all(isinstance(value, dict) for value in summary.values())
 
 
+def configuration_names(summary: dict) -> list[str]:
+    """A sweep summary's configurations in the grid's order of numbers (p7 before p11), not JSON's sorted keys."""
+    return sorted(summary, key=lambda name: [(0, int(part), "") if part.isdigit() else (1, 0, part)
+                                             for part in re.split(r"(\d+)", name)])
+
+
 def sweep_rows(summary: dict) -> list[list]:
     """A sweep's configurations as table rows, for the terminal and the report alike: name, models, verdicts and
     share of pizzas."""
-    return [[name, s["n_models"], str(s["verdicts"]), s["share_pizza"]] for name, s in summary.items()]
+    return [[name, summary[name]["n_models"], str(summary[name]["verdicts"]), summary[name]["share_pizza"]]
+            for name in configuration_names(summary)]
 
 
 def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, with_bounds: bool,
