@@ -177,6 +177,9 @@ def test_import_and_export_commands(tmp_path):
     assert result.exit_code == 0, result.output
     assert re.search(rf"imported from +{re.escape(str(tmp_path / 'g.pt'))} \(grokking\)", result.output)
     assert re.search("epochs trained +not recorded", result.output)
+    for wrong in ("tl.json", "tl.pt"):  # tl.json would have been overwritten by the config written beside it
+        result = runner.invoke(app, ["export", str(tmp_path / "out" / "g.safetensors"), "--out", str(tmp_path / wrong)])
+        assert result.exit_code == 2 and "name it *.safetensors" in result.output and not (tmp_path / wrong).exists()
     result = runner.invoke(app, ["export", str(tmp_path / "out" / "g.safetensors"), "--out", str(tmp_path / "tl.safetensors")])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["import", str(tmp_path / "tl.safetensors"), "--format", "transformer-lens",

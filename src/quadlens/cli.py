@@ -140,6 +140,14 @@ def output_file(path: Path) -> Path:
     return path
 
 
+def safetensors_file(path: Path) -> Path:
+    """An ``--out`` file for a safetensors state dict (``output_file``), named so: its JSON config goes beside it
+    under the same stem, which must not be the file itself."""
+    if path.suffix != ".safetensors":
+        raise typer.BadParameter(f"{path}: the state dict is written as safetensors; name it *.safetensors")
+    return output_file(path)
+
+
 BATCH_SIZE = typer.Option(None, min=1, help="Seeds per batched computation (default: all on a GPU, 1 on a CPU).")
 
 
@@ -516,7 +524,7 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
 @app.command()
 def export(model: Optional[Path] = MODEL_ARG,
            out: Path = typer.Option(Path("out/export/model_tl.safetensors"), help="Output state dict (.safetensors).",
-                                     callback=output_file),
+                                     callback=safetensors_file),
            format: str = typer.Option("transformer-lens", "--format", help="transformer-lens.")) -> None:
     """Write a model as a TransformerLens HookedTransformer state dict, with its config beside it as JSON."""
     from safetensors.torch import save
