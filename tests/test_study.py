@@ -21,7 +21,7 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
             "bound_arcs_violations"} <= set(table[0])
     assert all(row["bound_arcs_violations"] == 0 for row in table)
     csv_header = (tmp_path / "models.csv").read_text().splitlines()[0].split(",")
-    assert csv_header[:2] == ["seed", "p"]
+    assert csv_header[:7] == ["seed", "p", "d_mlp", "attention_rate", "act_fn", "verdict", "accuracy"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["n_models"] == 2 and sum(summary["verdicts"].values()) == 2
     assert (tmp_path / "distributions.png").stat().st_size > 10_000
@@ -36,6 +36,7 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns == cached
+    assert (tmp_path / "models.csv").read_text().splitlines()[0].split(",") == csv_header  # rows from the cache
     result_file = tmp_path / "results" / "seed_0001.json"
     before = json.loads(result_file.read_text())
     result_file.write_text('{"seed": 1, "verd')  # cut short: that seed is analysed again

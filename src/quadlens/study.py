@@ -100,14 +100,24 @@ def statistic_rows(summary: dict) -> list[list[str]]:
             for name, value in summary.items() if isinstance(value, dict) and "mean" in value]
 
 
+LEADING_COLUMNS = ("seed", "p", "d_mlp", "attention_rate", "act_fn", "verdict", "accuracy", "reasons", "n_clusters",
+                   "frequencies")  # a table's first columns; the rest follow in alphabetical order
+
+
+def table_columns(rows: list[dict]) -> list[str]:
+    """The union of the rows' columns in one fixed order, whether a row was computed now or read from its cache."""
+    found = {key for row in rows for key in row}
+    return [c for c in LEADING_COLUMNS if c in found] + sorted(found - set(LEADING_COLUMNS))
+
+
 def write_table(rows: list[dict], out_dir: Path) -> None:
-    """``models.csv`` and ``models.parquet``: one row per model, the union of all columns."""
+    """``models.csv`` and ``models.parquet``: one row per model, the union of all columns (``table_columns``)."""
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns = table_columns(rows)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
