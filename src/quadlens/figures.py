@@ -126,7 +126,7 @@ def logits_model_vs_lens(explanation: Explanation) -> Figure:
 def error_ladder(explanation: Explanation) -> Figure:
     """Max error in logit differences and worst margin at each level, with and without the 2k harmonic."""
     _pictured(explanation)
-    fig = Figure(figsize=(10, 3.6), layout="tight")
+    fig = Figure(figsize=(10, 4), layout="constrained")
     ax_err, ax_margin = fig.subplots(1, 2)
     names = ["L1", "L2", "L3"]
     x = np.arange(len(names))
@@ -137,10 +137,11 @@ def error_ladder(explanation: Explanation) -> Figure:
     model = explanation.level("L0", None)
     ax_margin.axhline(model.min_margin, color="black", ls="--", lw=1, label=f"model ({model.min_margin:.2f})")
     ax_margin.axhline(0, color="grey", lw=0.5)
-    for ax, title in ((ax_err, "max error in logit differences vs model"), (ax_margin, "worst margin")):
+    for ax, title, unit in ((ax_err, "max error in logit differences vs model", "max |error| (logits)"),
+                            (ax_margin, "worst margin", "min over inputs of the margin (logits)")):
         ax.set_xticks(x, names)
-        ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.set(title=title, ylabel=unit)
+    fig.legend(*ax_margin.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 
