@@ -1,5 +1,6 @@
-"""An interrupted ``quadlens bound`` resumes: brute force's rows and each finished tier are kept on disk, for the same
-model, explanation and version only, and give the same results as a run never interrupted."""
+"""An interrupted ``quadlens bound`` (or ``quadlens report``) resumes: brute force's rows and each finished tier are
+kept on disk, for the same model, explanation and version only, and give the same results as a run never
+interrupted."""
 
 import dataclasses
 import json
@@ -117,3 +118,37 @@ def test_bound_command_on_a_full_disk_says_so_and_keeps_the_last_results(tmp_pat
     assert result.exit_code == 2
     assert f"error: could not write under {tmp_path}: disk full, before any stage was saved" in result.output
     assert (tmp_path / "bound.npz").read_bytes() == before
+
+
+def test_report_interrupted_in_its_bounds_resumes_from_what_it_kept(tmp_path, monkeypatch):
+    from conftest import random_model, small_config
+    from quadlens import save_model
+
+    cfg = small_config(p=13)
+    model_file = tmp_path / "m.safetensors"
+    save_model(model_file, cfg, {k: v.detach() for k, v in random_model(cfg).params().items()}, seed=0)
+    page = tmp_path / "pages" / "m.html"
+    partial = page.parent / f".m.html{PARTIAL}"
+    run_tier = certify.run_tier
+    ran = []
+
+    def interrupted_at_arcs(name, *rest):
+        if name == "arcs":
+            raise KeyboardInterrupt
+        ran.append(name)
+        return run_tier(name, *rest)
+
+    monkeypatch.setattr(certify, "run_tier", interrupted_at_arcs)
+    result = CliRunner().invoke(app, ["report", str(model_file), "--out", str(page)], env={"COLUMNS": "400"})
+    assert result.exit_code == 130 and not page.exists()
+    assert f"kept in {partial}: brute_force, tier_lipschitz. Run the same command again to resume" in result.output
+
+    def counted(name, *rest):
+        ran.append(name)
+        return run_tier(name, *rest)
+
+    monkeypatch.setattr(certify, "run_tier", counted)
+    result = CliRunner().invoke(app, ["report", str(model_file), "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    assert ran == ["lipschitz", "arcs", "arcs_grouped", "quadratic", "quadratic_exact_c"]  # lipschitz ran once
+    assert "arcs_grouped" in page.read_text() and not partial.exists()

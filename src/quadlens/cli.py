@@ -341,10 +341,9 @@ def bound(model: Optional[Path] = MODEL_ARG,
               f"attention_rate={loaded.cfg.attention_rate}, act_fn={loaded.cfg.act_fn!r}")
     partial = out / PARTIAL
     with console.status("bounding ...") as status:
-        hint = " (O(p³·d_mlp), the longest stage at this p; --no-brute-force skips it)" if loaded.cfg.p >= 400 else ""
         try:
-            report = bound_model(loaded, device, chosen, truth=brute_force, resume=partial, on_stage=lambda name:
-                                 status.update(f"bounding: {name}{hint if name.startswith('brute force') else ''} ..."))
+            report = bound_model(loaded, device, chosen, truth=brute_force, resume=partial,
+                                 on_stage=_stage_shown(status, loaded.cfg.p))
             report.save(out)
             written = write_bound_figures(report, out, figure_format) if figures else []
         except KeyboardInterrupt:
@@ -355,6 +354,12 @@ def bound(model: Optional[Path] = MODEL_ARG,
     discard(partial)
     console.print(_bound_table(report.to_dict()))
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
+
+
+def _stage_shown(status, p: int) -> Callable[[str], None]:
+    """Each stage of the bounds on the status line as it starts, with a word on brute force's cost at large p."""
+    hint = " (O(p³·d_mlp), the longest stage at this p; --no-brute-force skips it)" if p >= 400 else ""
+    return lambda name: status.update(f"bounding: {name}{hint if name.startswith('brute force') else ''} ...")
 
 
 def _kept(partial: Path, what: str) -> str:
@@ -474,29 +479,55 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
                                             help="Check the bounds against brute force (hours at large p).")
            ) -> None:
     """One self-contained HTML page: the explanation in plain words, tables, bounds, every figure embedded."""
-    from .report import model_report, study_report
+    from .files import atomic_write_bytes
+    from .partial import discard
 
     if target is not None and target.is_dir():
-        if not (target / "summary.json").exists():
-            _fail(f"{target}: no summary.json; is this a folder written by 'quadlens reproduce' or 'quadlens sweep'?")
-        try:
-            page = study_report(target)
-        except ValueError as error:  # a summary or result file that cannot be read, named
-            _fail(f"{error}; running 'quadlens reproduce' or 'quadlens sweep' on the folder again writes it anew")
-    else:
-        from .certify import bound as bound_model
-        from .explain import explain as explain_model
-
-        model = _load(target)
-        with console.status("explaining and bounding ..."):
-            explanation = explain_model(model)
-            boundable = bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu"
-            page = model_report((target or bundled_model_path()).name, explanation,
-                                bound_model(model, truth=brute_force) if boundable else None, model.cfg.to_dict())
-    from .files import atomic_write_bytes
-
-    atomic_write_bytes(out, page.encode())
+        page, partial = _study_page(target), None
+    else:  # brute force takes hours at large p: what an interrupted run has done is kept beside the page
+        partial = out.parent / f".{out.name}{PARTIAL}"
+        page = _model_page(target, bounds, brute_force, partial)
+    try:
+        atomic_write_bytes(out, page.encode())
+    except OSError as error:  # a full disk, say: the write is atomic, so no good page was replaced
+        what = f"could not write {out}: {error}"
+        _fail(what if partial is None else _kept(partial, what))
+    if partial is not None:
+        discard(partial)
     console.print(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
+
+
+def _study_page(folder: Path) -> str:
+    """``quadlens report``'s page for a folder written by ``reproduce`` or ``sweep``."""
+    from .report import study_report
+
+    if not (folder / "summary.json").exists():
+        _fail(f"{folder}: no summary.json; is this a folder written by 'quadlens reproduce' or 'quadlens sweep'?")
+    try:
+        return study_report(folder)
+    except ValueError as error:  # a summary or result file that cannot be read, named
+        _fail(f"{error}; running 'quadlens reproduce' or 'quadlens sweep' on the folder again writes it anew")
+
+
+def _model_page(path: Optional[Path], bounds: bool, brute_force: bool, partial: Path) -> str:
+    """``quadlens report``'s page for one model (the bundled one for None), its bounds resumable from ``partial``."""
+    from .certify import bound as bound_model
+    from .explain import explain as explain_model
+    from .report import model_report
+
+    model = _load(path)
+    with console.status("explaining ...") as status:
+        explanation = explain_model(model)
+        bounded = None
+        if bounds and model.cfg.attention_kind == "constant" and model.cfg.act_fn == "relu":
+            try:
+                bounded = bound_model(model, truth=brute_force, resume=partial,
+                                      on_stage=_stage_shown(status, model.cfg.p))
+            except KeyboardInterrupt:
+                console.print(_kept(partial, "interrupted"), soft_wrap=True)
+                raise typer.Exit(130) from None
+        status.update("writing the page ...")
+        return model_report((path or bundled_model_path()).name, explanation, bounded, model.cfg.to_dict())
 
 
 @app.command("import")
