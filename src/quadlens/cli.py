@@ -453,7 +453,7 @@ def sweep(
                                                 "depend on how tasks are scheduled)."),
     bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
 ) -> None:
-    """The study over a grid of p, width, attention rate and activation, locally or on Ray."""
+    """The study over a grid of p, width, attention rate and activation, on the CPU, locally or on Ray."""
     from .sweep import grid, run_sweep, sweep_rows
 
     try:
