@@ -44,6 +44,12 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
     assert {k: v for k, v in json.loads(result_file.read_text()).items() if "seconds" not in k} == {
         k: v for k, v in before.items() if "seconds" not in k}
+    fewer = CliRunner().invoke(app, [*args[:2], "1", *args[3:]])  # seed 0's row stays in the folder
+    assert fewer.exit_code == 0, fewer.output
+    assert json.loads((tmp_path / "summary.json").read_text())["seeds"] == [1]
+    assert CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)]).exit_code == 0
+    assert "<p class=plain>1 model;" in page.read_text()
+    assert page.read_text().split("<h2>Models</h2>")[1].count("<tr>") == 2  # the header and seed 1's row alone
     (tmp_path / "summary.json").write_text("[]")
     shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)])
     assert shown.exit_code == 2 and "summary.json: holds a JSON list, not an object" in shown.output

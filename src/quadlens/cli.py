@@ -22,7 +22,7 @@ from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
-from .text import named_figure, percent
+from .text import count, named_figure, percent
 from .train import TrainConfig, train as train_models
 
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
@@ -255,7 +255,7 @@ def train(
                               batch_size=batch_size)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
-    table = _table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {len(models)} model(s) in {out}")
+    table = _table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {count(len(models), 'model')} in {out}")
     for m in models:
         metrics = m.metadata["metrics"]
         table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
@@ -417,7 +417,7 @@ def reproduce(
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
     table = _table("figure", "mean", "median", "min", "max",
-                   title=f"{summary['n_models']} models: {summary['verdicts']}")
+                   title=f"{count(summary['n_models'], 'model')}: {summary['verdicts']}")
     for row in statistic_rows(summary):
         table.add_row(*row)
     console.print(table)

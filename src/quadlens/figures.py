@@ -22,7 +22,7 @@ from .files import atomic_write_bytes
 from .fourier import wrap
 from .ladder import by_sum_and_difference
 from .lens import lobe
-from .text import percent
+from .text import count, percent
 
 
 FORMATS = ("png", "pdf", "svg")  # what ``save`` writes, named by the file's suffix
@@ -235,7 +235,7 @@ def distributions(rows: list[dict], columns: Sequence[str]) -> Figure:
         ax.set_title(column, fontsize=9)
     for ax in axes.ravel()[len(columns):]:
         ax.axis("off")
-    fig.suptitle(f"{len(rows)} models")
+    fig.suptitle(count(len(rows), "model"))
     return fig
 
 

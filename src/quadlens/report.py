@@ -10,7 +10,7 @@ from . import __version__
 from .certify import EXPLANATION, BoundReport
 from .explain import Explanation
 from .files import read_json
-from .text import figure, named_figure, percent
+from .text import count, figure, named_figure, percent
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -177,13 +177,13 @@ def study_report(run_dir: Path) -> str:
 
 def _study_parts(run_dir: Path, summary: dict, level: int) -> list[str]:
     """One study's summary, statistics, distributions and per-model table; its headings at ``level``."""
-    from .study import statistic_rows
+    from .study import statistic_rows, study_rows
 
-    rows = [read_json(path) for path in sorted((run_dir / "results").glob("seed_*.json"))]
+    rows = study_rows(run_dir, summary)
     columns = ["seed", "verdict", "accuracy", "n_clusters", "frequencies", "doubling_resultant_min",
                "quadrature_error_rel_mean", "L3_k2k_min_margin", "bound_arcs_grouped_certified_fraction",
                "bound_arcs_grouped_tightness_max", "bound_quadratic_exact_c_certified_fraction"]
-    return [f"<p class=plain>{summary['n_models']} models; verdicts {html.escape(str(summary['verdicts']))}; "
+    return [f"<p class=plain>{count(summary['n_models'], 'model')}; verdicts {html.escape(str(summary['verdicts']))}; "
             f"clusters per model {html.escape(str(summary['clusters_per_model']))}.</p>",
             _table(["figure", "mean", "median", "min", "max"], statistic_rows(summary)),
             _image((run_dir / "distributions.png").read_bytes(), "Distributions across models"),

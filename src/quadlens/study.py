@@ -80,7 +80,7 @@ def _cluster_count(explanation: dict) -> int:
 
 def summarise(rows: list[dict]) -> dict:
     """Share of pizzas, clusters per model, and the distribution of the headline figures across models."""
-    out = {"n_models": len(rows),
+    out = {"n_models": len(rows), "seeds": [r["seed"] for r in rows],
            "verdicts": {v: sum(r["verdict"] == v for r in rows) for v in sorted({r["verdict"] for r in rows})},
            "share_pizza": float(np.mean([r["verdict"] == "pizza" for r in rows])) if rows else None,
            "clusters_per_model": {str(k): sum(r["n_clusters"] == k for r in rows)
@@ -159,6 +159,20 @@ def _cached_row(cache: Path, with_bounds: bool) -> dict | None:
     return None
 
 
+def result_path(out_dir: Path, seed: int) -> Path:
+    """Where a study keeps one model's row: its cache, read again instead of analysing the model anew."""
+    return Path(out_dir) / "results" / f"seed_{seed:04d}.json"
+
+
+def study_rows(out_dir: Path, summary: dict) -> list[dict]:
+    """The rows of the models a study's ``summary`` covers, in its order (a folder also keeps the rows of seeds
+    that an earlier run with more seeds analysed)."""
+    if "seeds" not in summary:  # a summary written before it named its seeds: every row in the folder
+        rows = [read_json(path) for path in (Path(out_dir) / "results").glob("seed_*.json")]
+        return sorted(rows, key=lambda row: row.get("seed", 0))
+    return [read_json(result_path(out_dir, seed)) for seed in summary["seeds"]]
+
+
 def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = ModelConfig(),
               train_cfg: TrainConfig = TrainConfig(), device: str = "auto", batch_size: int | None = None,
               with_bounds: bool = True, progress: bool = True, workers: int = 1) -> dict:
@@ -172,7 +186,7 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     out_dir = Path(out_dir)
     models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
                    batch_size=batch_size, progress=progress)
-    caches = {m.metadata["seed"]: out_dir / "results" / f"seed_{m.metadata['seed']:04d}.json" for m in models}
+    caches = {m.metadata["seed"]: result_path(out_dir, m.metadata["seed"]) for m in models}
     rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, with_bounds)) is not None}
     todo = [m for m in models if m.metadata["seed"] not in rows]
     if workers > 1 and len(todo) > 1:

@@ -18,9 +18,9 @@ from pathlib import Path
 import numba
 import torch
 
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json
 from .model import ModelConfig
-from .study import process_pool, run_study, summarise, write_table
+from .study import process_pool, run_study, study_rows, summarise, write_table
 from .train import TrainConfig
 
 
@@ -60,9 +60,9 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
     out = Path(out_dir)
-    run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
-              with_bounds=with_bounds, progress=False)
-    return [read_json(path) for path in sorted((out / "results").glob("seed_*.json"))]
+    summary = run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
+                        with_bounds=with_bounds, progress=False)
+    return study_rows(out, summary)
 
 
 def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,

@@ -43,3 +43,8 @@ def duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def count(n: int, noun: str) -> str:
+    """``'1 model'``, ``'3 models'``: a number and its noun, plural where it is not one."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
