@@ -125,13 +125,26 @@ def test_a_resume_state_of_an_earlier_version_is_taken_up(tmp_path, monkeypatch)
     assert not list(tmp_path.glob("resume*"))
 
 
-def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage", ["cut", "gone"])
+def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monkeypatch, damage):
+    """A state cut short is passed over when the folder is read; one gone by the time its batch starts (another
+    process finished that batch, say), then. Either way the warning names the line that called train."""
+    import importlib
+
+    training = importlib.import_module("quadlens.train")  # the module, which quadlens.train (the function) hides
     cfg = small_config()
     reference = interrupted_run(cfg, tmp_path, monkeypatch)
     resume = resume_path(tmp_path, [0, 1])
-    resume.write_bytes(resume.read_bytes()[:300])  # cut short
-    with pytest.warns(UserWarning, match=r"resume_0000-0001_2.safetensors: not a readable .*; its seeds restart from epoch 0"):
+    if damage == "cut":
+        resume.write_bytes(resume.read_bytes()[:300])
+    else:
+        read_states = training._resume_states
+        monkeypatch.setattr(training, "_resume_states", lambda out_dir: (read_states(out_dir), resume.unlink())[0])
+    problem = "not a readable .*" if damage == "cut" else "no such checkpoint file"
+    with pytest.warns(UserWarning, match=rf"resume_0000-0001_2.safetensors: {problem}; its seeds restart from epoch 0"
+                      ) as heard:
         again = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert [w.filename for w in heard] == [__file__]
     assert_same_models(again, reference, atol=1e-12)
     assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()
 

@@ -39,6 +39,15 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict) -> None
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     """Read a safetensors file written by :func:`save_tensors`: its tensors and its metadata."""
+    return _read(path, tensors=True)
+
+
+def load_metadata(path: Path) -> dict:
+    """The metadata of a file written by :func:`save_tensors`, from its header alone (no tensor is read)."""
+    return _read(path, tensors=False)[1]
+
+
+def _read(path: Path, tensors: bool) -> tuple[dict[str, Tensor], dict]:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: a folder, not a checkpoint file (seed_NNNN.safetensors)")
@@ -47,7 +56,7 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            found = {name: f.get_tensor(name) for name in f.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from e
     if METADATA_KEY not in header:
@@ -59,7 +68,7 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict]:
         raise CheckpointError(f"{path}: metadata '{METADATA_KEY}' is not valid JSON: {e}") from e
     if not isinstance(metadata, dict):
         raise CheckpointError(f"{path}: metadata '{METADATA_KEY}' is a JSON {type(metadata).__name__}, not an object")
-    return tensors, metadata
+    return found, metadata
 
 
 def model_metadata(cfg: ModelConfig, dtype: torch.dtype = torch.float32, **fields) -> dict:

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from . import fused
-from .checkpoint import DTYPES, CheckpointError, load_model, load_tensors, save_model, save_tensors
+from .checkpoint import (DTYPES, CheckpointError, load_metadata, load_model, load_tensors, save_model,
+                         save_tensors)
 from .devices import resolve_device
 from .files import atomic_write_json, read_json
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
@@ -293,7 +294,7 @@ def checked_seeds(seeds: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(int(seed) for seed in seeds))
 
 
-ResumeStates = dict[tuple[int, ...], tuple[dict[str, Tensor], dict, Path]]  # seeds -> tensors, metadata, file
+ResumeStates = dict[tuple[int, ...], Path]  # a batch's seeds -> the file that keeps its resume state
 
 
 def resume_path(out_dir: Path, seeds: Sequence[int]) -> Path:
@@ -303,20 +304,26 @@ def resume_path(out_dir: Path, seeds: Sequence[int]) -> Path:
 
 
 def _resume_states(out_dir: Path | None) -> ResumeStates:
-    """The folder's resume states by their batch's seeds (``resume.safetensors`` of earlier versions too). A
-    broken one (cut short by a crash of the disk, say) is passed over with a warning: its batch restarts from
-    epoch 0, and its next checkpoint replaces the file."""
+    """The folder's resume states by their batch's seeds (``resume.safetensors`` of earlier versions too), from
+    their headers: a state's tensors are read when its batch starts. A broken one (cut short by a crash of the
+    disk, say) is passed over with a warning: its batch restarts from epoch 0, and its next checkpoint replaces
+    the file."""
     states: ResumeStates = {}
     for path in [] if out_dir is None else sorted(out_dir.glob(RESUME_GLOB)):
         try:
-            tensors, meta = load_tensors(path)
+            meta = load_metadata(path)
             if not isinstance(meta.get("seeds"), list) or not meta["seeds"]:
                 raise CheckpointError(f"{path}: no list of seeds in its metadata")
         except CheckpointError as e:
-            warnings.warn(f"{e}; its seeds restart from epoch 0", stacklevel=3)  # stacklevel 3: train()'s caller
+            _pass_over(e)
             continue
-        states[tuple(meta["seeds"])] = tensors, meta, path
+        states[tuple(meta["seeds"])] = path
     return states
+
+
+def _pass_over(error: CheckpointError) -> None:
+    """Warn that a broken resume state is not used, naming the line that called ``train``."""
+    warnings.warn(f"{error}; its seeds restart from epoch 0", stacklevel=4)  # _pass_over, its caller, train
 
 
 def _plan_batches(states: ResumeStates, pending: list[int], batch_size: int) -> list[list[int]]:
@@ -336,9 +343,14 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
     resume_file = None if out_dir is None else resume_path(out_dir, seeds)
     elapsed, resumed_from = 0.0, None
     if tuple(seeds) in states:
-        tensors, meta, resumed_from = states.pop(tuple(seeds))  # not held while the later batches train
-        batch.load_state(tensors, meta)
-        elapsed = meta.get("wall_time_seconds", 0.0)
+        resumed_from = states.pop(tuple(seeds))
+        try:
+            tensors, meta = load_tensors(resumed_from)
+        except CheckpointError as e:  # readable header, broken tensors
+            _pass_over(e)
+        else:
+            batch.load_state(tensors, meta)
+            elapsed = meta.get("wall_time_seconds", 0.0)
     task_id = display.add_task(f"seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})", total=train_cfg.epochs,
                                completed=batch.epoch, loss=float("nan"), acc="-")
     start = time.perf_counter() - elapsed
