@@ -70,6 +70,11 @@ def test_mismatched_tensors_are_refused(saved, mutate, message):
     (lambda m: m["model_config"].update(d_mlp=-1), "invalid 'model_config'"),
     (lambda m: m["model_config"].update(colour="red"), "unknown model config keys"),
     (lambda m: m.update(dtype="int8"), "metadata 'dtype'"),
+    (lambda m: m.update(dtype=["float32"]), r"metadata 'dtype' is \['float32'\], expected one of"),
+    (lambda m: m.update(seed="x"), "metadata 'seed' is 'x', not a whole number at least 0"),
+    (lambda m: m.update(epochs_trained=-1), "metadata 'epochs_trained' is -1, not a whole number at least 0"),
+    (lambda m: m.update(metrics=[1, 2]), "metadata 'metrics' is a JSON list, not an object"),
+    (lambda m: m.update(metrics={"train_loss": "low"}), "metadata 'metrics' has train_loss='low', not a number"),
 ])
 def test_bad_metadata_is_refused(saved, mutate, message):
     _rewrite(saved, mutate_meta=mutate)

@@ -31,6 +31,17 @@ def test_info_describes_a_checkpoint_as_json(tmp_path):
     assert 0.0 <= summary["accuracy_all_inputs"] <= 1.0
 
 
+def test_info_shows_a_metric_that_was_not_finite_as_a_dash(tmp_path):
+    """A loss that overflowed is kept as null in JSON; the table shows it as unknown instead of failing."""
+    cfg = small_config()
+    path = tmp_path / "m.safetensors"
+    save_model(path, cfg, {k: v.detach().float() for k, v in random_model(cfg).params().items()}, seed=3,
+               metrics={"train_loss": float("nan"), "test_accuracy": 1.0})
+    result = runner.invoke(app, ["info", str(path)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"train loss +- ", result.output) and re.search(r"test accuracy +100\.0 %", result.output)
+
+
 def test_info_on_a_broken_file_names_it(tmp_path):
     path = tmp_path / "broken.safetensors"
     path.write_bytes(b"not a checkpoint")

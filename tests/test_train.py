@@ -237,3 +237,26 @@ def test_progress_is_written_as_lines_when_the_output_is_not_a_terminal(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "min test acc" in line]
     assert "epoch 10/40" in lines[0] and "epoch 40/40" in lines[-1], lines
     assert len(lines) < 4  # not every evaluation: at most one line per 10 s between the first and the last
+
+
+def test_seeds_that_diverge_are_named_and_stop_their_batch_early(tmp_path, monkeypatch):
+    """A learning rate far too large makes the parameters non-finite: no checkpoint can hold them, so train names
+    the seeds, saves nothing for them and stops a batch once none of its losses is finite."""
+    from quadlens.train import TrainingDiverged
+
+    steps = count_steps(monkeypatch)
+    wild = TrainConfig(epochs=200, lr=1e30, warmup_steps=0, eval_every=1, checkpoint_every=10)
+    with pytest.raises(TrainingDiverged, match=r"seed 0: training diverged, its (parameters are|train loss is) not "
+                                               r"finite after epoch \d+; seed 1: .* Nothing is saved for them; a "
+                                               r"smaller learning rate than lr=1e\+30"):
+        train(small_config(), wild, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert 0 < steps[0] < 20 and not list(tmp_path.glob("*.safetensors"))
+
+
+def test_a_seed_that_diverges_leaves_the_others_saved(tmp_path, monkeypatch):
+    real = SeedBatch.diverged
+    monkeypatch.setattr(SeedBatch, "diverged", lambda self, i: "seed 1: diverged" if self.seeds[i] == 1 else
+                        real(self, i))
+    with pytest.raises(ValueError, match=r"^seed 1: diverged. Nothing is saved for it \(the other seeds are\);"):
+        train(small_config(), QUICK, seeds=[0, 1, 2], out_dir=tmp_path, batch_size=2, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["seed_0000.safetensors", "seed_0002.safetensors"]

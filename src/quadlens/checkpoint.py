@@ -104,6 +104,23 @@ def validate_params(path: Path, cfg: ModelConfig, params: dict[str, Tensor], dty
             raise CheckpointError(f"{path}: tensor '{name}' holds non-finite values")
 
 
+def validate_run_details(path: Path, metadata: dict) -> None:
+    """Refuse run details that tables and studies could not use: a seed or epoch count that is not a whole number
+    of at least 0, metrics that are not numbers by name."""
+    for key in ("seed", "epochs_trained"):
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise CheckpointError(f"{path}: metadata '{key}' is {value!r}, not a whole number at least 0")
+    metrics = metadata.get("metrics")
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{path}: metadata 'metrics' is a JSON {type(metrics).__name__}, not an object")
+    for name, value in metrics.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise CheckpointError(f"{path}: metadata 'metrics' has {name}={value!r}, not a number")
+
+
 def load_model(path: str | Path | None = None) -> Transformer:
     """Load a checkpoint (default: the bundled pizza model); ``model.metadata`` holds its metadata."""
     path = bundled_model_path() if path is None else Path(path)
@@ -117,9 +134,10 @@ def load_model(path: str | Path | None = None) -> Transformer:
         cfg = ModelConfig.from_dict(metadata["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid 'model_config' in metadata: {e}") from e
-    if metadata.get("dtype") not in DTYPES:
+    if not isinstance(metadata.get("dtype"), str) or metadata["dtype"] not in DTYPES:
         raise CheckpointError(f"{path}: metadata 'dtype' is {metadata.get('dtype')!r}, expected one of {list(DTYPES)}")
     validate_params(path, cfg, tensors, DTYPES[metadata["dtype"]])
+    validate_run_details(path, metadata)
     model = Transformer(cfg, tensors)
     model.metadata = metadata
     return model

@@ -258,8 +258,9 @@ def train(
     table = _table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {count(len(models), 'model')} in {out}")
     for m in models:
         metrics = m.metadata["metrics"]
-        table.add_row(str(m.metadata["seed"]), f"{metrics['train_loss']:.3g}", f"{metrics['test_loss']:.3g}",
-                      percent(metrics["test_accuracy"]), str(m.metadata["epochs_trained"]))
+        table.add_row(str(m.metadata["seed"]), *(named_figure(key, metrics[key], digits=3) for key in
+                                                   ("train_loss", "test_loss", "test_accuracy")),
+                      str(m.metadata["epochs_trained"]))
     console.print(table)
 
 

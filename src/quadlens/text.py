@@ -29,9 +29,12 @@ def figure(value: float, digits: int = 4) -> str:
     return text
 
 
-def named_figure(name: str, value: float, digits: int = 4) -> str:
+def named_figure(name: str, value: float | None, digits: int = 4) -> str:
     """A figure named ``name`` (a study column, a summary statistic, a training metric): a share of inputs (an
-    accuracy or a certified fraction) as a ``percent``, any other to ``digits`` significant figures (``figure``)."""
+    accuracy or a certified fraction) as a ``percent``, any other to ``digits`` significant figures (``figure``);
+    ``-`` for None (not known, or not finite: JSON keeps NaN as null)."""
+    if value is None:
+        return "-"
     is_share = name.endswith("accuracy") or name.endswith("_fraction")
     return percent(value) if is_share else figure(value, digits)
 

@@ -184,9 +184,24 @@ class SeedBatch:
         return metrics
 
     def done(self, metrics: dict[str, Tensor]) -> bool:
-        if self.epoch >= self.train_cfg.epochs:
+        """Whether the batch stops: its epochs are over, every seed has diverged (its loss is no longer finite,
+        ``diverged``), or, with ``early_stop``, every seed is right on every test input."""
+        if self.epoch >= self.train_cfg.epochs or not metrics["train_loss"].isfinite().any():
             return True
         return self.train_cfg.early_stop and bool((metrics["test_accuracy"] == 1).all())
+
+    def diverged(self, index: int) -> str | None:
+        """Why seed ``index``'s model is not worth keeping, or None: its parameters, or its last train loss (its
+        logits overflow), are not finite."""
+        if not all(t[index].isfinite().all() for t in self.params.values()):
+            what = "its parameters are"
+        elif not math.isfinite(self.history[-1]["train_loss"][index]):
+            what = "its train loss is"
+        else:
+            return None
+        lost = next((h["epoch"] for h in self.history if not math.isfinite(h["train_loss"][index])), self.epoch)
+        return (f"seed {self.seeds[index]}: training diverged, {what} not finite after epoch {self.epoch}"
+                + (f" (its train loss first was at epoch {lost})" if lost < self.epoch else ""))
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
         """Everything needed to resume: parameters, AdamW moments and counters."""
@@ -268,11 +283,20 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
     states = _resume_states(out_dir)
     batches = _plan_batches(states, pending, max(batch_size, 1))
+    diverged: list[str] = []
     with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
         for batch_seeds in batches:
-            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display):
+            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display, diverged):
                 results[model.metadata["seed"]] = model
+    if diverged:
+        raise TrainingDiverged(f"{'; '.join(diverged)}. Nothing is saved for {'it' if len(diverged) == 1 else 'them'}"
+                               f"{' (the other seeds are)' if results else ''}; a smaller learning rate than "
+                               f"lr={train_cfg.lr:g}, or a longer warm-up, may train")
     return [results[seed] for seed in seeds]
+
+
+class TrainingDiverged(ValueError):
+    """Seeds whose parameters stopped being finite: named, with when their loss did."""
 
 
 MAX_SEED = 2**63 - 1  # torch's generators take a seed as a 64-bit integer
@@ -338,7 +362,8 @@ def _plan_batches(states: ResumeStates, pending: list[int], batch_size: int) -> 
 
 
 def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int], device: torch.device,
-                 out_dir: Path | None, states: ResumeStates, display) -> list[Transformer]:
+                 out_dir: Path | None, states: ResumeStates, display, diverged: list[str]) -> list[Transformer]:
+    """Train one batch to its end and return its models; each seed that diverged is named in ``diverged``."""
     batch = SeedBatch(model_cfg, train_cfg, seeds, device)
     resume_file = None if out_dir is None else resume_path(out_dir, seeds)
     elapsed, resumed_from = 0.0, None
@@ -366,7 +391,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
             save_tensors(resume_file, tensors, {**meta, "wall_time_seconds": time.perf_counter() - start})
     wall_time = time.perf_counter() - start
     display.update(task_id, completed=train_cfg.epochs)
-    models = _finish_batch(batch, metrics, wall_time, out_dir)
+    models = _finish_batch(batch, metrics, wall_time, out_dir, diverged)
     for path in (resume_file, resumed_from):  # the batch is done: its state, wherever it was kept, goes
         if path is not None:
             path.unlink(missing_ok=True)
@@ -374,9 +399,12 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
 
 
 def _finish_batch(batch: SeedBatch, metrics: dict[str, Tensor], wall_time: float,
-                  out_dir: Path | None) -> list[Transformer]:
+                  out_dir: Path | None, diverged: list[str]) -> list[Transformer]:
     models = []
     for i, (seed, params) in enumerate(zip(batch.seeds, batch.models())):
+        if (reason := batch.diverged(i)) is not None:
+            diverged.append(reason)
+            continue
         fields = {"seed": seed, "train_config": batch.train_cfg.to_dict(), "epochs_trained": batch.epoch,
                   "metrics": {k: float(v[i]) for k, v in metrics.items()},
                   "history": [{"epoch": h["epoch"], **{k: h[k][i] for k in metrics}} for h in batch.history],
