@@ -4,6 +4,7 @@ import torch
 
 from conftest import small_config
 from quadlens import TrainConfig, load_model, train
+from quadlens.checkpoint import CheckpointError
 from quadlens.train import SeedBatch, resume_path, seed_path
 
 QUICK = TrainConfig(epochs=40, eval_every=10, checkpoint_every=10, dtype="float64")
@@ -167,6 +168,16 @@ def test_an_unreadable_run_file_is_named(tmp_path):
     (tmp_path / "run.json").write_text("{bad")
     with pytest.raises(ValueError, match=r"run.json: not readable JSON .*; it holds the run's configs"):
         train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+
+
+def test_a_checkpoint_of_another_seed_under_a_seeds_name_is_refused_not_overwritten(tmp_path):
+    train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+    copied = seed_path(tmp_path, 0).read_bytes()
+    seed_path(tmp_path, 1).write_bytes(copied)
+    with pytest.raises(CheckpointError, match=r"seed_0001.safetensors: holds seed 0 of .*, where this run trains "
+                                              r"seed 1 of .*; move the file away"):
+        train(small_config(), QUICK, seeds=[0, 1], out_dir=tmp_path, progress=False)
+    assert seed_path(tmp_path, 1).read_bytes() == copied
 
 
 def test_finished_seeds_are_not_retrained(tmp_path, monkeypatch):

@@ -250,13 +250,20 @@ def _check_run_dir(out_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig
         atomic_write_json(run_file, configs)
 
 
-def _finished(out_dir: Path | None, seed: int) -> Transformer | None:
-    if out_dir is None or not seed_path(out_dir, seed).exists():
+def _finished(out_dir: Path | None, seed: int, model_cfg: ModelConfig) -> Transformer | None:
+    """The seed's checkpoint in ``out_dir``, if there is a readable one; an error if it holds another seed or
+    another architecture (a file copied in by hand), which retraining would overwrite."""
+    path = None if out_dir is None else seed_path(out_dir, seed)
+    if path is None or not path.exists():
         return None
     try:
-        return load_model(seed_path(out_dir, seed))
+        model = load_model(path)
     except CheckpointError:
         return None  # unreadable: retrain this seed, the new file will replace it atomically
+    if model.metadata.get("seed") != seed or model.cfg != model_cfg:
+        raise CheckpointError(f"{path}: holds seed {model.metadata.get('seed')!r} of {model.cfg}, where this run "
+                              f"trains seed {seed} of {model_cfg}; move the file away to train it here")
+    return model
 
 
 def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = TrainConfig(),
@@ -278,7 +285,7 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_dir(out_dir, model_cfg, train_cfg)
-    results = {seed: model for seed in seeds if (model := _finished(out_dir, seed)) is not None}
+    results = {seed: model for seed in seeds if (model := _finished(out_dir, seed, model_cfg)) is not None}
     pending = [seed for seed in seeds if seed not in results]
     batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
     states = _resume_states(out_dir)
