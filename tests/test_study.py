@@ -37,6 +37,12 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
     assert (tmp_path / "results" / "seed_0000.json").stat().st_mtime_ns == cached
     assert (tmp_path / "models.csv").read_text().splitlines()[0].split(",") == csv_header  # rows from the cache
+    cache = tmp_path / "results" / "seed_0000.json"
+    for stale in ({"explain_schema_version": 0}, {"seed": 7}):  # from another explain schema, or another seed's
+        cache.write_text(json.dumps({**json.loads(cache.read_text()), **stale}))
+        assert CliRunner().invoke(app, args).exit_code == 0
+        assert {k: json.loads(cache.read_text())[k] for k in ("seed", "explain_schema_version")} == {
+            "seed": 0, "explain_schema_version": 1}
     result_file = tmp_path / "results" / "seed_0001.json"
     before = json.loads(result_file.read_text())
     result_file.write_text('{"seed": 1, "verd')  # cut short: that seed is analysed again

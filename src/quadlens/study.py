@@ -19,6 +19,7 @@ import numpy as np
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
+from .explain import SCHEMA_VERSION as EXPLAIN_SCHEMA_VERSION
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready, read_json
 from .model import ModelConfig, Transformer
@@ -42,6 +43,7 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
     row = {"seed": model.metadata.get("seed"), "p": model.cfg.p, "d_mlp": model.cfg.d_mlp,
            "attention_rate": model.cfg.attention_rate, "act_fn": model.cfg.act_fn,
            **{f"train_{k}": v for k, v in (model.metadata.get("metrics") or {}).items()},
+           "explain_schema_version": e["schema_version"],
            "accuracy": e["accuracy"], "verdict": e["verdict"], "reasons": "; ".join(e["reasons"]),
            "gradient_symmetricity": e["gradient_symmetricity"], "distance_irrelevance": e["distance_irrelevance"],
            "n_clusters": _cluster_count(e), "frequencies": ";".join(str(c["frequency"]) for c in clusters),
@@ -145,16 +147,18 @@ def _analyse_in_worker(path: str, cache: str, with_bounds: bool, threads: int) -
     return _analyse(load_model(path), Path(cache), with_bounds, device="cpu")
 
 
-def _cached_row(cache: Path, with_bounds: bool) -> dict | None:
-    """A seed's cached row, unless it lacks bounds, has them from an older bound schema, or cannot be read (then
-    the seed is analysed again, and its new row replaces the file)."""
+def _cached_row(cache: Path, seed: int, with_bounds: bool) -> dict | None:
+    """A seed's cached row, unless it cannot be read, is another seed's, comes from another explain schema, or
+    lacks bounds or has them from another bound schema: then the seed is analysed again, and its new row replaces
+    the file."""
     if not cache.exists():
         return None
     try:
         cached = read_json(cache)
     except ValueError:
         return None
-    if not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION:
+    current = cached.get("seed") == seed and cached.get("explain_schema_version") == EXPLAIN_SCHEMA_VERSION
+    if current and (not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION):
         return cached
     return None
 
@@ -187,7 +191,7 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
                    batch_size=batch_size, progress=progress)
     caches = {m.metadata["seed"]: result_path(out_dir, m.metadata["seed"]) for m in models}
-    rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, with_bounds)) is not None}
+    rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, seed, with_bounds)) is not None}
     todo = [m for m in models if m.metadata["seed"] not in rows]
     if workers > 1 and len(todo) > 1:
         rows.update(_analyse_in_pool(todo, caches, out_dir / "models", with_bounds, workers, progress))
