@@ -83,7 +83,9 @@ GROKKING_CONFIG = {"C": P, "n_heads": H, "d_model": D, "n_layers": 1, "act_fn": 
     ({"act_fn": None}, "config has no 'act_fn'"),
     ({"act_fn": "SiLU"}, "config act_fn='SiLU', expected 'ReLU' or 'GeLU'"),
     ({"attn_coeff": "high"}, "config attn_coeff='high' is not a finite number"),
-    ({"attn_coeff": 1.5}, r"config attn_coeff=1.5 lies outside \[0, 1\]")])
+    ({"attn_coeff": 1.5}, r"config attn_coeff=1.5 lies outside \[0, 1\]"),
+    ({"n_heads": 0}, "config n_heads=0 is not a whole number at least 1"),
+    ({"d_model": -1}, "config d_model=-1 is not a whole number at least 1")])
 def test_a_bad_grokking_config_is_named_by_key(tmp_path, change, message):
     config = {k: v for k, v in {**GROKKING_CONFIG, **change}.items() if v is not None}
     with pytest.raises(ImportFormatError, match=message):
@@ -104,6 +106,28 @@ def test_a_bad_transformer_lens_config_is_named_by_key(change, message):
     config = {k: v for k, v in {**config, **change}.items() if v is not None}
     with pytest.raises(ImportFormatError, match=message):
         from_transformer_lens(state, config)
+
+
+@pytest.mark.parametrize("key, tensor, message", [
+    ("blocks.0.mlp.b_in", torch.full((M,), float("nan")), "key 'blocks.0.mlp.b_in' holds non-finite values"),
+    ("unembed.W_U", torch.zeros(D, P, dtype=torch.complex64), "key 'unembed.W_U' holds complex values"),
+    ("pos_embed.W_pos", None, "missing key 'pos_embed.W_pos'"),
+    ("blocks.0.attn.W_Q", torch.zeros(H, DH), r"key 'blocks.0.attn.W_Q' has shape \(2, 5\); expected 3 dimensions"),
+])
+def test_a_bad_grokking_tensor_is_named_by_key(tmp_path, key, tensor, message):
+    state = grokking_state()
+    if tensor is None:
+        del state[key]
+    else:
+        state[key] = tensor
+    with pytest.raises(ImportFormatError, match=message):
+        import_model_from(state, GROKKING_CONFIG, tmp_path)
+
+
+def test_an_empty_zero_bias_of_transformer_lens_is_taken_as_zero():
+    state, config = to_transformer_lens(random_model(small_config()))
+    state["unembed.b_U"] = torch.zeros(0)
+    assert from_transformer_lens(state, config).cfg.p == small_config().p
 
 
 def test_a_config_file_that_is_not_an_object_is_named(tmp_path):

@@ -76,12 +76,26 @@ def _load_failure(error: Exception) -> str:
 
 
 def _take(state: dict[str, Tensor], key: str, shape: tuple[int, ...], source: str) -> Tensor:
+    """The tensor at ``key``, checked: present, of ``shape``, real and finite."""
     if key not in state:
         raise ImportFormatError(f"{source}: missing key '{key}'")
     tensor = state[key]
     if tuple(tensor.shape) != shape:
         raise ImportFormatError(f"{source}: key '{key}' has shape {tuple(tensor.shape)}, the config needs {shape}")
+    if tensor.is_complex() or not tensor.isfinite().all():
+        raise ImportFormatError(f"{source}: key '{key}' holds {'complex' if tensor.is_complex() else 'non-finite'} "
+                                f"values")
     return tensor
+
+
+def _size(state: dict[str, Tensor], key: str, axis: int, ndim: int, source: str) -> int:
+    """A size the config does not give, read from the tensor at ``key`` (``ndim`` dimensions) along ``axis``."""
+    if key not in state:
+        raise ImportFormatError(f"{source}: missing key '{key}'")
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim or shape[axis] < 1:
+        raise ImportFormatError(f"{source}: key '{key}' has shape {shape}; expected {ndim} dimensions, none empty")
+    return shape[axis]
 
 
 def _setting(config: dict, key: str, source: str, whole: bool = True, default: float | None = None) -> float:
@@ -93,8 +107,9 @@ def _setting(config: dict, key: str, source: str, whole: bool = True, default: f
         return default
     value = config[key]
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not number or (whole and value != int(value)):
-        raise ImportFormatError(f"{source}: config {key}={value!r} is not {'a whole' if whole else 'a finite'} number")
+    if not number or (whole and (value != int(value) or value < 1)):
+        raise ImportFormatError(f"{source}: config {key}={value!r} is not "
+                                f"{'a whole number at least 1' if whole else 'a finite number'}")
     return int(value) if whole else float(value)
 
 
@@ -118,11 +133,9 @@ def from_grokking(state: dict[str, Tensor], config: dict, source: str = "checkpo
     kappa = _setting(config, "attn_coeff", source, whole=False)
     if not 0.0 <= kappa <= 1.0:
         raise ImportFormatError(f"{source}: config attn_coeff={kappa} lies outside [0, 1]")
-    if "blocks.0.attn.W_Q" not in state:
-        raise ImportFormatError(f"{source}: missing key 'blocks.0.attn.W_Q'")
-    d_head = int(state["blocks.0.attn.W_Q"].shape[1])
-    m = int(state.get("blocks.0.mlp.b_in", torch.empty(0)).shape[0])
-    n_ctx = int(state.get("pos_embed.W_pos", torch.empty(0, d)).shape[0])
+    d_head = _size(state, "blocks.0.attn.W_Q", 1, 3, source)
+    m = _size(state, "blocks.0.mlp.b_in", 0, 1, source)
+    n_ctx = _size(state, "pos_embed.W_pos", 0, 2, source)
     if n_ctx < 2:
         raise ImportFormatError(f"{source}: key 'pos_embed.W_pos' has {n_ctx} positions; inputs need 2")
     get = lambda key, shape: _take(state, key, shape, source).double()  # noqa: E731
@@ -178,7 +191,7 @@ def from_transformer_lens(state: dict[str, Tensor], config: dict, source: str = 
         "W_U": get("unembed.W_U", (d, p)),
     }
     for key in TL_ZERO_BIASES:
-        if key in state and state[key].abs().max() > 0:
+        if key in state and bool((state[key] != 0).any()):
             raise ImportFormatError(f"{source}: key '{key}' is non-zero; quadlens holds attention and unembedding "
                                f"biases at zero, so this model cannot be imported exactly")
     tl_keys = {"embed.W_E", "pos_embed.W_pos", "unembed.W_U", *TL_ZERO_BIASES, *TL_BUFFERS,
