@@ -168,6 +168,9 @@ def test_an_unreadable_run_file_is_named(tmp_path):
     (tmp_path / "run.json").write_text("{bad")
     with pytest.raises(ValueError, match=r"run.json: not readable JSON .*; it holds the run's configs"):
         train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
+    (tmp_path / "run.json").write_text('{"model_config": 5}')
+    with pytest.raises(ValueError, match=r"run.json: this folder holds a run with a different model_config"):
+        train(small_config(), QUICK, seeds=[0], out_dir=tmp_path, progress=False)
 
 
 def test_a_checkpoint_of_another_seed_under_a_seeds_name_is_refused_not_overwritten(tmp_path):

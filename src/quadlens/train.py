@@ -242,7 +242,8 @@ def _check_run_dir(out_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig
                              f"folder's checkpoints were made with the settings given now") from e
         for key, value in configs.items():
             stored = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
-            differs = sorted(k for k in stored if previous.get(key, {}).get(k) != stored[k])
+            recorded = previous.get(key) if isinstance(previous.get(key), dict) else {}
+            differs = sorted(k for k in stored if recorded.get(k) != stored[k])
             if differs:
                 raise ValueError(f"{run_file}: this folder holds a run with a different {key} "
                                  f"(differs in {differs}); use another --out or the same settings")
