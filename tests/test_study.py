@@ -56,6 +56,9 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     assert CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)]).exit_code == 0
     assert "<p class=plain>1 model;" in page.read_text()
     assert page.read_text().split("<h2>Models</h2>")[1].count("<tr>") == 2  # the header and seed 1's row alone
+    (tmp_path / "summary.json").write_text('{"n_models": 1, "seeds": ["x"]}')
+    shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)], env={"COLUMNS": "300"})
+    assert shown.exit_code == 2 and "summary.json: 'seeds' is ['x'], not a list of whole numbers" in shown.output
     (tmp_path / "summary.json").write_text("[]")
     shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)])
     assert shown.exit_code == 2 and "summary.json: holds a JSON list, not an object" in shown.output

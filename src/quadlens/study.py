@@ -171,10 +171,12 @@ def result_path(out_dir: Path, seed: int) -> Path:
 def study_rows(out_dir: Path, summary: dict) -> list[dict]:
     """The rows of the models a study's ``summary`` covers, in its order (a folder also keeps the rows of seeds
     that an earlier run with more seeds analysed)."""
-    if "seeds" not in summary:  # a summary written before it named its seeds: every row in the folder
-        rows = [read_json(path) for path in (Path(out_dir) / "results").glob("seed_*.json")]
-        return sorted(rows, key=lambda row: row.get("seed", 0))
-    return [read_json(result_path(out_dir, seed)) for seed in summary["seeds"]]
+    seeds = summary.get("seeds")
+    if seeds is None:  # a summary written before it named its seeds: every row in the folder
+        return [read_json(path) for path in sorted((Path(out_dir) / "results").glob("seed_*.json"))]
+    if not isinstance(seeds, list) or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
+        raise ValueError(f"{Path(out_dir) / 'summary.json'}: 'seeds' is {seeds!r}, not a list of whole numbers")
+    return [read_json(result_path(out_dir, seed)) for seed in seeds]
 
 
 def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = ModelConfig(),
