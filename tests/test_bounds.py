@@ -132,6 +132,17 @@ def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_ex
     assert_sound(tables, clusters_of(tables), tracked_extra)
 
 
+@SETTINGS
+@given(seed=st.integers(0, 10_000), noise=st.floats(0.0, 0.3), inputs=st.integers(-9, 9), outputs=st.integers(-9, 9))
+def test_sound_at_any_scale_of_the_weights(seed, noise, inputs, outputs):
+    """The rounding slack is relative as well as absolute (docs/bounds.md §6): a pizza with its hidden layer (F_a,
+    F_b, b_in; relu is homogeneous) and its readout (W_L) scaled by powers of ten up to 10^±9 stays sound."""
+    tables = pizza_tables(pizza_spec(17, (1, 3, 5), neurons_per_cluster=12, seed=seed), noise=noise, seed=seed)
+    scaled = dataclasses.replace(tables, F_a=tables.F_a * 10.0**inputs, F_b=tables.F_b * 10.0**inputs,
+                                 b_in=tables.b_in * 10.0**inputs, W_L=tables.W_L * 10.0**outputs)
+    assert_sound(scaled, clusters_of(scaled))
+
+
 @settings(max_examples=examples(150), deadline=None)
 @given(seed=st.integers(0, 100_000), m=st.integers(1, 3), p=st.sampled_from([5, 7, 11]),
        output_noise=st.floats(0.0, 2.0), tracked_extra=st.sampled_from([0, 1]), directions=st.sampled_from([0, 1]))
