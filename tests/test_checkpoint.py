@@ -2,9 +2,11 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from conftest import random_model, small_config
+from conftest import examples, random_model, small_config
 from quadlens import CheckpointError, load_model, save_model
 from quadlens.checkpoint import load_tensors, save_tensors
 
@@ -80,6 +82,37 @@ def test_bad_metadata_is_refused(saved, mutate, message):
     _rewrite(saved, mutate_meta=mutate)
     with pytest.raises(CheckpointError, match=message):
         load_model(saved)
+
+
+ODD_VALUES = st.sampled_from([None, -1, 0, 1.5, "x", True, [], {}, [1, "a"], {"a": None}, 10**30])
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_checkpoint_loads_or_is_refused_by_name(saved, data):
+    """Damage anywhere (bytes in the header or the tensors, or any metadata value, nested or not): loading gives a
+    model with finite logits, or a CheckpointError, never another exception."""
+    original = saved.read_bytes()
+    if data.draw(st.booleans(), label="edit the metadata"):
+        tensors, meta = load_tensors(saved)
+        key = data.draw(st.sampled_from(sorted(meta)), label="key")
+        if isinstance(meta[key], dict) and meta[key] and data.draw(st.booleans(), label="nested"):
+            meta[key][data.draw(st.sampled_from(sorted(meta[key])), label="inner key")] = data.draw(ODD_VALUES)
+        else:
+            meta[key] = data.draw(ODD_VALUES)
+        save_tensors(saved, tensors, meta)
+    else:
+        damaged = bytearray(original)
+        for _ in range(data.draw(st.integers(1, 8), label="bytes")):
+            damaged[data.draw(st.integers(0, len(damaged) - 1), label="at")] = data.draw(st.integers(0, 255))
+        saved.write_bytes(bytes(damaged[:data.draw(st.integers(1, len(damaged)), label="kept")]))
+    try:
+        with torch.no_grad():
+            assert load_model(saved).all_logits().isfinite().all()
+    except CheckpointError:
+        pass
+    finally:
+        saved.write_bytes(original)
 
 
 def test_foreign_safetensors_file_is_refused(tmp_path):

@@ -28,6 +28,11 @@ def test_too_small_modulus_is_refused(p):
         ModularAddition(p)
 
 
+def test_a_modulus_too_large_to_test_for_primality_quickly_is_refused():
+    with pytest.raises(ValueError, match=r"p must be at most 100,000 \(the task has p² inputs\), got p=10000000000000000000000000000057"):
+        ModularAddition(10**28 + 57)
+
+
 def test_non_integer_modulus_is_refused():
     with pytest.raises(TypeError, match="p must be an int"):
         ModularAddition(7.0)

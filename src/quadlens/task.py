@@ -12,12 +12,17 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % q for q in range(2, int(n**0.5) + 1))
 
 
+MAX_MODULUS = 100_000  # far beyond what fits: p² inputs, p³ logits
+
+
 def check_modulus(p: int) -> None:
     """Refuse a modulus the task cannot use; warn when it is not prime (the Fourier picture assumes a field)."""
     if isinstance(p, bool) or not isinstance(p, int):
         raise TypeError(f"p must be an int, got {type(p).__name__} ({p!r})")
     if p < 3:
         raise ValueError(f"p must be at least 3, got p={p}")
+    if p > MAX_MODULUS:
+        raise ValueError(f"p must be at most {MAX_MODULUS:,} (the task has p² inputs), got p={p}")
     if not is_prime(p):
         warnings.warn(f"p={p} is not prime: frequencies k and p/gcd share structure, explanations may not fit",
                       stacklevel=3)
