@@ -101,3 +101,19 @@ def test_cluster_count_is_reported_when_the_picture_does_not_fit():
     row = model_row(model, with_bounds=False)
     assert row["verdict"] == "does not fit" and "dead neurons" in row["reasons"]
     assert row["n_clusters"] == 4 and row["frequencies"] == ""
+
+
+def test_a_study_goes_on_without_the_seeds_that_diverged(tmp_path, monkeypatch):
+    import pytest
+
+    from conftest import small_config
+    from quadlens.study import run_study
+    from quadlens.train import SeedBatch, TrainConfig
+
+    real = SeedBatch.diverged
+    monkeypatch.setattr(SeedBatch, "diverged", lambda self, i: "seed 1: diverged" if self.seeds[i] == 1 else
+                        real(self, i))
+    with pytest.warns(UserWarning, match=r"seed 1: diverged\. .* The study goes on with the other 2 seeds"):
+        summary = run_study([0, 1, 2], tmp_path, small_config(), TrainConfig(epochs=20), device="cpu",
+                            with_bounds=False, progress=False)
+    assert summary["seeds"] == [0, 2] and summary["n_models"] == 2

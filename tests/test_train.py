@@ -268,9 +268,17 @@ def test_seeds_that_diverge_are_named_and_stop_their_batch_early(tmp_path, monke
 
 
 def test_a_seed_that_diverges_leaves_the_others_saved(tmp_path, monkeypatch):
+    from quadlens.train import TrainingDiverged
+
     real = SeedBatch.diverged
     monkeypatch.setattr(SeedBatch, "diverged", lambda self, i: "seed 1: diverged" if self.seeds[i] == 1 else
                         real(self, i))
     with pytest.raises(ValueError, match=r"^seed 1: diverged. Nothing is saved for it \(the other seeds are\);"):
         train(small_config(), QUICK, seeds=[0, 1, 2], out_dir=tmp_path, batch_size=2, progress=False)
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["seed_0000.safetensors", "seed_0002.safetensors"]
+    with pytest.raises(TrainingDiverged) as raised:
+        train(small_config(), QUICK, seeds=[0, 1, 2], out_dir=tmp_path, batch_size=2, progress=False)
+    assert [m.metadata["seed"] for m in raised.value.models] == [0, 2]  # the others, for a study to go on with
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(raised.value))) == str(raised.value)  # it crosses process boundaries

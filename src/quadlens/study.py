@@ -10,6 +10,7 @@ import contextlib
 import csv
 import multiprocessing
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,8 +24,8 @@ from .explain import SCHEMA_VERSION as EXPLAIN_SCHEMA_VERSION
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready, read_json
 from .model import ModelConfig, Transformer
-from .text import named_figure
-from .train import TrainConfig, seed_path, train
+from .text import count, named_figure
+from .train import TrainConfig, TrainingDiverged, seed_path, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
                    "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_arcs_grouped_certified_fraction",
@@ -190,8 +191,14 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     from rich.progress import track
 
     out_dir = Path(out_dir)
-    models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
-                   batch_size=batch_size, progress=progress)
+    try:
+        models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
+                       batch_size=batch_size, progress=progress)
+    except TrainingDiverged as error:  # a study of many seeds goes on without the few that diverged
+        if not error.models:
+            raise
+        warnings.warn(f"{error}. The study goes on with the other {count(len(error.models), 'seed')}", stacklevel=2)
+        models = error.models
     caches = {m.metadata["seed"]: result_path(out_dir, m.metadata["seed"]) for m in models}
     rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, seed, with_bounds)) is not None}
     todo = [m for m in models if m.metadata["seed"] not in rows]

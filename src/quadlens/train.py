@@ -299,12 +299,18 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     if diverged:
         raise TrainingDiverged(f"{'; '.join(diverged)}. Nothing is saved for {'it' if len(diverged) == 1 else 'them'}"
                                f"{' (the other seeds are)' if results else ''}; a smaller learning rate than "
-                               f"lr={train_cfg.lr:g}, or a longer warm-up, may train")
+                               f"lr={train_cfg.lr:g}, or a longer warm-up, may train",
+                               [results[seed] for seed in seeds if seed in results])
     return [results[seed] for seed in seeds]
 
 
 class TrainingDiverged(ValueError):
-    """Seeds whose parameters stopped being finite: named, with when their loss did."""
+    """Seeds whose parameters or loss stopped being finite, named with when; ``models`` holds the other seeds'
+    models, trained and saved."""
+
+    def __init__(self, message: str, models: Sequence[Transformer] = ()):
+        super().__init__(message)
+        self.models = list(models)
 
 
 MAX_SEED = 2**63 - 1  # torch's generators take a seed as a 64-bit integer
