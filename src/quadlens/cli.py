@@ -364,7 +364,7 @@ def _stage_shown(status, p: int) -> Callable[[str], None]:
 
 
 def _kept(partial: Path, what: str) -> str:
-    """What stopped a ``quadlens bound`` run, and what of it is kept to resume from."""
+    """What stopped a ``quadlens bound`` or ``report`` run, and what of it is kept to resume from."""
     kept = sorted(path.stem for path in partial.glob("*.npz"))
     return (f"{what}; kept in {partial}: {', '.join(kept)}. Run the same command again to resume" if kept
             else f"{what}, before any stage was saved")

@@ -169,9 +169,8 @@ def study_report(run_dir: Path) -> str:
                                                *_study_parts(run_dir, summary, 2)])
     parts = [f"<h1>Sweep: {html.escape(run_dir.name)}</h1>",
              _table(["configuration", "models", "verdicts", "share pizza"], sweep_rows(summary))]
-    for name in configuration_names(summary):
-        parts += [f"<h2>{html.escape(name)}</h2>", *_study_parts(run_dir / name, read_json(run_dir / name /
-                                                                                           "summary.json"), 3)]
+    for name in configuration_names(summary):  # each configuration's summary is the sweep's, as in its table
+        parts += [f"<h2>{html.escape(name)}</h2>", *_study_parts(run_dir / name, summary[name], 3)]
     return _page(f"sweep {run_dir.name}", parts)
 
 

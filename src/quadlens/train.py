@@ -385,7 +385,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
         resumed_from = states.pop(tuple(seeds))
         try:
             tensors, meta = load_tensors(resumed_from)
-        except CheckpointError as e:  # readable header, broken tensors
+        except CheckpointError as e:  # gone since the folder was read (another process finished it), or damaged
             _pass_over(e)
         else:
             batch.load_state(tensors, meta)
