@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +63,9 @@ def test_initialisation_is_seeded_and_gpt2_scaled():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"d_mlp": 0}, "d_mlp must be a positive int"),
+    ({"d_mlp": 0}, "d_mlp must be a whole number at least 1, got 0"),
+    ({"d_mlp": True}, "d_mlp must be a whole number at least 1, got True"),
+    ({"d_head": 8.0}, "d_head must be a whole number at least 1, got 8.0"),
     ({"act_fn": "tanh"}, "act_fn must be one of"),
     ({"attention_rate": 1.5}, "attention_rate must lie in"),
     ({"constant_attention": (1.0,)}, "two finite weights"),
@@ -70,6 +74,12 @@ def test_initialisation_is_seeded_and_gpt2_scaled():
 def test_bad_config_is_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         small_config(**bad)
+
+
+def test_numpy_sizes_become_plain_ints():
+    cfg = small_config(p=np.int64(7), d_mlp=np.int32(8))
+    assert type(cfg.p) is int and type(cfg.d_mlp) is int and cfg == small_config(p=7, d_mlp=8)
+    json.dumps(cfg.to_dict())  # the checkpoints' metadata
 
 
 def test_parameter_count_and_names_follow_transformerlens():

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -34,8 +35,11 @@ def test_a_modulus_too_large_to_test_for_primality_quickly_is_refused():
 
 
 def test_non_integer_modulus_is_refused():
-    with pytest.raises(TypeError, match="p must be an int"):
+    with pytest.raises(TypeError, match=r"p must be a whole number, got float \(7.0\)"):
         ModularAddition(7.0)
+    with pytest.raises(TypeError, match="p must be a whole number, got bool"):
+        ModularAddition(True)
+    assert type(ModularAddition(np.int64(7)).p) is int
 
 
 def test_composite_modulus_warns():

@@ -17,6 +17,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from . import __version__
+from .checks import is_real_number, is_whole_number
 from .files import atomic_write_bytes, atomic_write_json, json_ready
 from .model import ModelConfig, Transformer
 
@@ -109,7 +110,7 @@ def validate_run_details(path: Path, metadata: dict) -> None:
     of at least 0, metrics that are not numbers by name."""
     for key in ("seed", "epochs_trained"):
         value = metadata.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if value is not None and (not is_whole_number(value) or value < 0):
             raise CheckpointError(f"{path}: metadata '{key}' is {value!r}, not a whole number at least 0")
     metrics = metadata.get("metrics")
     if metrics is None:
@@ -117,7 +118,7 @@ def validate_run_details(path: Path, metadata: dict) -> None:
     if not isinstance(metrics, dict):
         raise CheckpointError(f"{path}: metadata 'metrics' is a JSON {type(metrics).__name__}, not an object")
     for name, value in metrics.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not is_real_number(value):
             raise CheckpointError(f"{path}: metadata 'metrics' has {name}={value!r}, not a number")
 
 

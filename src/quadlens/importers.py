@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .checks import is_real_number
 from .files import read_json
 from .model import ModelConfig, Transformer
 
@@ -106,7 +107,7 @@ def _setting(config: dict, key: str, source: str, whole: bool = True, default: f
             raise ImportFormatError(f"{source}: config has no '{key}'")
         return default
     value = config[key]
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    number = is_real_number(value) and math.isfinite(value)
     if not number or (whole and (value != int(value) or value < 1)):
         raise ImportFormatError(f"{source}: config {key}={value!r} is not "
                                 f"{'a whole number at least 1' if whole else 'a finite number'}")

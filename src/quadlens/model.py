@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import is_whole_number
 from .task import all_pairs, check_modulus
 
 ACTIVATIONS = ("relu", "gelu")
@@ -39,10 +40,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_modulus(self.p)
+        object.__setattr__(self, "p", int(self.p))  # a plain int, as the checkpoints' JSON metadata needs
         for name in ("d_model", "n_heads", "d_head", "d_mlp"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if not is_whole_number(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number at least 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
         if self.act_fn not in ACTIVATIONS:
             raise ValueError(f"act_fn must be one of {ACTIVATIONS}, got {self.act_fn!r}")
         if not 0.0 <= self.attention_rate <= 1.0:

@@ -20,6 +20,7 @@ import numpy as np
 from .certify import SCHEMA_VERSION as BOUND_SCHEMA_VERSION
 from .certify import bound, load_compiled_kernels
 from .checkpoint import load_model
+from .checks import is_whole_number
 from .explain import SCHEMA_VERSION as EXPLAIN_SCHEMA_VERSION
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready, read_json
@@ -175,7 +176,7 @@ def study_rows(out_dir: Path, summary: dict) -> list[dict]:
     seeds = summary.get("seeds")
     if seeds is None:  # a summary written before it named its seeds: every row in the folder
         return [read_json(path) for path in sorted((Path(out_dir) / "results").glob("seed_*.json"))]
-    if not isinstance(seeds, list) or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
+    if not isinstance(seeds, list) or not all(map(is_whole_number, seeds)):
         raise ValueError(f"{Path(out_dir) / 'summary.json'}: 'seeds' is {seeds!r}, not a list of whole numbers")
     return [read_json(result_path(out_dir, seed)) for seed in seeds]
 

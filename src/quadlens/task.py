@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import is_whole_number
+
 
 def is_prime(n: int) -> bool:
     return n >= 2 and all(n % q for q in range(2, int(n**0.5) + 1))
@@ -17,8 +19,8 @@ MAX_MODULUS = 100_000  # far beyond what fits: p² inputs, p³ logits
 
 def check_modulus(p: int) -> None:
     """Refuse a modulus the task cannot use; warn when it is not prime (the Fourier picture assumes a field)."""
-    if isinstance(p, bool) or not isinstance(p, int):
-        raise TypeError(f"p must be an int, got {type(p).__name__} ({p!r})")
+    if not is_whole_number(p):
+        raise TypeError(f"p must be a whole number, got {type(p).__name__} ({p!r})")
     if p < 3:
         raise ValueError(f"p must be at least 3, got p={p}")
     if p > MAX_MODULUS:
@@ -41,6 +43,7 @@ class ModularAddition:
 
     def __post_init__(self) -> None:
         check_modulus(self.p)
+        object.__setattr__(self, "p", int(self.p))  # numpy's integers as a plain int
 
     @property
     def a(self) -> torch.Tensor:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import fused
+from .checks import is_whole_number
 from .checkpoint import (DTYPES, CheckpointError, load_metadata, load_model, load_tensors, save_model,
                          save_tensors)
 from .devices import resolve_device
@@ -60,7 +60,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         for name in ("epochs", "eval_every", "checkpoint_every", "warmup_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy's integers too
+            if not is_whole_number(value):
                 raise TypeError(f"{name} must be a whole number, got {type(value).__name__} ({value!r})")
             least = 0 if name == "warmup_steps" else 1
             if value < least:
@@ -323,7 +323,7 @@ def checked_seeds(seeds: Iterable[int]) -> list[int]:
         raise TypeError(f"seeds must be whole numbers such as range(4) or [0, 3], got the string {seeds!r}")
     seeds = list(seeds)
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        if not is_whole_number(seed):
             raise TypeError(f"a seed must be a whole number, got {type(seed).__name__} ({seed!r})")
         if not 0 <= seed <= MAX_SEED:
             raise ValueError(f"a seed must lie in [0, 2**63 - 1], got {seed}")
