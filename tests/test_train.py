@@ -150,6 +150,31 @@ def test_a_broken_resume_state_restarts_its_seeds_with_a_warning(tmp_path, monke
     assert [h["epoch"] for h in again[0].metadata["history"]] == [0, 10, 20, 30, 40] and not resume.exists()
 
 
+def test_seeds_another_process_finished_meanwhile_are_taken_not_retrained(tmp_path, monkeypatch):
+    """Seed 1 is finished (by a second ``train`` on the same folder, say) after this run read the folder."""
+    import importlib
+
+    training = importlib.import_module("quadlens.train")
+    cfg = small_config()
+    train(cfg, QUICK, seeds=[1], out_dir=tmp_path, progress=False)
+    finished_bytes = seed_path(tmp_path, 1).read_bytes()
+    real_finished, looked = training._finished, set()
+
+    def finished_later(out_dir, seed, model_cfg):
+        if seed not in looked:  # not yet finished when this run first looks
+            looked.add(seed)
+            return None
+        return real_finished(out_dir, seed, model_cfg)
+
+    monkeypatch.setattr(training, "_finished", finished_later)
+    steps = count_steps(monkeypatch)
+    models = train(cfg, QUICK, seeds=[0, 1], out_dir=tmp_path, batch_size=1, progress=False)
+    assert steps == [40]  # seed 0 alone
+    assert seed_path(tmp_path, 1).read_bytes() == finished_bytes
+    assert [m.metadata["seed"] for m in models] == [0, 1]
+    assert_same_models(models[1:], [load_model(seed_path(tmp_path, 1))], atol=0)
+
+
 def test_numpy_integers_in_the_config_reach_the_checkpoint_as_plain_numbers(tmp_path):
     import numpy as np
 

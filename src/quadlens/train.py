@@ -293,9 +293,13 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     batches = _plan_batches(states, pending, max(batch_size, 1))
     diverged: list[str] = []
     with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
-        for batch_seeds in batches:
-            for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display, diverged):
-                results[model.metadata["seed"]] = model
+        for planned in batches:
+            # another process training in the same folder may have finished some of them since it was read
+            results.update({seed: model for seed in planned
+                            if (model := _finished(out_dir, seed, model_cfg)) is not None})
+            if batch_seeds := [seed for seed in planned if seed not in results]:
+                for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display, diverged):
+                    results[model.metadata["seed"]] = model
     if diverged:
         raise TrainingDiverged(f"{'; '.join(diverged)}. Nothing is saved for {'it' if len(diverged) == 1 else 'them'}"
                                f"{' (the other seeds are)' if results else ''}; a smaller learning rate than "
@@ -385,7 +389,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
         resumed_from = states.pop(tuple(seeds))
         try:
             tensors, meta = load_tensors(resumed_from)
-        except CheckpointError as e:  # gone since the folder was read (another process finished it), or damaged
+        except CheckpointError as e:  # damaged, or gone since the folder was read (its batch finished just now)
             _pass_over(e)
         else:
             batch.load_state(tensors, meta)
