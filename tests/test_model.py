@@ -88,3 +88,11 @@ def test_parameter_count_and_names_follow_transformerlens():
     assert shapes["W_E"] == (59, 128) and shapes["W_in"] == (128, 512) and shapes["W_U"] == (128, 59)
     assert shapes["W_Q"] == (4, 128, 32) and shapes["W_O"] == (4, 32, 128)
     assert cfg.n_params() == sum(int(np.prod(s)) for s in shapes.values())
+
+
+def test_a_model_shows_its_sizes_and_seed():
+    model = random_model(small_config(attention_rate=0.0))
+    assert repr(model) == ("Transformer(p=11, d_model=16, n_heads=2, d_mlp=24, act_fn='relu', attention='learned', "
+                           "dtype=torch.float64)")
+    model.metadata["seed"] = 3
+    assert repr(model).endswith("dtype=torch.float64, seed=3)")
