@@ -8,7 +8,7 @@ from conftest import random_model, small_config
 import quadlens
 from quadlens import save_model
 from quadlens.cli import app, parse_seeds
-from quadlens.text import percent
+from quadlens.text import percent, seed_ranges
 
 runner = CliRunner()
 
@@ -17,6 +17,42 @@ def test_parse_seeds():
     assert parse_seeds("0-3") == [0, 1, 2, 3]
     assert parse_seeds("1,4,7-9") == [1, 4, 7, 8, 9]
     assert parse_seeds("5") == [5]
+
+
+@pytest.mark.parametrize("seeds, text", [([0, 1, 2, 3, 7, 9, 10], "0-3,7,9-10"), ([5], "5"), ([4, 2, 3, 3], "2-4")])
+def test_seed_ranges_are_written_as_seeds_are_given(seeds, text):
+    assert seed_ranges(seeds) == text and parse_seeds(text) == sorted(set(seeds))
+
+
+def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_path):
+    from test_train import QUICK, Interrupt, interrupt_at
+
+    cfg = small_config()
+    quadlens.train(cfg, QUICK, seeds=[0, 1, 3], out_dir=tmp_path / "models", progress=False)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        interrupt_at(monkeypatch, 25)
+        with pytest.raises(Interrupt):
+            quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=tmp_path / "models", batch_size=2, progress=False)
+    (tmp_path / "models" / "seed_0009.safetensors").write_bytes(b"cut short")
+    (tmp_path / "summary.json").write_text("{}")  # as in a folder written by reproduce: its models are read
+    result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"finished +3 seeds \(0-1,3\)", result.output)
+    assert re.search(r"interrupted +seeds 5-6 at epoch 20 of 40", result.output)
+    assert re.search(r"unreadable +.*seed_0009.safetensors: not a readable safetensors file", result.output)
+    status = json.loads(runner.invoke(app, ["info", str(tmp_path), "--json"]).output)
+    assert [row["seed"] for row in status["finished"]] == [0, 1, 3]
+    assert status["interrupted"] == [{"seeds": [5, 6], "epoch": 20, "file": "resume_0005-0006_2.safetensors"}]
+    assert quadlens.ModelConfig.from_dict(status["model_config"]) == cfg and status["train_config"]["epochs"] == 40
+
+
+def test_info_on_a_folder_without_a_run_says_so(tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    assert result.exit_code == 2 and "no run.json, checkpoints (seed_NNNN.safetensors) or resume states" in result.output
+    (tmp_path / "run.json").write_text('{"model_config": {"p": "x"}, "train_config": {}}')
+    result = runner.invoke(app, ["info", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["unreadable"][0]["error"].startswith(f"{tmp_path / 'run.json'}: not the configs")
 
 
 def test_info_describes_a_checkpoint_as_json(tmp_path):

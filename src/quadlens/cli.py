@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -22,8 +23,8 @@ from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
-from .text import count, named_figure, percent
-from .train import TrainConfig, train as train_models
+from .text import count, named_figure, percent, seed_ranges
+from .train import TrainConfig, run_status, train as train_models
 
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -193,21 +194,29 @@ def _recorded(value: object) -> str:
     return "not recorded" if value is None else str(value)
 
 
+def _architecture(cfg: ModelConfig) -> dict[str, str]:
+    """A model config's rows in ``info``'s tables."""
+    return {"architecture": f"p={cfg.p}  d_model={cfg.d_model}  heads={cfg.n_heads}x{cfg.d_head}  d_mlp={cfg.d_mlp}  "
+                            f"act={cfg.act_fn}",
+            "attention": f"{cfg.attention_kind} (rate ρ={cfg.attention_rate}, constant part {cfg.constant_attention})"}
+
+
 @app.command()
-def info(model: Optional[Path] = MODEL_ARG,
+def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint (.safetensors), or a folder written by "
+                                                          "'quadlens train' or 'reproduce'; default: the bundled "
+                                                          "pizza model."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Describe a checkpoint: config, accuracies, attention kind, parameter count."""
+    """Describe a checkpoint (config, accuracies, attention kind, parameter count), or a training folder (its
+    finished seeds and interrupted batches)."""
+    if model is not None and model.is_dir():
+        return _info_run(model, as_json)
     path = model or bundled_model_path()
-    summary = describe(_load(model), path)
+    loaded = _load(model)
+    summary = describe(loaded, path)
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = _table("key", "value", title=f"quadlens model: {path.name}", show_header=False)
-    cfg = summary["model_config"]
-    rows = {"architecture": f"p={cfg['p']}  d_model={cfg['d_model']}  heads={cfg['n_heads']}x{cfg['d_head']}  "
-                            f"d_mlp={cfg['d_mlp']}  act={cfg['act_fn']}",
-            "attention": f"{summary['attention_kind']} (rate ρ={cfg['attention_rate']}, constant part "
-                         f"{tuple(cfg['constant_attention'])})",
+    rows = {**_architecture(loaded.cfg),
             "parameters": f"{summary['n_params']:,}",
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
             "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"])}
@@ -215,10 +224,45 @@ def info(model: Optional[Path] = MODEL_ARG,
         rows["imported from"] = f"{summary['source'].get('path')} ({summary['source'].get('format')})"
     for key, value in (summary["metrics"] or {}).items():
         rows[key.replace("_", " ")] = named_figure(key, value, digits=6)
-    for key, value in rows.items():
+    _print_rows(f"quadlens model: {path.name}", rows.items())
+    console.print(f"file: {path}", soft_wrap=True)  # whole, for copying
+
+
+def _info_run(folder: Path, as_json: bool) -> None:
+    """``info`` on a folder: what ``run_status`` finds there."""
+    status = run_status(folder)
+    if not (status["finished"] or status["interrupted"] or status["unreadable"] or status["model_config"]):
+        _fail(f"{folder}: no run.json, checkpoints (seed_NNNN.safetensors) or resume states; is this a folder "
+              f"written by 'quadlens train' or 'quadlens reproduce'?")
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    with warnings.catch_warnings():  # run_status has warned of anything in the configs
+        warnings.simplefilter("ignore")
+        cfg = status["model_config"] and ModelConfig.from_dict(status["model_config"])
+    rows = _architecture(cfg) if cfg else {"configs": "no run.json"}
+    train_cfg = status["train_config"] or {}
+    epochs = train_cfg.get("epochs")
+    if train_cfg:
+        rows["training"] = (f"{epochs:,} epochs, lr {train_cfg['lr']:g}, weight decay {train_cfg['weight_decay']:g}, "
+                            f"train fraction {train_cfg['train_fraction']:g}, {train_cfg['dtype']}")
+    finished = status["finished"]
+    accuracies = sorted(a for row in finished if (a := row["test_accuracy"]) is not None)
+    rows["finished"] = count(len(finished), "seed") + (f" ({seed_ranges(row['seed'] for row in finished)})"
+                                                        if finished else "")
+    if accuracies:
+        rows["test accuracy"] = f"min {percent(accuracies[0])}, median {percent(statistics.median(accuracies))}"
+    batches = [("interrupted", f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,}"
+                + (f" of {epochs:,}" if epochs else "")) for batch in status["interrupted"]]
+    unreadable = [("unreadable", problem["error"]) for problem in status["unreadable"]]
+    _print_rows(f"quadlens run: {status['path']}", [*rows.items(), *batches, *unreadable])
+
+
+def _print_rows(title: str, rows: Iterable[tuple[str, str]]) -> None:
+    table = _table("key", "value", title=title, show_header=False)
+    for key, value in rows:
         table.add_row(key, value)
     console.print(table)
-    console.print(f"file: {path}", soft_wrap=True)  # whole, for copying
 
 
 @app.command()

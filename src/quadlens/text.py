@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 
 def percent(fraction: float, decimals: int = 1) -> str:
@@ -51,3 +52,14 @@ def duration(seconds: float) -> str:
 def count(n: int, noun: str) -> str:
     """``'1 model'``, ``'3 models'``: a number and its noun, plural where it is not one."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """``'0-3,7,9-10'``: seeds as runs of consecutive numbers, in the form ``--seeds`` takes."""
+    runs: list[list[int]] = []
+    for seed in sorted(set(seeds)):
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in runs)

@@ -28,7 +28,7 @@ from torch import Tensor
 from . import fused
 from .checks import is_whole_number
 from .checkpoint import (DTYPES, CheckpointError, load_metadata, load_model, load_tensors, save_model,
-                         save_tensors)
+                         save_tensors, validate_run_details)
 from .devices import resolve_device
 from .files import atomic_write_json, read_json
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
@@ -353,14 +353,68 @@ def _resume_states(out_dir: Path | None) -> ResumeStates:
     states: ResumeStates = {}
     for path in [] if out_dir is None else sorted(out_dir.glob(RESUME_GLOB)):
         try:
-            meta = load_metadata(path)
-            if not isinstance(meta.get("seeds"), list) or not meta["seeds"]:
-                raise CheckpointError(f"{path}: no list of seeds in its metadata")
+            meta = _resume_metadata(path)
         except CheckpointError as e:
             _pass_over(e)
             continue
         states[tuple(meta["seeds"])] = path
     return states
+
+
+def _resume_metadata(path: Path) -> dict:
+    """A resume state's header, with its batch's seeds and the epoch it reached checked."""
+    meta = load_metadata(path)
+    seeds, epoch = meta.get("seeds"), meta.get("epoch")
+    if not isinstance(seeds, list) or not seeds or not all(map(is_whole_number, seeds)):
+        raise CheckpointError(f"{path}: no list of seeds in its metadata")
+    if not is_whole_number(epoch) or epoch < 0:
+        raise CheckpointError(f"{path}: metadata 'epoch' is {epoch!r}, not a whole number at least 0")
+    return meta
+
+
+def _read_configs(run_file: Path) -> dict[str, dict]:
+    """A folder's ``run.json``, its configs checked as training checks them."""
+    configs = read_json(run_file)
+    try:
+        model_cfg = ModelConfig.from_dict(configs["model_config"])
+        train_cfg = TrainConfig.from_dict(configs["train_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{run_file}: not the configs of a run ({type(e).__name__}: {e})") from e
+    return {"model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict()}
+
+
+def run_status(out_dir: str | Path) -> dict:
+    """What a training folder holds, from its files' headers (no tensor is read): the run's configs, each finished
+    seed with its epochs and test accuracy, each interrupted batch with the epoch its resume state reached, and each
+    file that cannot be read, with why. A study folder's models are in its ``models`` folder, which is read."""
+    out_dir = Path(out_dir)
+    if (out_dir / "models").is_dir() and not (out_dir / "run.json").exists():
+        out_dir = out_dir / "models"  # a folder written by ``quadlens reproduce``
+    status: dict = {"path": str(out_dir), "model_config": None, "train_config": None, "finished": [],
+                    "interrupted": [], "unreadable": []}
+    run_file = out_dir / "run.json"
+    if run_file.exists():
+        try:
+            status.update(_read_configs(run_file))
+        except ValueError as e:
+            status["unreadable"].append({"file": run_file.name, "error": str(e)})
+    for path in sorted(out_dir.glob("seed_*.safetensors")):
+        try:
+            meta = load_metadata(path)
+            validate_run_details(path, meta)
+        except CheckpointError as e:
+            status["unreadable"].append({"file": path.name, "error": str(e)})
+            continue
+        status["finished"].append({"seed": meta.get("seed"), "epochs_trained": meta.get("epochs_trained"),
+                                   "test_accuracy": (meta.get("metrics") or {}).get("test_accuracy")})
+    for path in sorted(out_dir.glob(RESUME_GLOB)):
+        try:
+            meta = _resume_metadata(path)
+        except CheckpointError as e:
+            status["unreadable"].append({"file": path.name, "error": str(e)})
+            continue
+        status["interrupted"].append({"seeds": meta["seeds"], "epoch": meta["epoch"], "file": path.name})
+    return status
 
 
 def _pass_over(error: CheckpointError) -> None:
