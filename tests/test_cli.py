@@ -34,12 +34,14 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
         with pytest.raises(Interrupt):
             quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=tmp_path / "models", batch_size=2, progress=False)
     (tmp_path / "models" / "seed_0009.safetensors").write_bytes(b"cut short")
+    (tmp_path / "models" / "seed_0004.safetensors").write_bytes((tmp_path / "models" / "seed_0000.safetensors").read_bytes())
     (tmp_path / "summary.json").write_text("{}")  # as in a folder written by reproduce: its models are read
     result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert re.search(r"finished +3 seeds \(0-1,3\)", result.output)
     assert re.search(r"interrupted +seeds 5-6 at epoch 20 of 40", result.output)
     assert re.search(r"unreadable +.*seed_0009.safetensors: not a readable safetensors file", result.output)
+    assert re.search(r"unreadable +.*seed_0004.safetensors: holds seed 0, not the seed its name gives", result.output)
     status = json.loads(runner.invoke(app, ["info", str(tmp_path), "--json"]).output)
     assert [row["seed"] for row in status["finished"]] == [0, 1, 3]
     assert status["interrupted"] == [{"seeds": [5, 6], "epoch": 20, "file": "resume_0005-0006_2.safetensors"}]

@@ -402,6 +402,8 @@ def run_status(out_dir: str | Path) -> dict:
         try:
             meta = load_metadata(path)
             validate_run_details(path, meta)
+            if meta.get("seed") is None or path != seed_path(out_dir, meta["seed"]):
+                raise CheckpointError(f"{path}: holds seed {meta.get('seed')!r}, not the seed its name gives")
         except CheckpointError as e:
             status["unreadable"].append({"file": path.name, "error": str(e)})
             continue
