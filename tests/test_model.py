@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import naive_logits, random_model, small_config
-from quadlens import ModelConfig, separable_tables
+from quadlens import ModelConfig, Transformer, separable_tables
 from quadlens.model import forward, init_params, stack_params
 
 
@@ -96,3 +96,14 @@ def test_a_model_shows_its_sizes_and_seed():
                            "dtype=torch.float64)")
     model.metadata["seed"] = 3
     assert repr(model).endswith("dtype=torch.float64, seed=3)")
+
+
+def test_a_fingerprint_tells_weights_apart():
+    model = random_model(small_config())
+    same = Transformer(model.cfg, model.params())
+    assert model.fingerprint() == same.fingerprint() and len(model.fingerprint()) == 64
+    changed = {name: t.clone() for name, t in model.params().items()}
+    changed["W_out"].data[3, 2] += 1e-12
+    assert Transformer(model.cfg, changed).fingerprint() != model.fingerprint()
+    as_float32 = Transformer(model.cfg, {name: t.float() for name, t in model.params().items()})
+    assert as_float32.fingerprint() != model.fingerprint()

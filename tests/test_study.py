@@ -117,3 +117,34 @@ def test_a_study_goes_on_without_the_seeds_that_diverged(tmp_path, monkeypatch):
         summary = run_study([0, 1, 2], tmp_path, small_config(), TrainConfig(epochs=20), device="cpu",
                             with_bounds=False, progress=False)
     assert summary["seeds"] == [0, 2] and summary["n_models"] == 2
+
+
+def test_a_study_of_seeds_trained_elsewhere_takes_their_settings_and_knows_their_weights(tmp_path):
+    import pytest
+    import torch
+
+    from conftest import small_config
+    from quadlens import TrainConfig, load_model, save_model, train
+    from quadlens.study import study_trained
+    from quadlens.train import seed_path
+
+    cfg = small_config()
+    train(cfg, TrainConfig(epochs=30, lr=3e-3, weight_decay=0.5), seeds=[0, 1, 4], out_dir=tmp_path / "run",
+          progress=False)  # settings that reproduce has no options for
+    result = CliRunner().invoke(app, ["reproduce", "--models", str(tmp_path / "run"), "--seeds", "0,4", "--out",
+                                      str(tmp_path / "study"), "--no-bounds"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "study" / "summary.json").read_text())
+    assert summary["seeds"] == [0, 4] and not (tmp_path / "study" / "models").exists()
+    row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())
+    assert row["weights_sha256"] == load_model(seed_path(tmp_path / "run", 0)).fingerprint()
+    assert study_trained(tmp_path / "run", tmp_path / "study", with_bounds=False, progress=False)["seeds"] == [0, 1, 4]
+    with pytest.raises(ValueError, match=r"run: no finished checkpoint for seeds 2-3 \(finished: 0-1,4\)"):
+        study_trained(tmp_path / "run", tmp_path / "study", seeds=[0, 2, 3], progress=False)
+    retrained = load_model(seed_path(tmp_path / "run", 0))  # the folder's seed 0 replaced by other weights
+    params = {name: t.detach() + 0.01 * torch.ones_like(t) for name, t in retrained.params().items()}
+    save_model(seed_path(tmp_path / "run", 0), cfg, params, **{k: v for k, v in retrained.metadata.items()
+                                                              if k in ("seed", "train_config", "metrics")})
+    study_trained(tmp_path / "run", tmp_path / "study", seeds=[0], with_bounds=False, progress=False)
+    row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())
+    assert row["weights_sha256"] == load_model(seed_path(tmp_path / "run", 0)).fingerprint() != retrained.fingerprint()

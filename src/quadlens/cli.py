@@ -438,9 +438,13 @@ def _bound_table(summary: dict) -> Table:
 
 @app.command()
 def reproduce(
-    seeds: str = typer.Option("0-150", help="Seeds: '0-150', '3' or '1,4,7-9'."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds: '0-150' (the default), '3' or '1,4,7-9'; with --models, "
+                                                   "all its finished seeds by default."),
     out: Path = typer.Option(Path("runs/reproduce"), help="Study folder (models/, results/, tables, summary).",
                           callback=output_folder),
+    models: Optional[Path] = typer.Option(None, help="Study the seeds already trained into this folder by 'quadlens "
+                                                     "train' (with its own settings) instead of training: the "
+                                                     "model and training options are not used."),
     p: int = typer.Option(59), d_model: int = typer.Option(128), n_heads: int = typer.Option(4),
     d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
     attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
@@ -451,14 +455,18 @@ def reproduce(
     workers: int = typer.Option(1, min=1, help="Local processes that explain and bound the trained models."),
 ) -> None:
     """The paper's many-seed study: train (or reuse) seeds, explain and bound each, tabulate and summarise."""
-    from .study import run_study, statistic_rows
+    from .study import run_study, statistic_rows, study_trained
 
     try:
-        model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
-                                attention_rate=parse_attention(attention))
-        train_cfg = TrainConfig(epochs=epochs, matmul_precision=matmul_precision)
-        summary = run_study(parse_seeds(seeds), out, model_cfg, train_cfg, device=device,
-                            batch_size=batch_size, with_bounds=bounds, workers=workers)
+        if models is not None:
+            summary = study_trained(models, out, None if seeds is None else parse_seeds(seeds), with_bounds=bounds,
+                                    workers=workers)
+        else:
+            model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
+                                    attention_rate=parse_attention(attention))
+            train_cfg = TrainConfig(epochs=epochs, matmul_precision=matmul_precision)
+            summary = run_study(parse_seeds(seeds or "0-150"), out, model_cfg, train_cfg, device=device,
+                                batch_size=batch_size, with_bounds=bounds, workers=workers)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
     table = _table("figure", "mean", "median", "min", "max",

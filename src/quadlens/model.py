@@ -12,6 +12,7 @@ and are therefore not parameters; the MLP biases ``b_in`` and ``b_out`` are.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -238,6 +239,15 @@ class Transformer(nn.Module):
 
     def params(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in self.cfg.param_shapes()}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the parameters' names, dtypes, shapes and values: the same string for the same weights, so that
+        a result cached for one model is never taken for another's."""
+        digest = hashlib.sha256()
+        for name, t in self.params().items():
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def stacked(self) -> dict[str, Tensor]:
         return {name: t[None] for name, t in self.params().items()}

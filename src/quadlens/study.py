@@ -2,6 +2,7 @@
 
 ``run_study`` is resumable at every step: trained seeds are reused by the trainer, and each seed's
 explain/bound figures are cached as ``results/seed_NNNN.json``, so an interrupted study loses nothing.
+``study_trained`` does the same for the seeds that ``train`` has already trained into a folder of their own.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .explain import SCHEMA_VERSION as EXPLAIN_SCHEMA_VERSION
 from .explain import explain
 from .files import atomic_write_bytes, atomic_write_json, json_ready, read_json
 from .model import ModelConfig, Transformer
-from .text import count, named_figure
-from .train import TrainConfig, TrainingDiverged, seed_path, train
+from .text import count, named_figure, seed_ranges
+from .train import TrainConfig, TrainingDiverged, checked_seeds, run_status, seed_path, train
 
 SUMMARY_COLUMNS = ("n_clusters", "doubling_resultant_min", "quadrature_error_rel_mean", "L1_k2k_min_margin",
                    "L3_k2k_min_margin", "bound_arcs_certified_fraction", "bound_arcs_grouped_certified_fraction",
@@ -42,7 +43,7 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
     e = explain(model).to_dict()
     clusters = e["clusters"]
     stat = lambda key, fn: float(fn([c[key] for c in clusters])) if clusters else None  # noqa: E731
-    row = {"seed": model.metadata.get("seed"), "p": model.cfg.p, "d_mlp": model.cfg.d_mlp,
+    row = {"seed": model.metadata.get("seed"), "weights_sha256": model.fingerprint(), "p": model.cfg.p, "d_mlp": model.cfg.d_mlp,
            "attention_rate": model.cfg.attention_rate, "act_fn": model.cfg.act_fn,
            **{f"train_{k}": v for k, v in (model.metadata.get("metrics") or {}).items()},
            "explain_schema_version": e["schema_version"],
@@ -149,17 +150,19 @@ def _analyse_in_worker(path: str, cache: str, with_bounds: bool, threads: int) -
     return _analyse(load_model(path), Path(cache), with_bounds, device="cpu")
 
 
-def _cached_row(cache: Path, seed: int, with_bounds: bool) -> dict | None:
-    """A seed's cached row, unless it cannot be read, is another seed's, comes from another explain schema, or
-    lacks bounds or has them from another bound schema: then the seed is analysed again, and its new row replaces
-    the file."""
+def _cached_row(cache: Path, model: Transformer, with_bounds: bool) -> dict | None:
+    """A model's cached row, unless it cannot be read, is another seed's or (where it records them) another model's
+    weights', comes from another explain schema, or lacks bounds or has them from another bound schema: then the
+    model is analysed again, and its new row replaces the file."""
     if not cache.exists():
         return None
     try:
         cached = read_json(cache)
     except ValueError:
         return None
-    current = cached.get("seed") == seed and cached.get("explain_schema_version") == EXPLAIN_SCHEMA_VERSION
+    recorded = cached.get("weights_sha256")  # None in rows written before they recorded the weights: taken by seed
+    same_model = cached.get("seed") == model.metadata.get("seed") and recorded in (None, model.fingerprint())
+    current = same_model and cached.get("explain_schema_version") == EXPLAIN_SCHEMA_VERSION
     if current and (not with_bounds or cached.get("bound_schema_version") == BOUND_SCHEMA_VERSION):
         return cached
     return None
@@ -189,8 +192,6 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
     ``workers`` > 1 explains and bounds the trained models in that many local processes on the CPU, each
     limited to an equal share of the cores.
     """
-    from rich.progress import track
-
     out_dir = Path(out_dir)
     try:
         models = train(model_cfg, train_cfg, seeds, out_dir=out_dir / "models", device=device,
@@ -200,11 +201,38 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
             raise
         warnings.warn(f"{error}. The study goes on with the other {count(len(error.models), 'seed')}", stacklevel=2)
         models = error.models
+    return _study(models, out_dir / "models", out_dir, with_bounds, progress, workers)
+
+
+def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None = None, with_bounds: bool = True,
+                  progress: bool = True, workers: int = 1) -> dict:
+    """``run_study`` for models that ``train`` has already trained into ``models_dir``, with whatever settings it was
+    given: its finished seeds (or those of ``seeds``) explained, bounded, tabulated and summarised in ``out_dir``."""
+    status = run_status(models_dir)
+    finished = [row["seed"] for row in status["finished"]]
+    seeds = finished if seeds is None else checked_seeds(seeds)
+    if missing := [seed for seed in seeds if seed not in finished]:
+        raise ValueError(f"{status['path']}: no finished checkpoint for seed{'s' if len(missing) > 1 else ''} "
+                         f"{seed_ranges(missing)}" + (f" (finished: {seed_ranges(finished)})" if finished else ""))
+    if not seeds:
+        raise ValueError(f"{status['path']}: no finished checkpoints (seed_NNNN.safetensors) to study")
+    models_dir = Path(status["path"])  # a study folder's models/ where a study folder was given
+    return _study([load_model(seed_path(models_dir, seed)) for seed in seeds], models_dir, Path(out_dir), with_bounds,
+                  progress, workers)
+
+
+def _study(models: list[Transformer], models_dir: Path, out_dir: Path, with_bounds: bool, progress: bool,
+           workers: int) -> dict:
+    """Explain and bound each of ``models`` (kept in ``models_dir``) unless its row is cached, then write the table,
+    summary and figure."""
+    from rich.progress import track
+
     caches = {m.metadata["seed"]: result_path(out_dir, m.metadata["seed"]) for m in models}
-    rows = {seed: row for seed, cache in caches.items() if (row := _cached_row(cache, seed, with_bounds)) is not None}
+    rows = {m.metadata["seed"]: row for m in models
+            if (row := _cached_row(caches[m.metadata["seed"]], m, with_bounds)) is not None}
     todo = [m for m in models if m.metadata["seed"] not in rows]
     if workers > 1 and len(todo) > 1:
-        rows.update(_analyse_in_pool(todo, caches, out_dir / "models", with_bounds, workers, progress))
+        rows.update(_analyse_in_pool(todo, caches, models_dir, with_bounds, workers, progress))
     else:
         for model in track(todo, description="explain + bound", disable=not progress):
             rows[model.metadata["seed"]] = _analyse(model, caches[model.metadata["seed"]], with_bounds)
