@@ -136,6 +136,8 @@ def test_a_study_of_seeds_trained_elsewhere_takes_their_settings_and_knows_their
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "study" / "summary.json").read_text())
     assert summary["seeds"] == [0, 4] and not (tmp_path / "study" / "models").exists()
+    shown = CliRunner().invoke(app, ["report", str(tmp_path / "run")], env={"COLUMNS": "300"})
+    assert shown.exit_code == 2 and f"'quadlens reproduce --models {tmp_path / 'run'} --out STUDY'" in shown.output
     row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())
     assert row["weights_sha256"] == load_model(seed_path(tmp_path / "run", 0)).fingerprint()
     assert study_trained(tmp_path / "run", tmp_path / "study", with_bounds=False, progress=False)["seeds"] == [0, 1, 4]

@@ -554,6 +554,9 @@ def _study_page(folder: Path) -> str:
     """``quadlens report``'s page for a folder written by ``reproduce`` or ``sweep``."""
     from .report import study_report
 
+    if not (folder / "summary.json").exists() and not (folder / "models").is_dir() and run_status(folder)["finished"]:
+        _fail(f"{folder}: checkpoints trained by 'quadlens train', not a study; 'quadlens reproduce --models {folder} "
+              f"--out STUDY' studies them, and 'quadlens report STUDY' shows the study (or report one checkpoint)")
     if not (folder / "summary.json").exists():
         _fail(f"{folder}: no summary.json; is this a folder written by 'quadlens reproduce' or 'quadlens sweep'?")
     try:
