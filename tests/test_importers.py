@@ -270,3 +270,20 @@ def test_unreadable_files_are_named_without_unsafe_advice(tmp_path):
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(ImportFormatError, match="broken.safetensors: not a readable safetensors file"):
         load_state_dict(broken)
+
+
+def test_imported_checkpoints_with_seeds_form_a_study(tmp_path):
+    torch.save(grokking_state(), tmp_path / "g.pt")
+    (tmp_path / "g.json").write_text(json.dumps(GROKKING_CONFIG))
+    runner = CliRunner()
+    args = ["import", str(tmp_path / "g.pt"), "--format", "grokking", "--config", str(tmp_path / "g.json"),
+            "--out", str(tmp_path / "imported")]
+    result = runner.invoke(app, [*args, "--seed", "3", "--name", "x"])
+    assert result.exit_code == 2 and "give --name or --seed, not both" in result.output
+    result = runner.invoke(app, [*args, "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert load_model(tmp_path / "imported" / "seed_0003.safetensors").metadata["seed"] == 3
+    result = runner.invoke(app, ["reproduce", "--models", str(tmp_path / "imported"), "--out", str(tmp_path / "study"),
+                                 "--no-bounds"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "study" / "summary.json").read_text())["seeds"] == [3]

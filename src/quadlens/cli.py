@@ -592,18 +592,25 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
             config: Optional[Path] = typer.Option(None, help="Its JSON config."),
             out: Path = typer.Option(Path("out/imported"), help="Folder for the quadlens checkpoint.",
                                     callback=output_folder),
-            name: Optional[str] = typer.Option(None, help="File name (default: the source's stem).")) -> None:
+            name: Optional[str] = typer.Option(None, help="File name (default: the source's stem)."),
+            seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="A seed number to record: the file is then "
+                                                                 "seed_NNNN.safetensors, and 'quadlens reproduce "
+                                                                 "--models OUT' studies the folder's seeds.")) -> None:
     """Convert a TransformerLens or grokking-style checkpoint into a quadlens checkpoint (identical logits)."""
     from .checkpoint import save_model
     from .importers import ImportFormatError, import_model
+    from .train import seed_path
 
+    if seed is not None and name is not None:
+        _fail("give --name or --seed, not both: with --seed the file is named seed_NNNN.safetensors")
     try:
         model = import_model(src, format, config)
     except ImportFormatError as e:
         _fail(str(e))
-    path = out / f"{name or src.stem}.safetensors"
+    path = out / f"{name or src.stem}.safetensors" if seed is None else seed_path(out, seed)
     save_model(path, model.cfg, {k: v.detach() for k, v in model.params().items()},
-               source={"path": str(src), "format": format, "config": str(config) if config else None})
+               source={"path": str(src), "format": format, "config": str(config) if config else None},
+               **({} if seed is None else {"seed": seed}))
     console.print(f"imported {src} ({format}) as {path}: p={model.cfg.p}, attention {model.cfg.attention_kind} "
                   f"(ρ={model.cfg.attention_rate}), accuracy {percent(accuracy(model))}")
 
