@@ -34,7 +34,8 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
         with pytest.raises(Interrupt):
             quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=tmp_path / "models", batch_size=2, progress=False)
     (tmp_path / "models" / "seed_0009.safetensors").write_bytes(b"cut short")
-    (tmp_path / "models" / "seed_0004.safetensors").write_bytes((tmp_path / "models" / "seed_0000.safetensors").read_bytes())
+    models = tmp_path / "models"
+    (models / "seed_0004.safetensors").write_bytes((models / "seed_0000.safetensors").read_bytes())
     (tmp_path / "summary.json").write_text("{}")  # as in a folder written by reproduce: its models are read
     result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -50,7 +51,8 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
 
 def test_info_on_a_folder_without_a_run_says_so(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
-    assert result.exit_code == 2 and "no run.json, checkpoints (seed_NNNN.safetensors) or resume states" in result.output
+    assert result.exit_code == 2
+    assert "no run.json, checkpoints (seed_NNNN.safetensors) or resume states" in result.output
     (tmp_path / "run.json").write_text('{"model_config": {"p": "x"}, "train_config": {}}')
     result = runner.invoke(app, ["info", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output

@@ -593,9 +593,10 @@ def import_(src: Path = typer.Argument(..., help="Foreign checkpoint: .pt state 
             out: Path = typer.Option(Path("out/imported"), help="Folder for the quadlens checkpoint.",
                                     callback=output_folder),
             name: Optional[str] = typer.Option(None, help="File name (default: the source's stem)."),
-            seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="A seed number to record: the file is then "
-                                                                 "seed_NNNN.safetensors, and 'quadlens reproduce "
-                                                                 "--models OUT' studies the folder's seeds.")) -> None:
+            seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1,
+                                               help="A seed number to record: the file is then seed_NNNN.safetensors, "
+                                                    "and 'quadlens reproduce --models OUT' studies the folder's "
+                                                    "seeds.")) -> None:
     """Convert a TransformerLens or grokking-style checkpoint into a quadlens checkpoint (identical logits)."""
     from .checkpoint import save_model
     from .importers import ImportFormatError, import_model

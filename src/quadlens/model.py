@@ -235,7 +235,8 @@ class Transformer(nn.Module):
         """What a notebook shows for the model: its sizes, activation, attention and dtype, and its seed."""
         cfg, seed = self.cfg, self.metadata.get("seed")
         return (f"p={cfg.p}, d_model={cfg.d_model}, n_heads={cfg.n_heads}, d_mlp={cfg.d_mlp}, act_fn={cfg.act_fn!r}, "
-                f"attention={cfg.attention_kind!r}, dtype={self.W_E.dtype}" + ("" if seed is None else f", seed={seed}"))
+                f"attention={cfg.attention_kind!r}, dtype={self.W_E.dtype}"
+                + ("" if seed is None else f", seed={seed}"))
 
     def params(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in self.cfg.param_shapes()}
