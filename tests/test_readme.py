@@ -27,6 +27,7 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="no tier 'arc' in this report; it holds .*'arcs_grouped'"):
         namespace["report"].tier("arc")
     assert (tmp_path / "runs" / "p31" / "seed_0000.safetensors").exists()
+    assert namespace["summary"]["seeds"] == [0] and (tmp_path / "runs" / "p31-study" / "models.csv").exists()
 
 
 def test_the_docs_name_the_current_schema_versions():
