@@ -141,6 +141,8 @@ def test_a_study_of_seeds_trained_elsewhere_takes_their_settings_and_knows_their
     row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())
     assert row["weights_sha256"] == load_model(seed_path(tmp_path / "run", 0)).fingerprint()
     assert study_trained(tmp_path / "run", tmp_path / "study", with_bounds=False, progress=False)["seeds"] == [0, 1, 4]
+    with pytest.raises(ValueError, match="seed_0000.safetensors: not a folder of checkpoints written by"):
+        study_trained(seed_path(tmp_path / "run", 0), tmp_path / "study", progress=False)
     with pytest.raises(ValueError, match=r"run: no finished checkpoint for seeds 2-3 \(finished: 0-1,4\)"):
         study_trained(tmp_path / "run", tmp_path / "study", seeds=[0, 2, 3], progress=False)
     retrained = load_model(seed_path(tmp_path / "run", 0))  # the folder's seed 0 replaced by other weights

@@ -208,6 +208,8 @@ def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None =
                   progress: bool = True, workers: int = 1) -> dict:
     """``run_study`` for models that ``train`` has already trained into ``models_dir``, with whatever settings it was
     given: its finished seeds (or those of ``seeds``) explained, bounded, tabulated and summarised in ``out_dir``."""
+    if not Path(models_dir).is_dir():
+        raise ValueError(f"{models_dir}: not a folder of checkpoints written by 'quadlens train'")
     status = run_status(models_dir)
     finished = [row["seed"] for row in status["finished"]]
     seeds = finished if seeds is None else checked_seeds(seeds)
