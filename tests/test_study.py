@@ -23,7 +23,7 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     csv_header = (tmp_path / "models.csv").read_text().splitlines()[0].split(",")
     assert csv_header[:7] == ["seed", "p", "d_mlp", "attention_rate", "act_fn", "verdict", "accuracy"]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["n_models"] == 2 and sum(summary["verdicts"].values()) == 2
+    assert summary["n_models"] == 2 and sum(summary["verdicts"].values()) == 2 and summary["models_dir"] == "models"
     assert (tmp_path / "distributions.png").stat().st_size > 10_000
     page = tmp_path / "study.html"
     shown = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(page)])
@@ -136,6 +136,9 @@ def test_a_study_of_seeds_trained_elsewhere_takes_their_settings_and_knows_their
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "study" / "summary.json").read_text())
     assert summary["seeds"] == [0, 4] and not (tmp_path / "study" / "models").exists()
+    assert summary["models_dir"] == "../run"  # relative, so that the two folders can move together
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "study"), "--json"])
+    assert json.loads(shown.output)["path"] == str(tmp_path / "run")
     shown = CliRunner().invoke(app, ["report", str(tmp_path / "run")], env={"COLUMNS": "300"})
     assert shown.exit_code == 2 and f"'quadlens reproduce --models {tmp_path / 'run'} --out STUDY'" in shown.output
     row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())

@@ -240,7 +240,7 @@ def _study(models: list[Transformer], models_dir: Path, out_dir: Path, with_boun
             rows[model.metadata["seed"]] = _analyse(model, caches[model.metadata["seed"]], with_bounds)
     rows = [rows[m.metadata["seed"]] for m in models]
     write_table(rows, out_dir)
-    summary = summarise(rows)
+    summary = {**summarise(rows), "models_dir": os.path.relpath(models_dir, out_dir)}  # moves with the two folders
     atomic_write_json(out_dir / "summary.json", summary)
     from .figures import distributions, save
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -383,13 +384,27 @@ def _read_configs(run_file: Path) -> dict[str, dict]:
     return {"model_config": model_cfg.to_dict(), "train_config": train_cfg.to_dict()}
 
 
+def _models_folder(folder: Path) -> Path:
+    """Where a folder's checkpoints are: in the folder itself, or, for a study, in its ``models`` folder or the one
+    its ``summary.json`` names (a study of seeds trained elsewhere, ``quadlens reproduce --models``)."""
+    if (folder / "run.json").exists():
+        return folder
+    named = "models"
+    if (folder / "summary.json").exists():
+        try:
+            summary = read_json(folder / "summary.json")
+        except ValueError:
+            summary = None
+        if isinstance(summary, dict) and isinstance(summary.get("models_dir"), str):
+            named = summary["models_dir"]
+    return Path(os.path.normpath(folder / named)) if (folder / named).is_dir() else folder
+
+
 def run_status(out_dir: str | Path) -> dict:
     """What a training folder holds, from its files' headers (no tensor is read): the run's configs, each finished
     seed with its epochs and test accuracy, each interrupted batch with the epoch its resume state reached, and each
-    file that cannot be read, with why. A study folder's models are in its ``models`` folder, which is read."""
-    out_dir = Path(out_dir)
-    if (out_dir / "models").is_dir() and not (out_dir / "run.json").exists():
-        out_dir = out_dir / "models"  # a folder written by ``quadlens reproduce``
+    file that cannot be read, with why. For a study folder, the folder that holds its models is read."""
+    out_dir = _models_folder(Path(out_dir))
     status: dict = {"path": str(out_dir), "model_config": None, "train_config": None, "finished": [],
                     "interrupted": [], "unreadable": []}
     run_file = out_dir / "run.json"
