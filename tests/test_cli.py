@@ -117,6 +117,7 @@ def test_train_command_writes_checkpoints_and_resumes(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("seed_*.safetensors")) == ["seed_0000.safetensors",
                                                                           "seed_0001.safetensors"]
+    assert f"quadlens reproduce --models {tmp_path} --out {tmp_path}-study" in result.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
 

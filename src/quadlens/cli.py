@@ -306,6 +306,7 @@ def train(
                                                    ("train_loss", "test_loss", "test_accuracy")),
                       str(m.metadata["epochs_trained"]))
     console.print(table)
+    console.print(f"explain and bound them all: quadlens reproduce --models {out} --out {out}-study", soft_wrap=True)
 
 
 @app.command()
