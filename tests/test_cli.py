@@ -27,14 +27,13 @@ def test_seed_ranges_are_written_as_seeds_are_given(seeds, text):
 def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_path):
     from test_train import QUICK, Interrupt, interrupt_at
 
-    cfg = small_config()
-    quadlens.train(cfg, QUICK, seeds=[0, 1, 3], out_dir=tmp_path / "models", progress=False)
+    cfg, models = small_config(), tmp_path / "models"
+    quadlens.train(cfg, QUICK, seeds=[0, 1, 3], out_dir=models, progress=False)
     with pytest.MonkeyPatch.context() as monkeypatch:
         interrupt_at(monkeypatch, 25)
         with pytest.raises(Interrupt):
-            quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=tmp_path / "models", batch_size=2, progress=False)
-    (tmp_path / "models" / "seed_0009.safetensors").write_bytes(b"cut short")
-    models = tmp_path / "models"
+            quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=models, batch_size=2, progress=False)
+    (models / "seed_0009.safetensors").write_bytes(b"cut short")
     (models / "seed_0004.safetensors").write_bytes((models / "seed_0000.safetensors").read_bytes())
     (tmp_path / "summary.json").write_text("{}")  # as in a folder written by reproduce: its models are read
     result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "200"})
