@@ -171,6 +171,7 @@ def test_bound_without_brute_force_says_what_its_fractions_mean(tmp_path):
     assert re.search(r"arcs( +\S+){2} +\S+ % +- +- +- *$", result.output, re.MULTILINE)  # B/truth, max, viol. unknown
     data = json.loads((tmp_path / "bound.json").read_text())
     assert data["brute_force"] is None and data["tiers"][0]["certified_fraction"] > 0.99
+    assert data["model"] == quadlens.load_model().identity() and data["model"]["seed"] == 0  # which model was bounded
 
 
 def test_bad_devices_and_integer_lists_are_named(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import small_config
-from quadlens import Transformer, separable_tables
+from quadlens import Transformer, load_model, separable_tables
 from quadlens.explain import explain
 from quadlens.figures import write_figures
 from quadlens.fourier import wrap
@@ -80,6 +80,7 @@ def test_bundled_model_is_a_pizza(bundled_explanation):
 def test_explain_json_has_the_documented_fields(bundled_explanation, tmp_path):
     data = json.loads(json.dumps(bundled_explanation.to_dict(), allow_nan=False))
     assert {"accuracy", "verdict", "clusters", "ladder"} <= set(data)
+    assert data["model"] == load_model().identity()  # which model was explained
     cluster = data["clusters"][0]
     assert {"frequency", "neurons", "doubling_resultant", "quadrature_error_rel"} <= set(cluster)
     assert {"level", "harmonics", "max_logit_diff_error", "min_margin"} <= set(data["ladder"][0])

@@ -160,6 +160,7 @@ class BoundReport:
     brute_force_ops: int | None
     brute_force_seconds: float | None
     clusters: list[Cluster] = field(default_factory=list)
+    model: dict = field(default_factory=dict)  # ``Transformer.identity``: which model was bounded (by ``bound``)
 
     @property
     def has_truth(self) -> bool:
@@ -217,7 +218,7 @@ class BoundReport:
         return json_ready({
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
             "explanation": EXPLANATION, "certificate": CERTIFICATE, "competitors": COMPETITORS,
-            "p": self.p, "d_mlp": self.d_mlp,
+            "model": self.model or None, "p": self.p, "d_mlp": self.d_mlp,
             "clusters": [c.frequency for c in self.clusters],
             "tiers": [self.tier_summary(t) for t in self.tiers],
             "brute_force": brute,
@@ -412,4 +413,6 @@ def bound(model: Transformer, device: str | None = None, tiers: str | Sequence[s
     unless ``truth`` is False, brute force; ``resume`` as in ``bound_tables``."""
     tables = separable_tables(model)
     clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    return bound_tables(tables, clusters, device, tiers, on_stage, truth, resume)
+    report = bound_tables(tables, clusters, device, tiers, on_stage, truth, resume)
+    report.model = model.identity()
+    return report

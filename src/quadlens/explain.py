@@ -95,6 +95,7 @@ class Explanation:
     ladder: list[Level] = field(default_factory=list)
     ablation: list[Level] = field(default_factory=list)
     margin_by_difference: dict[str, np.ndarray] = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # ``Transformer.identity``: which model was explained
 
     def __repr__(self) -> str:
         """One line for notebooks and logs: the full content, arrays included, is :meth:`to_dict` and the fields."""
@@ -144,7 +145,7 @@ class Explanation:
     def _content(self) -> dict:
         out = {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
-            "model_config": self.model_config, "accuracy": self.accuracy, "verdict": self.verdict,
+            "model": self.model or None, "model_config": self.model_config, "accuracy": self.accuracy, "verdict": self.verdict,
             "fits_quadrature_picture": self.fits_picture, "reasons": self.reasons,
             "criteria": [vars(c) for c in self.criteria],
             "gradient_symmetricity": self.gradient_symmetricity, "distance_irrelevance": self.distance_irrelevance,
@@ -211,7 +212,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
         criteria.append(at_least("constant_attention", model.cfg.attention_rate, 1.0,
                                  "attention rate ρ (the separable tables need constant attention)"))
         return Explanation(model.cfg.to_dict(), acc, decide(criteria), criteria, symmetricity, irrelevance,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, model=model.identity())
     tables = separable_tables(model)
     fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
     clusters = build_clusters(fits, tables.b_in)
@@ -225,7 +226,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     criteria = clock_or_pizza_criteria(model_level.accuracy, symmetricity, irrelevance)
     criteria += _structure_criteria(fits, clusters, ladder)
     explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
-                              irrelevance)
+                              irrelevance, model=model.identity())
     if explanation.fits_picture:
         explanation.tables, explanation.fits, explanation.ladder = tables, fits, ladder
         explanation.clusters = [_cluster_report(c, tables.p, tables.act_fn) for c in clusters]

@@ -250,6 +250,11 @@ class Transformer(nn.Module):
             digest.update(t.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()
 
+    def identity(self) -> dict:
+        """Which model this is, for the files written about it: its seed (None where not recorded) and the SHA-256
+        of its weights."""
+        return {"seed": self.metadata.get("seed"), "weights_sha256": self.fingerprint()}
+
     def stacked(self) -> dict[str, Tensor]:
         return {name: t[None] for name, t in self.params().items()}
 
