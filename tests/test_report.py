@@ -37,6 +37,9 @@ def test_report_is_self_contained_with_every_figure(bundled_report):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "This model is a <b>pizza</b>" in page and "second harmonic" in page
+    from quadlens import load_model
+
+    assert f"· seed 0 · weights SHA-256 {load_model().fingerprint()[:12]}…" in page  # which model the page is about
     assert "http://" not in page and "https://" not in page
 
 

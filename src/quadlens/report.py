@@ -140,7 +140,9 @@ def model_report(name: str, e: Explanation, b: BoundReport | None, info: dict) -
 
     parts = [f"<h1>{html.escape(name)}</h1>",
              f'<p class=muted>quadlens {__version__} · p={info["p"]}, d_model={info["d_model"]}, '
-             f'{info["n_heads"]} heads, d_mlp={info["d_mlp"]}, {info["act_fn"]}, attention rate ρ={info["attention_rate"]}</p>',
+             f'{info["n_heads"]} heads, d_mlp={info["d_mlp"]}, {info["act_fn"]}, attention rate ρ={info["attention_rate"]}'
+             + (f' · seed {e.model["seed"]}' if e.model.get("seed") is not None else "")
+             + (f' · weights SHA-256 {e.model["weights_sha256"][:12]}…' if e.model else "") + '</p>',
              _verdict(e), "<h2>In plain words</h2>", f"<p class=plain>{plain_words(e, b)}</p>",
              "<h2>Criteria</h2>", _criteria(e)]
     if e.fits_picture:
