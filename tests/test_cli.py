@@ -66,6 +66,7 @@ def test_info_describes_a_checkpoint_as_json(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["model_config"]["p"] == 11 and summary["seed"] == 3
+    assert summary["weights_sha256"] == quadlens.load_model(path).fingerprint()
     assert summary["attention_kind"] == "constant" and summary["n_params"] == cfg.n_params()
     assert 0.0 <= summary["accuracy_all_inputs"] <= 1.0
 

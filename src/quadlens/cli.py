@@ -184,6 +184,7 @@ def describe(model: Transformer, path: Path) -> dict:
     meta = model.metadata
     return {"path": str(path), "model_config": model.cfg.to_dict(), "attention_kind": model.cfg.attention_kind,
             "n_params": model.cfg.n_params(), "accuracy_all_inputs": accuracy(model), "seed": meta.get("seed"),
+            "weights_sha256": model.fingerprint(),
             "metrics": meta.get("metrics"), "epochs_trained": meta.get("epochs_trained"),
             "train_config": meta.get("train_config"), "source": meta.get("source"),
             "quadlens_version": meta.get("quadlens_version")}
@@ -219,7 +220,8 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint (.safeten
     rows = {**_architecture(loaded.cfg),
             "parameters": f"{summary['n_params']:,}",
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
-            "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"])}
+            "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"]),
+            "weights SHA-256": summary["weights_sha256"][:16] + "… (--json: whole)"}
     if isinstance(summary["source"], dict):
         rows["imported from"] = f"{summary['source'].get('path')} ({summary['source'].get('format')})"
     for key, value in (summary["metrics"] or {}).items():
