@@ -221,7 +221,7 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint (.safeten
             "parameters": f"{summary['n_params']:,}",
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
             "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"]),
-            "weights SHA-256": summary["weights_sha256"][:16] + "… (--json: whole)"}
+            "weights SHA-256": summary["weights_sha256"][:16] + " (first 16 of 64; --json)"}
     if isinstance(summary["source"], dict):
         rows["imported from"] = f"{summary['source'].get('path')} ({summary['source'].get('format')})"
     for key, value in (summary["metrics"] or {}).items():
