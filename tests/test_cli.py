@@ -2,9 +2,11 @@ import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import random_model, small_config
+from conftest import examples, random_model, small_config
 import quadlens
 from quadlens import save_model
 from quadlens.cli import app, parse_seeds
@@ -46,6 +48,39 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
     assert [row["seed"] for row in status["finished"]] == [0, 1, 3]
     assert status["interrupted"] == [{"seeds": [5, 6], "epoch": 20, "file": "resume_0005-0006_2.safetensors"}]
     assert quadlens.ModelConfig.from_dict(status["model_config"]) == cfg and status["train_config"]["epochs"] == 40
+
+
+ODD_JSON = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**70), st.floats(allow_nan=True), st.text(max_size=3),
+                    st.lists(st.integers(-2, 3), max_size=3), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed_meta=st.fixed_dictionaries({}, optional={
+           "seed": st.one_of(st.just(2), ODD_JSON), "epochs_trained": ODD_JSON,
+           "metrics": st.one_of(ODD_JSON, st.dictionaries(st.just("test_accuracy"), ODD_JSON))}),
+       resume_meta=st.fixed_dictionaries({}, optional={"seeds": st.one_of(st.just([2]), ODD_JSON),
+                                                       "epoch": st.one_of(st.integers(0, 99), ODD_JSON)}),
+       run_json=st.one_of(st.text(max_size=8), ODD_JSON.map(json.dumps),
+                          st.fixed_dictionaries({"model_config": ODD_JSON, "train_config": ODD_JSON}).map(json.dumps)))
+def test_info_on_a_damaged_folder_lists_what_it_cannot_read(tmp_path, seed_meta, resume_meta, run_json):
+    """Whatever the headers and run.json hold, info lists each file as read or names it as unreadable."""
+    import torch
+
+    from quadlens.checkpoint import save_tensors
+
+    folder = tmp_path / "run"
+    folder.mkdir(exist_ok=True)
+    save_tensors(folder / "seed_0002.safetensors", {"W_E": torch.zeros(1)}, seed_meta)
+    save_tensors(folder / "resume_0002-0002_1.safetensors", {"param.W_E": torch.zeros(1)}, resume_meta)
+    (folder / "run.json").write_text(run_json)
+    for args in (["info", str(folder)], ["info", str(folder), "--json"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    unreadable = {row["file"] for row in status["unreadable"]}
+    assert ([row["seed"] for row in status["finished"]] == [2]) != ("seed_0002.safetensors" in unreadable)
+    assert len(status["interrupted"]) + ("resume_0002-0002_1.safetensors" in unreadable) == 1
+    assert (status["model_config"] is None) == ("run.json" in unreadable)
 
 
 def test_info_on_a_folder_without_a_run_says_so(tmp_path):
