@@ -1,3 +1,4 @@
+import re
 import sys
 
 import pytest
@@ -85,3 +86,8 @@ def test_a_sweep_folder_gets_one_report_with_every_configuration(tmp_path):
     assert [section.split("</h2>")[0] for section in sections] == ["p7_dmlp8_rho1_relu", "p11_dmlp8_rho1_relu"]
     for section in sections:  # each configuration's study: two models, their distributions
         assert section.split("<h3>Models</h3>")[1].count("<tr>") == 3 and section.count("<img") == 1
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "sweep")], env={"COLUMNS": "300"})
+    assert shown.exit_code == 2 and ("a sweep of 2 configurations (p7_dmlp8_rho1_relu, p11_dmlp8_rho1_relu); 'quadlens "
+                                     f"info {tmp_path / 'sweep' / 'p7_dmlp8_rho1_relu'}' describes one") in shown.output
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "sweep" / "p7_dmlp8_rho1_relu")], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0 and re.search(r"finished +2 seeds \(0-1\)", shown.output)

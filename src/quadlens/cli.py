@@ -20,7 +20,7 @@ from rich.table import Column, Table
 
 from . import __version__
 from .checkpoint import CheckpointError, bundled_model_path, load_model
-from .files import atomic_write_json
+from .files import atomic_write_json, read_json
 from .model import ModelConfig, Transformer
 from .task import ModularAddition
 from .text import count, named_figure, percent, seed_ranges
@@ -234,6 +234,7 @@ def _info_run(folder: Path, as_json: bool) -> None:
     """``info`` on a folder: what ``run_status`` finds there."""
     status = run_status(folder)
     if not (status["finished"] or status["interrupted"] or status["unreadable"] or status["model_config"]):
+        _refuse_sweep(folder)
         _fail(f"{folder}: no run.json, checkpoints (seed_NNNN.safetensors) or resume states; is this a folder "
               f"written by 'quadlens train' or 'quadlens reproduce'?")
     if as_json:
@@ -258,6 +259,20 @@ def _info_run(folder: Path, as_json: bool) -> None:
                 + (f" of {epochs:,}" if epochs else "")) for batch in status["interrupted"]]
     unreadable = [("unreadable", problem["error"]) for problem in status["unreadable"]]
     _print_rows(f"quadlens run: {status['path']}", [*rows.items(), *batches, *unreadable])
+
+
+def _refuse_sweep(folder: Path) -> None:
+    """Name a sweep's configurations, whose folders ``info`` describes one at a time."""
+    from .sweep import configuration_names, is_sweep_summary
+
+    try:
+        summary = read_json(folder / "summary.json")
+    except ValueError:
+        return
+    if isinstance(summary, dict) and summary and is_sweep_summary(summary):
+        names = configuration_names(summary)
+        _fail(f"{folder}: a sweep of {count(len(names), 'configuration')} ({', '.join(names)}); "
+              f"'quadlens info {folder / names[0]}' describes one")
 
 
 def _print_rows(title: str, rows: Iterable[tuple[str, str]]) -> None:
