@@ -269,7 +269,7 @@ def _refuse_sweep(folder: Path) -> None:
         summary = read_json(folder / "summary.json")
     except ValueError:
         return
-    if isinstance(summary, dict) and summary and is_sweep_summary(summary):
+    if summary and is_sweep_summary(summary):
         names = configuration_names(summary)
         _fail(f"{folder}: a sweep of {count(len(names), 'configuration')} ({', '.join(names)}); "
               f"'quadlens info {folder / names[0]}' describes one")
@@ -572,10 +572,11 @@ def _study_page(folder: Path) -> str:
     """``quadlens report``'s page for a folder written by ``reproduce`` or ``sweep``."""
     from .report import study_report
 
-    if not (folder / "summary.json").exists() and not (folder / "models").is_dir() and run_status(folder)["finished"]:
-        _fail(f"{folder}: checkpoints trained by 'quadlens train', not a study; 'quadlens reproduce --models {folder} "
-              f"--out STUDY' studies them, and 'quadlens report STUDY' shows the study (or report one checkpoint)")
     if not (folder / "summary.json").exists():
+        if not (folder / "models").is_dir() and run_status(folder)["finished"]:
+            _fail(f"{folder}: checkpoints trained by 'quadlens train', not a study; 'quadlens reproduce --models "
+                  f"{folder} --out STUDY' studies them, and 'quadlens report STUDY' shows the study (or report one "
+                  f"checkpoint)")
         _fail(f"{folder}: no summary.json; is this a folder written by 'quadlens reproduce' or 'quadlens sweep'?")
     try:
         return study_report(folder)

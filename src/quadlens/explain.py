@@ -145,7 +145,8 @@ class Explanation:
     def _content(self) -> dict:
         out = {
             "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "quadlens_version": __version__,
-            "model": self.model or None, "model_config": self.model_config, "accuracy": self.accuracy, "verdict": self.verdict,
+            "model": self.model or None, "model_config": self.model_config, "accuracy": self.accuracy,
+            "verdict": self.verdict,
             "fits_quadrature_picture": self.fits_picture, "reasons": self.reasons,
             "criteria": [vars(c) for c in self.criteria],
             "gradient_symmetricity": self.gradient_symmetricity, "distance_irrelevance": self.distance_irrelevance,

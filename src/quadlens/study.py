@@ -43,7 +43,7 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
     e = explain(model).to_dict()
     clusters = e["clusters"]
     stat = lambda key, fn: float(fn([c[key] for c in clusters])) if clusters else None  # noqa: E731
-    row = {**model.identity(), "p": model.cfg.p,
+    row = {**e["model"], "p": model.cfg.p,
            "d_mlp": model.cfg.d_mlp, "attention_rate": model.cfg.attention_rate, "act_fn": model.cfg.act_fn,
            **{f"train_{k}": v for k, v in (model.metadata.get("metrics") or {}).items()},
            "explain_schema_version": e["schema_version"],

@@ -392,11 +392,11 @@ def _models_folder(folder: Path) -> Path:
     named = "models"
     if (folder / "summary.json").exists():
         try:
-            summary = read_json(folder / "summary.json")
+            recorded = read_json(folder / "summary.json").get("models_dir")
         except ValueError:
-            summary = None
-        if isinstance(summary, dict) and isinstance(summary.get("models_dir"), str):
-            named = summary["models_dir"]
+            recorded = None
+        if isinstance(recorded, str):
+            named = recorded
     return Path(os.path.normpath(folder / named)) if (folder / named).is_dir() else folder
 
 
