@@ -280,6 +280,10 @@ def test_imported_checkpoints_with_seeds_form_a_study(tmp_path):
             "--out", str(tmp_path / "imported")]
     result = runner.invoke(app, [*args, "--seed", "3", "--name", "x"])
     assert result.exit_code == 2 and "give --name or --seed, not both" in result.output
+    assert runner.invoke(app, [*args, "--name", "x"]).exit_code == 0  # a name alone: no seed to study it by
+    result = runner.invoke(app, ["reproduce", "--models", str(tmp_path / "imported"), "--out", str(tmp_path / "study"),
+                                 "--no-bounds"], env={"COLUMNS": "300"})
+    assert result.exit_code != 0 and "it holds x.safetensors, whose names carry no seed" in result.output
     result = runner.invoke(app, [*args, "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert load_model(tmp_path / "imported" / "seed_0003.safetensors").metadata["seed"] == 3

@@ -217,10 +217,20 @@ def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None =
         raise ValueError(f"{status['path']}: no finished checkpoint for seed{'s' if len(missing) > 1 else ''} "
                          f"{seed_ranges(missing)}" + (f" (finished: {seed_ranges(finished)})" if finished else ""))
     if not seeds:
-        raise ValueError(f"{status['path']}: no finished checkpoints (seed_NNNN.safetensors) to study")
+        raise ValueError(f"{status['path']}: no finished checkpoints (seed_NNNN.safetensors) to study"
+                         + _unseeded_hint(Path(status["path"])))
     models_dir = Path(status["path"])  # a study folder's models/ where a study folder was given
     return _study([load_model(seed_path(models_dir, seed)) for seed in seeds], models_dir, Path(out_dir), with_bounds,
                   progress, workers)
+
+
+def _unseeded_hint(folder: Path) -> str:
+    """What to do with checkpoints that a study cannot take because their file names carry no seed."""
+    names = sorted(path.name for path in folder.glob("*.safetensors"))
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"; it holds {shown}, whose names carry no seed: import each with 'quadlens import ... --seed N'"
 
 
 def _study(models: list[Transformer], models_dir: Path, out_dir: Path, with_bounds: bool, progress: bool,
