@@ -175,3 +175,39 @@ def test_a_failed_figure_write_leaves_the_old_figure(tmp_path, fill_disk):
         save(fig, path)
     assert path.read_bytes() == before and before[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+KILLED_WRITER = """
+import sys, time
+import quadlens.files
+quadlens.files.os.fsync = lambda fd: (print("writing", flush=True), time.sleep(600))  # held inside the write
+from quadlens import load_model, save_model
+model = load_model(sys.argv[1])
+save_model(sys.argv[1], model.cfg, {k: 0 * v.detach() for k, v in model.params().items()}, seed=8)
+"""
+
+
+def test_a_write_killed_midway_leaves_the_good_file_and_the_next_write_removes_its_remains(saved):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    before = saved.read_bytes()
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(saved)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.kill()  # SIGKILL: no clean-up of its own runs
+    writer.wait()
+    remains = [p for p in saved.parent.iterdir() if p.suffix == ".tmp"]
+    assert len(remains) == 1 and f"-{writer.pid}-" in remains[0].name
+    assert saved.read_bytes() == before and load_model(saved).metadata["seed"] == 7
+    host = socket.gethostname().replace(".", "_")
+    others = [saved.parent / f".{saved.name}.{host}-{os.getpid()}-0.tmp",  # a live process's write, not to be touched
+              saved.parent / f".{saved.name}.elsewhere-{writer.pid}-0.tmp",  # another host's: its pids are not ours
+              saved.parent / f".other.safetensors.{host}-{writer.pid}-0.tmp"]  # another file's: left to its own writes
+    for path in others:
+        path.write_bytes(b"")
+    model = load_model(saved)
+    save_model(saved, model.cfg, {k: v.detach() for k, v in model.params().items()}, seed=9)
+    assert load_model(saved).metadata["seed"] == 9
+    assert sorted(p for p in saved.parent.iterdir() if p.suffix == ".tmp") == sorted(others)

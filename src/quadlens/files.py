@@ -3,20 +3,24 @@ an error that names the file."""
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part. The temporary
+    files that earlier writes of ``path`` left when their process was killed are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    remove_abandoned_writes(path)
+    tmp = path.parent / f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as f:
@@ -27,6 +31,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_abandoned_writes(path: Path) -> list[Path]:
+    """Remove the temporary files of writes of ``path`` whose process is gone (killed by a signal that no clean-up
+    outlives: SIGKILL, the out-of-memory killer, a lost machine); those removed. A process is known to be gone only
+    on this host: the files of another host's writers (a folder shared over the network) stay."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = tmp.name[len(path.name) + 2:-len(".tmp")].rsplit("-", 2)  # HOST, PID, token
+        if len(writer) == 3 and writer[0] == _host() and writer[1].isdigit() and not _alive(int(writer[1])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def json_ready(value):

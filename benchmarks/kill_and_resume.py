@@ -1,0 +1,142 @@
+"""Kill quadlens with SIGKILL at random moments, run the same command again until it finishes, and compare what it
+wrote with an uninterrupted run's files.
+
+    python benchmarks/kill_and_resume.py                        # train, bound and a study, 8 kills each
+    python benchmarks/kill_and_resume.py --kills 40 --json benchmarks/results/kill_and_resume.json
+
+The suite interrupts runs by raising an exception inside them (tests/test_train.py, tests/test_partial.py), which
+lets ``finally`` blocks and the temporary files' clean-up run. SIGKILL (the out-of-memory killer, a pre-empted
+cluster job, a lost session) runs nothing: whatever the process was writing stays as it was. Each command runs once
+uninterrupted, then in "lives": a fresh folder in which the same command runs again and again, each run killed at
+a moment drawn uniformly over the uninterrupted run's wall time, until one finishes first. Lives follow one another
+until ``--kills`` kills in all. A life passes when its last run exits 0 and every result file holds what the
+uninterrupted run's does (weights bit for bit, every number but the timings), no partial results are left behind,
+and nothing else is: the temporary files of writes that a kill cut short count as left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from runlog import append_run
+
+import quadlens
+
+ROOT = Path(__file__).resolve().parent
+TIMINGS = ("seconds", "wall_time_seconds", "speedup_vs_brute_force")  # keys, or key endings, that hold a timing
+TRAIN = ["train", "--p", "23", "--d-model", "32", "--d-mlp", "64", "--epochs", "1500", "--checkpoint-every", "50",
+         "--eval-every", "50", "--seeds", "0-3", "--batch-size", "2"]
+
+
+def without_timings(value):
+    """``value`` (parsed JSON) with every field that holds a timing dropped, so that two runs' files compare."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not k.endswith(TIMINGS)}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def differences(clean: Path, resumed: Path) -> list[str]:
+    """Every way the files under ``resumed`` differ from those under ``clean``: missing or extra files, weights,
+    arrays and JSON fields other than timings. PNG figures and the study's parquet copy of its CSV are not
+    compared (they embed no result the JSON and CSV do not hold)."""
+    names = {str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file()}
+    found = {str(p.relative_to(resumed)) for p in resumed.rglob("*") if p.is_file()}
+    problems = [f"left behind: {name}" for name in sorted(found - names)]
+    problems += [f"missing: {name}" for name in sorted(names - found)]
+    for name in sorted(names & found):
+        a, b = clean / name, resumed / name
+        if name.endswith(".safetensors"):
+            same = quadlens.load_model(a).fingerprint() == quadlens.load_model(b).fingerprint()
+        elif name.endswith(".npz"):
+            with np.load(a) as x, np.load(b) as y:
+                same = sorted(x.files) == sorted(y.files) and all(np.array_equal(x[k], y[k]) for k in x.files)
+        elif name.endswith(".json"):
+            same = without_timings(json.loads(a.read_text())) == without_timings(json.loads(b.read_text()))
+        elif name.endswith(".csv"):
+            same = _csv_without_timings(a) == _csv_without_timings(b)
+        else:
+            continue
+        if not same:
+            problems.append(f"differs: {name}")
+    return problems
+
+
+def _csv_without_timings(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [i for i, name in enumerate(rows[0]) if not name.endswith(TIMINGS)]
+    return [[row[i] for i in keep] for row in rows]
+
+
+def run(args: list[str], out: Path) -> float:
+    """Run ``quadlens ARGS --out OUT`` to the end; its wall time."""
+    start = time.perf_counter()
+    subprocess.run(["quadlens", *args, "--out", str(out)], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def run_killed(args: list[str], out: Path, span: float, rng: np.random.Generator) -> dict:
+    """Run ``quadlens ARGS --out OUT`` again and again, killing each run at a moment uniform in [0, span) seconds
+    after its start, until one finishes first: each kill's moment and the temporary files it left, and the
+    finishing run's exit code."""
+    kills = []
+    while True:
+        process = subprocess.Popen(["quadlens", *args, "--out", str(out)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        at = float(rng.uniform(0, span))
+        try:
+            _, stderr = process.communicate(timeout=at)
+            return {"kills": kills, "exit_code": process.returncode, "stderr": stderr.decode()[-2000:]}
+        except subprocess.TimeoutExpired:
+            process.kill()  # SIGKILL
+            process.communicate()
+            files = [str(p.relative_to(out)) for p in out.rglob("*.tmp")] if out.exists() else []
+            kills.append({"at": round(at, 2), "temporary": sorted(files)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=8, help="kills per command, at the least")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/quadlens-kill-and-resume"))
+    parser.add_argument("--json", type=Path, help="append this run's results to a runs file")
+    options = parser.parse_args()
+    rng = np.random.default_rng(options.seed)
+    subprocess.run(["rm", "-rf", str(options.work)], check=True)
+    jobs = {"train": TRAIN,
+            "bound": ["bound", str(ROOT / "models" / "pizza_p227_seed0.safetensors")],
+            "reproduce --models": ["reproduce", "--models", str(options.work / "train" / "clean")]}
+    results = []
+    for name, args in jobs.items():
+        folder = options.work / name.split()[0]
+        seconds = run(args, folder / "clean")
+        lives = []
+        while sum(len(life["kills"]) for life in lives) < options.kills:
+            out = folder / f"life_{len(lives)}"
+            life = run_killed(args, out, seconds, rng)
+            problems = differences(folder / "clean", out)
+            if life["exit_code"] != 0:
+                problems.append(f"exit code {life['exit_code']}: {life['stderr']}")
+            lives.append({**life, "problems": problems})
+        results.append({"command": name, "clean_seconds": round(seconds, 2), "lives": len(lives),
+                        "kills": sum(len(life["kills"]) for life in lives),
+                        "temporary_files_seen": sum(len(k["temporary"]) for life in lives for k in life["kills"]),
+                        "problems": [p for life in lives for p in life["problems"]], "each_life": lives})
+        r = results[-1]
+        print(f"{name}: {seconds:.1f} s clean; {r['kills']} kills in {r['lives']} lives, {r['temporary_files_seen']} "
+              f"temporary files seen after kills; " + ("; ".join(r["problems"]) or "every life's files identical"),
+              flush=True)
+    if options.json:
+        append_run(options.json, kills=options.kills, seed=options.seed, results=results)
+
+
+if __name__ == "__main__":
+    main()
