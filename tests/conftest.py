@@ -81,3 +81,19 @@ def fill_disk(monkeypatch):
         raise OSError("disk full")
 
     return lambda: monkeypatch.setattr("os.fsync", broken_fsync)
+
+
+def abandoned_write(path, host: str | None = None, pid: int | None = None):
+    """The temporary file that a write of ``path`` leaves when its process is killed outright; by default that of
+    one of this host's processes that has exited."""
+    import socket
+    import subprocess
+
+    if pid is None:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        pid = gone.pid
+    host = host or socket.gethostname().replace(".", "_")
+    tmp = path.parent / f".{path.name}.{host}-{pid}-0123456789ab.tmp"
+    tmp.write_bytes(b"half of a file")
+    return tmp

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from conftest import examples, random_model, small_config
+from conftest import abandoned_write, examples, random_model, small_config
 from quadlens import CheckpointError, load_model, save_model
 from quadlens.checkpoint import load_tensors, save_tensors
 
@@ -189,7 +189,6 @@ save_model(sys.argv[1], model.cfg, {k: 0 * v.detach() for k, v in model.params()
 
 def test_a_write_killed_midway_leaves_the_good_file_and_the_next_write_removes_its_remains(saved):
     import os
-    import socket
     import subprocess
     import sys
 
@@ -201,12 +200,9 @@ def test_a_write_killed_midway_leaves_the_good_file_and_the_next_write_removes_i
     remains = [p for p in saved.parent.iterdir() if p.suffix == ".tmp"]
     assert len(remains) == 1 and f"-{writer.pid}-" in remains[0].name
     assert saved.read_bytes() == before and load_model(saved).metadata["seed"] == 7
-    host = socket.gethostname().replace(".", "_")
-    others = [saved.parent / f".{saved.name}.{host}-{os.getpid()}-0.tmp",  # a live process's write, not to be touched
-              saved.parent / f".{saved.name}.elsewhere-{writer.pid}-0.tmp",  # another host's: its pids are not ours
-              saved.parent / f".other.safetensors.{host}-{writer.pid}-0.tmp"]  # another file's: left to its own writes
-    for path in others:
-        path.write_bytes(b"")
+    others = [abandoned_write(saved, pid=os.getpid()),  # a live process's write, not to be touched
+              abandoned_write(saved, host="elsewhere", pid=writer.pid),  # another host's: its pids are not ours
+              abandoned_write(saved.parent / "other.safetensors", pid=writer.pid)]  # left to that file's writes
     model = load_model(saved)
     save_model(saved, model.cfg, {k: v.detach() for k, v in model.params().items()}, seed=9)
     assert load_model(saved).metadata["seed"] == 9

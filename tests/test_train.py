@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_config
+from conftest import abandoned_write, small_config
 from quadlens import TrainConfig, load_model, train
 from quadlens.checkpoint import CheckpointError
 from quadlens.train import SeedBatch, resume_path, seed_path
@@ -99,6 +99,18 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tmp_path, monkeypatch
     assert_same_models(resumed, reference, atol=1e-12)
     assert not list(tmp_path.glob("resume*"))
     assert [h["epoch"] for h in resumed[0].metadata["history"]] == [0, 10, 20, 30, 40]
+
+
+def test_a_finished_batch_leaves_nothing_of_its_resume_state(tmp_path, monkeypatch):
+    cfg, every_20 = small_config(), TrainConfig(epochs=40, eval_every=10, checkpoint_every=20, dtype="float64")
+    interrupt_at(monkeypatch, 25)
+    with pytest.raises(Interrupt):
+        train(cfg, every_20, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    monkeypatch.undo()
+    abandoned_write(resume_path(tmp_path, [0, 1]))  # the resumed run writes no resume state, so no write removes it
+    train(cfg, every_20, seeds=[0, 1], out_dir=tmp_path, batch_size=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "seed_0000.json", "seed_0000.safetensors",
+                                                          "seed_0001.json", "seed_0001.safetensors"]
 
 
 def test_a_run_of_other_seeds_leaves_an_interrupted_batch_to_resume(tmp_path, monkeypatch):

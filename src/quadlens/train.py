@@ -31,7 +31,7 @@ from .checks import is_whole_number
 from .checkpoint import (DTYPES, CheckpointError, load_metadata, load_model, load_tensors, save_model,
                          save_tensors, validate_run_details)
 from .devices import resolve_device
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json, read_json, remove_abandoned_writes
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
 from .task import ModularAddition, train_size
@@ -484,6 +484,7 @@ def _train_batch(model_cfg: ModelConfig, train_cfg: TrainConfig, seeds: list[int
     for path in (resume_file, resumed_from):  # the batch is done: its state, wherever it was kept, goes
         if path is not None:
             path.unlink(missing_ok=True)
+            remove_abandoned_writes(path)  # with what killed writes of it left
     return models
 
 
