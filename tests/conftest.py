@@ -1,6 +1,7 @@
 """Shared helpers: small configurations, an independent naive reference transformer, and how many examples each
 property test draws."""
 
+import errno
 import math
 import os
 
@@ -75,10 +76,10 @@ def bundled_explanation(bundled):
 
 @pytest.fixture
 def fill_disk(monkeypatch):
-    """Call it to make every later fsync fail as on a full disk (OSError "disk full"): an atomic write must then
-    leave the file it would have replaced."""
+    """Call it to make every later fsync fail as on a full disk (ENOSPC): an atomic write must then leave the file it
+    would have replaced, and say which file it could not write."""
     def broken_fsync(fd):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     return lambda: monkeypatch.setattr("os.fsync", broken_fsync)
 

@@ -243,3 +243,28 @@ def test_a_file_in_the_way_of_an_output_is_named_before_any_work(tmp_path):
         expected = "is a folder; give the file's name" if out == tmp_path else f"{blocker.name} is a file, not a folder"
         assert expected in message, (command, message)
     assert blocker.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, monkeypatch):
+    import tempfile
+
+    def read_only(dir):
+        raise OSError(30, "Read-only file system", str(dir))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    for command, out in [("explain", tmp_path / "a" / "b"), ("export", tmp_path / "c" / "model.safetensors")]:
+        result = runner.invoke(app, [command, "--out", str(out)], env={"COLUMNS": "400"})
+        message = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2 and f"cannot write in {out.parent if command == 'export' else out}" in message
+        assert "Read-only file system" in message
+    assert list(tmp_path.iterdir()) == []  # the folders the check made are gone again
+
+
+def test_a_full_disk_is_one_line_that_names_the_file_and_replaces_nothing(tmp_path, fill_disk):
+    assert runner.invoke(app, ["explain", "--no-figures", "--out", str(tmp_path)]).exit_code == 0
+    before = (tmp_path / "explain.json").read_bytes()
+    fill_disk()
+    result = runner.invoke(app, ["explain", "--no-figures", "--out", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and result.output == f"error: {tmp_path / 'explain.json'}: No space left on device\n"
+    assert (tmp_path / "explain.json").read_bytes() == before
+    assert list(tmp_path.iterdir()) == [tmp_path / "explain.json"]

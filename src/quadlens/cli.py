@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -17,6 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
+from typer.core import TyperGroup
 
 from . import __version__
 from .checkpoint import CheckpointError, bundled_model_path, load_model
@@ -26,8 +29,24 @@ from .task import ModularAddition
 from .text import count, named_figure, percent, seed_ranges
 from .train import TrainConfig, run_status, train as train_models
 
+
+class _Commands(TyperGroup):
+    def invoke(self, ctx):
+        """Any command, with a file that cannot be read or written (a full disk, a read-only or vanished folder)
+        reported as one line that names it, not a traceback; every write is atomic, so no good file was replaced."""
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            _fail(_named(error))
+
+
+def _named(error: OSError) -> str:
+    """``FILE: what went wrong`` (the file written, not its temporary stand-in: ``quadlens.files``)."""
+    return f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+
+
 app = typer.Typer(help="Read a modular-addition transformer's MLP as a quadrature scheme.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+                  pretty_exceptions_show_locals=False, cls=_Commands)
 console = Console()
 
 
@@ -126,10 +145,27 @@ def _no_file_in_the_way(folder: Path, out: Path) -> None:
             return
 
 
+def _writable(folder: Path, out: Path) -> None:
+    """A clear error when ``folder`` cannot be made or written in (read-only, no permission, no space for a file);
+    the check leaves nothing behind."""
+    missing = [part for part in (folder, *folder.parents) if not part.exists()]  # the deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write in {error.filename or folder}" + ("" if folder == out else
+                                 f" (for {out})") + f": {error.strerror or error}") from None
+    finally:
+        for part in missing:
+            with contextlib.suppress(OSError):
+                part.rmdir()
+
+
 def output_folder(path: Path) -> Path:
-    """An ``--out`` folder that exists or can be made, checked before any work starts: a file in its way is named
-    at once, not met after hours of training or brute force."""
+    """An ``--out`` folder that exists or can be made and written in, checked before any work starts: a file in its
+    way or a read-only folder is named at once, not met after hours of training or brute force."""
     _no_file_in_the_way(path, path)
+    _writable(path, path)
     return path
 
 
@@ -138,6 +174,7 @@ def output_file(path: Path) -> Path:
     if path.is_dir():
         raise typer.BadParameter(f"{path} is a folder; give the file's name")
     _no_file_in_the_way(path.parent, path)
+    _writable(path.parent, path)
     return path
 
 
@@ -413,7 +450,7 @@ def bound(model: Optional[Path] = MODEL_ARG,
             console.print(_kept(partial, "interrupted"), soft_wrap=True)
             raise typer.Exit(130) from None
         except OSError as error:  # a full disk, say: every write is atomic, so no good file was replaced
-            _fail(_kept(partial, f"could not write under {out}: {error}"))
+            _fail(_kept(partial, _named(error)))
     discard(partial)
     console.print(_bound_table(report.to_dict()))
     console.print(f"wrote {out / 'bound.json'}, {out / 'bound.npz'}" + (f" and {len(written)} figures" if written else ""))
@@ -553,16 +590,13 @@ def report(target: Optional[Path] = typer.Argument(None, help="Checkpoint, or a 
     from .files import atomic_write_bytes
     from .partial import discard
 
-    if target is not None and target.is_dir():
-        page, partial = _study_page(target), None
-    else:  # brute force takes hours at large p: what an interrupted run has done is kept beside the page
-        partial = out.parent / f".{out.name}{PARTIAL}"
-        page = _model_page(target, bounds, brute_force, partial)
+    partial = None if target is not None and target.is_dir() else out.parent / f".{out.name}{PARTIAL}"
     try:
+        # brute force takes hours at large p: what an interrupted model page has done is kept in ``partial``
+        page = _study_page(target) if partial is None else _model_page(target, bounds, brute_force, partial)
         atomic_write_bytes(out, page.encode())
-    except OSError as error:  # a full disk, say: the write is atomic, so no good page was replaced
-        what = f"could not write {out}: {error}"
-        _fail(what if partial is None else _kept(partial, what))
+    except OSError as error:  # a full disk, say: every write is atomic, so no good file was replaced
+        _fail(_named(error) if partial is None else _kept(partial, _named(error)))
     if partial is not None:
         discard(partial)
     console.print(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
