@@ -153,8 +153,8 @@ def _writable(folder: Path, out: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as error:
-        raise typer.BadParameter(f"cannot write in {error.filename or folder}" + ("" if folder == out else
-                                 f" (for {out})") + f": {error.strerror or error}") from None
+        raise typer.BadParameter(f"cannot write in {folder}" + ("" if folder == out else f" (for {out})")
+                                 + f": {error.strerror or error}") from None
     finally:
         for part in missing:
             with contextlib.suppress(OSError):
