@@ -157,6 +157,42 @@ def test_train_command_writes_checkpoints_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path, monkeypatch):
+    from quadlens import study
+    from quadlens.train import SeedBatch
+
+    run, real_step, real_analyse = tmp_path / "run", SeedBatch.step, study._analyse
+
+    def step(batch):
+        if batch.seeds == [1] and batch.epoch == 15:
+            raise KeyboardInterrupt
+        real_step(batch)
+
+    monkeypatch.setattr(SeedBatch, "step", step)
+    args = ["train", "--seeds", "0-1", "--p", "7", "--d-model", "8", "--n-heads", "1", "--d-head", "4", "--d-mlp", "8",
+            "--epochs", "20", "--eval-every", "10", "--checkpoint-every", "10", "--out", str(run)]
+    result = runner.invoke(app, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 130
+    assert (f"interrupted; kept seeds 0 trained in {run}; seeds 1 at epoch 10 in {run}. Run the same command again "
+            f"to resume") in result.output
+    monkeypatch.setattr(SeedBatch, "step", real_step)
+    assert runner.invoke(app, args).exit_code == 0
+    analysed = []
+
+    def analyse(model, *rest, **options):
+        if analysed:
+            raise KeyboardInterrupt
+        analysed.append(model.metadata["seed"])
+        return real_analyse(model, *rest, **options)
+
+    monkeypatch.setattr(study, "_analyse", analyse)
+    result = runner.invoke(app, ["reproduce", "--models", str(run), "--no-bounds", "--out", str(tmp_path / "study")],
+                           env={"COLUMNS": "400"})
+    assert result.exit_code == 130
+    assert (f"interrupted; kept seeds 0-1 trained in {run}; 1 model explained in {tmp_path / 'study' / 'results'}. "
+            f"Run the same command again to resume") in result.output
+
+
 def test_warnings_are_one_line_each(tmp_path):
     args = ["train", "--seeds", "0", "--p", "9", "--d-model", "8", "--n-heads", "1", "--d-head", "4", "--d-mlp", "8",
             "--epochs", "5", "--out", str(tmp_path)]

@@ -353,6 +353,8 @@ def train(
                               batch_size=batch_size)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(out, trained_in=out)
     table = _table("seed", "train loss", "test loss", "test acc", "epochs", title=f"trained {count(len(models), 'model')} in {out}")
     for m in models:
         metrics = m.metadata["metrics"]
@@ -361,6 +363,24 @@ def train(
                       str(m.metadata["epochs_trained"]))
     console.print(table)
     console.print(f"explain and bound them all: quadlens reproduce --models {out} --out {out}-study", soft_wrap=True)
+
+
+def _interrupted(out: Path, trained_in: Path | None = None) -> NoReturn:
+    """Ctrl-C in a command that trains or studies: what is kept to resume from (the models in ``trained_in``, a
+    training folder or a study's, and a study's rows in ``out``), and how to resume."""
+    kept = []
+    if trained_in is not None:
+        status = run_status(trained_in)
+        if status["finished"]:
+            kept.append(f"seeds {seed_ranges(row['seed'] for row in status['finished'])} trained in {status['path']}")
+        kept += [f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,} in {status['path']}"
+                 for batch in status["interrupted"]]
+    if analysed := len(list((out / "results").glob("seed_*.json"))):  # a study's rows, one per model analysed
+        kept.append(f"{count(analysed, 'model')} explained in {out / 'results'}")
+    what = f"kept {'; '.join(kept)}" if kept else ("nothing was kept yet" if trained_in else
+                                                    f"what was finished is kept in {out}")
+    console.print(f"interrupted; {what}. Run the same command again to resume", soft_wrap=True)
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -524,6 +544,8 @@ def reproduce(
                                 batch_size=batch_size, with_bounds=bounds, workers=workers)
     except (ValueError, TypeError, CheckpointError) as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(out, trained_in=models or out)  # a study folder's models are in its models/
     table = _table("figure", "mean", "median", "min", "max",
                    title=f"{count(summary['n_models'], 'model')}: {summary['verdicts']}")
     for row in statistic_rows(summary):
@@ -572,6 +594,8 @@ def sweep(
                             bounds, threads_per_task, on_done=_sweep_progress(len(configs)))
     except (ValueError, TypeError, CheckpointError, ImportError) as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(out)
     table = _table("configuration", "models", "verdicts", "share pizza", title=f"sweep in {out}")
     for name, models, verdicts, share_pizza in sweep_rows(summary):
         table.add_row(name, str(models), verdicts, "-" if share_pizza is None else f"{share_pizza:.2f}")
