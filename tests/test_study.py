@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pyarrow.parquet as pq
@@ -87,6 +88,48 @@ def test_process_pool_gives_the_same_rows(tmp_path):
                 assert math.isclose(value, pool[key], rel_tol=1e-9, abs_tol=1e-12), key
             else:
                 assert value == pool[key], key
+
+
+POOL_OWNER = """
+import os, time
+from quadlens.study import process_pool
+
+if __name__ == "__main__":
+    with process_pool(1, 1) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 600)  # a task for no one once this process is gone
+        time.sleep(600)
+"""
+
+
+def test_a_pools_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(POOL_OWNER)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(owner.stdout.readline())
+    owner.kill()  # SIGKILL: the pool is never shut down
+    owner.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+        except FileNotFoundError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 30
+        while running(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not running(worker)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, 9)
 
 
 def test_cluster_count_is_reported_when_the_picture_does_not_fit():

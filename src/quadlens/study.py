@@ -11,6 +11,8 @@ import contextlib
 import csv
 import multiprocessing
 import os
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -264,13 +266,15 @@ def process_pool(workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
 
     Spawned, not forked (a fork of a process whose compiled kernels or CUDA started threads is unsafe).
     The thread limits go in through the environment, since BLAS and OpenMP read it once, at import: without
-    them each of W processes starts one BLAS thread per core and W·cores threads fight over the cores.
+    them each of W processes starts one BLAS thread per core and W·cores threads fight over the cores. Each worker
+    ends when this process is gone (``_end_with``).
     """
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update({name: str(threads) for name in names})
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with,
+                                 initargs=(os.getpid(),)) as pool:
             yield pool
     finally:
         for name, value in saved.items():
@@ -278,6 +282,18 @@ def process_pool(workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _end_with(parent: int) -> None:
+    """Watch, in a worker, the process that started it, and end the worker once that one is gone: killed outright
+    (SIGKILL, the out-of-memory killer), it could not stop its pool, whose workers would otherwise finish their
+    tasks for no one, beside a resumed run's workers doing the same."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="quadlens-parent-watch", daemon=True).start()
 
 
 def _analyse_in_pool(models: list[Transformer], caches: dict[int, Path], models_dir: Path, with_bounds: bool,
