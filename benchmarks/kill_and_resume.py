@@ -1,7 +1,7 @@
 """Kill quadlens with SIGKILL at random moments, run the same command again until it finishes, and compare what it
 wrote with an uninterrupted run's files.
 
-    python benchmarks/kill_and_resume.py                        # train, bound and a study, 8 kills each
+    python benchmarks/kill_and_resume.py                        # train, bound, a study, a sweep: 8 kills each
     python benchmarks/kill_and_resume.py --kills 40 --json benchmarks/results/kill_and_resume.json
 
 The suite interrupts runs by raising an exception inside them (tests/test_train.py, tests/test_partial.py), which
@@ -11,14 +11,18 @@ uninterrupted, then in "lives": a fresh folder in which the same command runs ag
 a moment drawn uniformly over the uninterrupted run's wall time, until one finishes first. Lives follow one another
 until ``--kills`` kills in all. A life passes when its last run exits 0 and every result file holds what the
 uninterrupted run's does (weights bit for bit, every number but the timings), no partial results are left behind,
-and nothing else is: the temporary files of writes that a kill cut short count as left behind.
+and nothing else is: the temporary files of writes that a kill cut short count as left behind. The processes a
+killed run started (a ``--workers`` pool) are counted when still running 5 s after the kill (Linux: read from
+/proc).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -96,10 +100,43 @@ def run_killed(args: list[str], out: Path, span: float, rng: np.random.Generator
             _, stderr = process.communicate(timeout=at)
             return {"kills": kills, "exit_code": process.returncode, "stderr": stderr.decode()[-2000:]}
         except subprocess.TimeoutExpired:
+            children = _children(process.pid)
             process.kill()  # SIGKILL
             process.communicate()
             files = [str(p.relative_to(out)) for p in out.rglob("*.tmp")] if out.exists() else []
-            kills.append({"at": round(at, 2), "temporary": sorted(files)})
+            kills.append({"at": round(at, 2), "temporary": sorted(files), "children": len(children),
+                          "children_left_after_5_s": _left(children, 5.0)})
+
+
+def _children(pid: int) -> list[int]:
+    """The processes that ``pid`` started (a ``--workers`` pool's, and its resource tracker)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+    return children
+
+
+def _left(pids: list[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still running after ``seconds`` (zombies have ended), killed then so as not to slow what
+    follows."""
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + seconds
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if running(pid)]
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    return left
 
 
 def main() -> None:
@@ -113,7 +150,9 @@ def main() -> None:
     subprocess.run(["rm", "-rf", str(options.work)], check=True)
     jobs = {"train": TRAIN,
             "bound": ["bound", str(ROOT / "models" / "pizza_p227_seed0.safetensors")],
-            "reproduce --models": ["reproduce", "--models", str(options.work / "train" / "clean")]}
+            "reproduce --models": ["reproduce", "--models", str(options.work / "train" / "clean")],
+            "sweep --workers 2": ["sweep", "--p", "23,29", "--d-mlp", "64", "--d-model", "32", "--seeds", "0-1",
+                                  "--epochs", "1500", "--workers", "2"]}
     results = []
     for name, args in jobs.items():
         folder = options.work / name.split()[0]
@@ -129,11 +168,13 @@ def main() -> None:
         results.append({"command": name, "clean_seconds": round(seconds, 2), "lives": len(lives),
                         "kills": sum(len(life["kills"]) for life in lives),
                         "temporary_files_seen": sum(len(k["temporary"]) for life in lives for k in life["kills"]),
+                        "children_left_after_5_s": sum(len(k["children_left_after_5_s"]) for life in lives
+                                                       for k in life["kills"]),
                         "problems": [p for life in lives for p in life["problems"]], "each_life": lives})
         r = results[-1]
         print(f"{name}: {seconds:.1f} s clean; {r['kills']} kills in {r['lives']} lives, {r['temporary_files_seen']} "
-              f"temporary files seen after kills; " + ("; ".join(r["problems"]) or "every life's files identical"),
-              flush=True)
+              f"temporary files seen after kills, {r['children_left_after_5_s']} child processes still running 5 s "
+              f"after; " + ("; ".join(r["problems"]) or "every life's files identical"), flush=True)
     if options.json:
         append_run(options.json, kills=options.kills, seed=options.seed, results=results)
 

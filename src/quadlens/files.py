@@ -1,5 +1,6 @@
 """Atomic file writes and strict JSON (non-finite floats become null), shared by every writer; JSON read back with
-an error that names the file."""
+an error that names the file. A write's temporary file is named by its host and process, so that what a killed
+write left can be told from a live one's and removed."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def _host() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists."""
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
