@@ -1,7 +1,9 @@
 import contextlib
 import json
+import os
 
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from quadlens.cli import app
@@ -102,8 +104,8 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads processes' states from /proc (Linux)")
 def test_a_pools_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
-    import os
     import subprocess
     import sys
     import time
