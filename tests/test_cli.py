@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import pytest
@@ -6,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import examples, random_model, small_config
+from conftest import abandoned_write, examples, random_model, small_config
 import quadlens
 from quadlens import save_model
 from quadlens.cli import app, parse_seeds
@@ -37,9 +38,12 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
             quadlens.train(cfg, QUICK, seeds=[5, 6], out_dir=models, batch_size=2, progress=False)
     (models / "seed_0009.safetensors").write_bytes(b"cut short")
     (models / "seed_0004.safetensors").write_bytes((models / "seed_0000.safetensors").read_bytes())
+    abandoned = abandoned_write(models / "seed_0007.safetensors")
+    abandoned_write(models / "seed_0008.safetensors", pid=os.getpid())  # a write going on
     (tmp_path / "summary.json").write_text("{}")  # as in a folder written by reproduce: its models are read
     result = runner.invoke(app, ["info", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    assert re.search(r"abandoned +1 temporary file of killed writes \(0.0 MB\)", result.output)
     assert re.search(r"finished +3 seeds \(0-1,3\)", result.output)
     assert re.search(r"interrupted +seeds 5-6 at epoch 20 of 40", result.output)
     assert re.search(r"unreadable +.*seed_0009.safetensors: not a readable safetensors file", result.output)
@@ -47,6 +51,7 @@ def test_info_on_a_training_folder_lists_its_seeds_and_interrupted_batches(tmp_p
     status = json.loads(runner.invoke(app, ["info", str(tmp_path), "--json"]).output)
     assert [row["seed"] for row in status["finished"]] == [0, 1, 3]
     assert status["interrupted"] == [{"seeds": [5, 6], "epoch": 20, "file": "resume_0005-0006_2.safetensors"}]
+    assert status["abandoned_writes"] == [{"file": abandoned.name, "bytes": abandoned.stat().st_size}]
     assert quadlens.ModelConfig.from_dict(status["model_config"]) == cfg and status["train_config"]["epochs"] == 40
 
 

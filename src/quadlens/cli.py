@@ -295,7 +295,11 @@ def _info_run(folder: Path, as_json: bool) -> None:
     batches = [("interrupted", f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,}"
                 + (f" of {epochs:,}" if epochs else "")) for batch in status["interrupted"]]
     unreadable = [("unreadable", problem["error"]) for problem in status["unreadable"]]
-    _print_rows(f"quadlens run: {status['path']}", [*rows.items(), *batches, *unreadable])
+    abandoned = [("abandoned", f"{count(len(tmps), 'temporary file')} of killed writes "
+                  f"({sum(tmp['bytes'] for tmp in tmps) / 1e6:.1f} MB), safe to delete; a later write of the same file "
+                  f"removes each")
+                 ] if (tmps := status["abandoned_writes"]) else []
+    _print_rows(f"quadlens run: {status['path']}", [*rows.items(), *batches, *unreadable, *abandoned])
 
 
 def _refuse_sweep(folder: Path) -> None:

@@ -38,15 +38,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def remove_abandoned_writes(path: Path) -> list[Path]:
     """Remove the temporary files of writes of ``path`` whose process is gone (killed by a signal that no clean-up
-    outlives: SIGKILL, the out-of-memory killer, a lost machine); those removed. A process is known to be gone only
-    on this host: the files of another host's writers (a folder shared over the network) stay."""
-    removed = []
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        writer = tmp.name[len(path.name) + 2:-len(".tmp")].rsplit("-", 2)  # HOST, PID, token
-        if len(writer) == 3 and writer[0] == _host() and writer[1].isdigit() and not _alive(int(writer[1])):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    outlives: SIGKILL, the out-of-memory killer, a lost machine); those removed."""
+    removed = abandoned_writes(path.parent, path.name)
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
     return removed
+
+
+def abandoned_writes(folder: Path, name: str | None = None) -> list[Path]:
+    """The temporary files in ``folder`` (of writes of the file ``name``, or of any) whose process is gone. A
+    process is known to be gone only on this host: the files of another host's writers (a folder shared over the
+    network) are not counted."""
+    found = []
+    for tmp in sorted(Path(folder).glob(f".{glob.escape(name)}.*.tmp" if name else ".*.tmp")):
+        writer = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1].rsplit("-", 2)  # HOST, PID, token
+        if len(writer) == 3 and writer[0] == _host() and writer[1].isdigit() and not _alive(int(writer[1])):
+            found.append(tmp)
+    return found
 
 
 def _host() -> str:

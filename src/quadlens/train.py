@@ -31,7 +31,7 @@ from .checks import is_whole_number
 from .checkpoint import (DTYPES, CheckpointError, load_metadata, load_model, load_tensors, save_model,
                          save_tensors, validate_run_details)
 from .devices import resolve_device
-from .files import atomic_write_json, read_json, remove_abandoned_writes
+from .files import abandoned_writes, atomic_write_json, read_json, remove_abandoned_writes
 from .model import (ModelConfig, Transformer, cross_entropy64, forward, init_params, stack_params, token_tables,
                     unstack_params)
 from .task import ModularAddition, train_size
@@ -402,11 +402,12 @@ def _models_folder(folder: Path) -> Path:
 
 def run_status(out_dir: str | Path) -> dict:
     """What a training folder holds, from its files' headers (no tensor is read): the run's configs, each finished
-    seed with its epochs and test accuracy, each interrupted batch with the epoch its resume state reached, and each
-    file that cannot be read, with why. For a study folder, the folder that holds its models is read."""
+    seed with its epochs and test accuracy, each interrupted batch with the epoch its resume state reached, each
+    file that cannot be read, with why, and the temporary files that killed writes left. For a study folder, the
+    folder that holds its models is read."""
     out_dir = _models_folder(Path(out_dir))
     status: dict = {"path": str(out_dir), "model_config": None, "train_config": None, "finished": [],
-                    "interrupted": [], "unreadable": []}
+                    "interrupted": [], "unreadable": [], "abandoned_writes": _abandoned(out_dir)}
     run_file = out_dir / "run.json"
     if run_file.exists():
         try:
@@ -432,6 +433,15 @@ def run_status(out_dir: str | Path) -> dict:
             continue
         status["interrupted"].append({"seeds": meta["seeds"], "epoch": meta["epoch"], "file": path.name})
     return status
+
+
+def _abandoned(folder: Path) -> list[dict]:
+    """The temporary files that killed writes left in ``folder``, with their sizes."""
+    found = []
+    for tmp in abandoned_writes(folder):
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile, by a write of its file
+            found.append({"file": tmp.name, "bytes": tmp.stat().st_size})
+    return found
 
 
 def _pass_over(error: CheckpointError) -> None:
