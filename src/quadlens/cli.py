@@ -292,14 +292,19 @@ def _info_run(folder: Path, as_json: bool) -> None:
                                                         if finished else "")
     if accuracies:
         rows["test accuracy"] = f"min {percent(accuracies[0])}, median {percent(statistics.median(accuracies))}"
-    batches = [("interrupted", f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,}"
-                + (f" of {epochs:,}" if epochs else "")) for batch in status["interrupted"]]
+    batches = [("interrupted", _stopped(batch) + (f" of {epochs:,}" if epochs else ""))
+               for batch in status["interrupted"]]
     unreadable = [("unreadable", problem["error"]) for problem in status["unreadable"]]
     abandoned = [("abandoned", f"{count(len(tmps), 'temporary file')} of killed writes "
                   f"({sum(tmp['bytes'] for tmp in tmps) / 1e6:.1f} MB), safe to delete; a later write of the same file "
                   f"removes each")
                  ] if (tmps := status["abandoned_writes"]) else []
     _print_rows(f"quadlens run: {status['path']}", [*rows.items(), *batches, *unreadable, *abandoned])
+
+
+def _stopped(batch: dict) -> str:
+    """An interrupted batch of ``run_status``: its seeds and the epoch its resume state reached."""
+    return f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,}"
 
 
 def _refuse_sweep(folder: Path) -> None:
@@ -377,8 +382,7 @@ def _interrupted(out: Path, trained_in: Path | None = None) -> NoReturn:
         status = run_status(trained_in)
         if status["finished"]:
             kept.append(f"seeds {seed_ranges(row['seed'] for row in status['finished'])} trained in {status['path']}")
-        kept += [f"seeds {seed_ranges(batch['seeds'])} at epoch {batch['epoch']:,} in {status['path']}"
-                 for batch in status["interrupted"]]
+        kept += [f"{_stopped(batch)} in {status['path']}" for batch in status["interrupted"]]
     if analysed := len(list((out / "results").glob("seed_*.json"))):  # a study's rows, one per model analysed
         kept.append(f"{count(analysed, 'model')} explained in {out / 'results'}")
     what = f"kept {'; '.join(kept)}" if kept else ("nothing was kept yet" if trained_in else

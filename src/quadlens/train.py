@@ -268,6 +268,11 @@ def _finished(out_dir: Path | None, seed: int, model_cfg: ModelConfig) -> Transf
     return model
 
 
+def _finished_models(out_dir: Path | None, seeds: Iterable[int], model_cfg: ModelConfig) -> dict[int, Transformer]:
+    """The models of those of ``seeds`` that are finished in ``out_dir`` (``_finished``), by seed."""
+    return {seed: model for seed in seeds if (model := _finished(out_dir, seed, model_cfg)) is not None}
+
+
 def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = TrainConfig(),
           seeds: Sequence[int] = (0,), out_dir: str | Path | None = None, device: str = "auto",
           batch_size: int | None = None, progress: bool = True) -> list[Transformer]:
@@ -287,7 +292,7 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         _check_run_dir(out_dir, model_cfg, train_cfg)
-    results = {seed: model for seed in seeds if (model := _finished(out_dir, seed, model_cfg)) is not None}
+    results = _finished_models(out_dir, seeds, model_cfg)
     pending = [seed for seed in seeds if seed not in results]
     batch_size = batch_size or (len(pending) if dev.type == "cuda" else 1)
     states = _resume_states(out_dir)
@@ -296,8 +301,7 @@ def train(model_cfg: ModelConfig = ModelConfig(), train_cfg: TrainConfig = Train
     with _progress_display(progress) as display, matmul_precision(train_cfg.matmul_precision):
         for planned in batches:
             # another process training in the same folder may have finished some of them since it was read
-            results.update({seed: model for seed in planned
-                            if (model := _finished(out_dir, seed, model_cfg)) is not None})
+            results.update(_finished_models(out_dir, planned, model_cfg))
             if batch_seeds := [seed for seed in planned if seed not in results]:
                 for model in _train_batch(model_cfg, train_cfg, batch_seeds, dev, out_dir, states, display, diverged):
                     results[model.metadata["seed"]] = model
