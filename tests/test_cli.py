@@ -257,8 +257,9 @@ def test_bad_devices_and_integer_lists_are_named(tmp_path):
     result = runner.invoke(app, ["train", "--device", "tpu", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown device 'tpu'" in " ".join(result.output.split())
     if not torch.cuda.is_available():
-        result = runner.invoke(app, ["bound", "--device", "cuda", "--out", str(tmp_path)])
-        assert result.exit_code == 2 and "no CUDA device" in " ".join(result.output.split())
+        for command in ("bound", "sweep"):
+            result = runner.invoke(app, [command, "--device", "cuda", "--out", str(tmp_path)])
+            assert result.exit_code == 2 and "no CUDA device" in " ".join(result.output.split())
         with pytest.raises(ValueError, match="device 'cuda': this machine has no CUDA device"):
             quadlens.bound(quadlens.load_model(), device="cuda", tiers="lipschitz")
     with pytest.raises(ValueError, match="unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):

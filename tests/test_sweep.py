@@ -42,6 +42,31 @@ def test_a_configuration_twice_is_refused(tmp_path):
     assert not (tmp_path / "p7_dmlp24_rho1_relu").exists()  # refused before anything ran
 
 
+def test_the_device_trains_and_brute_forces_every_configuration(tmp_path, monkeypatch):
+    """The sweep's device reaches training and the bounds' brute force (which would otherwise take CUDA where
+    present), and a device other than the CPU runs the configurations one after another in this process."""
+    import torch
+
+    import quadlens.study
+    import quadlens.sweep
+
+    used = {"train": set(), "brute force": set()}
+    train, bound = quadlens.study.train, quadlens.study.bound
+    monkeypatch.setattr(quadlens.study, "train", lambda *a, device, **k: used["train"].add(device) or train(
+        *a, device=device, **k))
+    monkeypatch.setattr(quadlens.study, "bound", lambda model, device: used["brute force"].add(device) or bound(
+        model, device))
+    run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "cpu", TrainConfig(epochs=20, eval_every=10))
+    assert used == {"train": {"cpu"}, "brute force": {"cpu"}}
+
+    monkeypatch.setattr(quadlens.sweep, "resolve_device", lambda device: torch.device("cuda"))  # as if there were one
+    for pooled in ({"workers": 2}, {"ray_address": "local"}):
+        with pytest.raises(ValueError, match="a sweep on device 'cuda' runs its configurations one after another "
+                                             "there; --workers and --ray are for sweeps on the CPU"):
+            run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "gpu", device="cuda", **pooled)
+    assert not (tmp_path / "gpu").exists()  # refused before anything ran
+
+
 def test_ray_gives_the_same_results_as_serial(tmp_path):
     pytest.importorskip("ray")
     import pyarrow.parquet as pq

@@ -590,8 +590,11 @@ def sweep(
     threads_per_task: int = typer.Option(1, min=1, help="torch threads per configuration (fixed, so results never "
                                                 "depend on how tasks are scheduled)."),
     bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
+    device: str = typer.Option("cpu", help="cpu, or a GPU (cuda, cuda:1, auto) that trains each configuration's "
+                                           "seeds as one batch, configurations one after another.",
+                               callback=check_device),
 ) -> None:
-    """The study over a grid of p, width, attention rate and activation, on the CPU, locally or on Ray."""
+    """The study over a grid of p, width, attention rate and activation, on the CPU (locally or on Ray) or a GPU."""
     from .sweep import grid, run_sweep, sweep_rows
 
     try:
@@ -599,7 +602,7 @@ def sweep(
         configs = grid(base, _integers("--p", p), _integers("--d-mlp", d_mlp),
                        [parse_attention(x) for x in attention.split(",")], act_fn.split(","))
         summary = run_sweep(configs, parse_seeds(seeds), out, TrainConfig(epochs=epochs), workers, ray,
-                            bounds, threads_per_task, on_done=_sweep_progress(len(configs)))
+                            bounds, threads_per_task, on_done=_sweep_progress(len(configs)), device=device)
     except (ValueError, TypeError, CheckpointError, ImportError) as e:
         _fail(str(e))
     except KeyboardInterrupt:

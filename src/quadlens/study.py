@@ -191,8 +191,8 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
               with_bounds: bool = True, progress: bool = True, workers: int = 1) -> dict:
     """Train or reuse every seed, explain and bound each, write the table, summary and figures.
 
-    ``workers`` > 1 explains and bounds the trained models in that many local processes on the CPU, each
-    limited to an equal share of the cores.
+    ``device`` trains the models and runs the bounds' brute force. ``workers`` > 1 explains and bounds the trained
+    models in that many local processes on the CPU instead, each limited to an equal share of the cores.
     """
     out_dir = Path(out_dir)
     try:
@@ -203,7 +203,7 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
             raise
         warnings.warn(f"{error}. The study goes on with the other {count(len(error.models), 'seed')}", stacklevel=2)
         models = error.models
-    return _study(models, out_dir / "models", out_dir, with_bounds, progress, workers)
+    return _study(models, out_dir / "models", out_dir, with_bounds, progress, workers, device)
 
 
 def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None = None, with_bounds: bool = True,
@@ -236,9 +236,9 @@ def _unseeded_hint(folder: Path) -> str:
 
 
 def _study(models: list[Transformer], models_dir: Path, out_dir: Path, with_bounds: bool, progress: bool,
-           workers: int) -> dict:
+           workers: int, device: str | None = None) -> dict:
     """Explain and bound each of ``models`` (kept in ``models_dir``) unless its row is cached, then write the table,
-    summary and figure."""
+    summary and figure. Brute force runs on ``device`` (default: CUDA when present), or on the CPU in a pool."""
     from rich.progress import track
 
     caches = {m.metadata["seed"]: result_path(out_dir, m.metadata["seed"]) for m in models}
@@ -249,7 +249,7 @@ def _study(models: list[Transformer], models_dir: Path, out_dir: Path, with_boun
         rows.update(_analyse_in_pool(todo, caches, models_dir, with_bounds, workers, progress))
     else:
         for model in track(todo, description="explain + bound", disable=not progress):
-            rows[model.metadata["seed"]] = _analyse(model, caches[model.metadata["seed"]], with_bounds)
+            rows[model.metadata["seed"]] = _analyse(model, caches[model.metadata["seed"]], with_bounds, device)
     rows = [rows[m.metadata["seed"]] for m in models]
     write_table(rows, out_dir)
     summary = {**summarise(rows), "models_dir": os.path.relpath(models_dir, out_dir)}  # moves with the two folders

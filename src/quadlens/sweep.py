@@ -2,7 +2,8 @@
 
 Each configuration is one task (``run_study`` in its own folder); tasks run one after another, in a
 local process pool, or on a Ray cluster. Every task pins torch to ``threads_per_task`` threads, so
-float reductions, and hence results, are identical whichever way the tasks run.
+float reductions, and hence results, are identical whichever way the tasks run. On a GPU the tasks
+run one after another, each training its seeds as one batch there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numba
 import torch
 
+from .devices import resolve_device
 from .files import atomic_write_json
 from .model import ModelConfig
 from .study import process_pool, run_study, study_rows, summarise, write_table
@@ -55,12 +57,12 @@ def sweep_rows(summary: dict) -> list[list]:
 
 
 def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, with_bounds: bool,
-             threads: int) -> list[dict]:
+             threads: int, device: str = "cpu") -> list[dict]:
     """One configuration's study (picklable arguments, for process pools and Ray); returns its rows."""
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
     out = Path(out_dir)
-    summary = run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device="cpu",
+    summary = run_study(seeds, out, ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg), device=device,
                         with_bounds=with_bounds, progress=False)
     return study_rows(out, summary)
 
@@ -68,18 +70,23 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
 def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,
               train_cfg: TrainConfig = TrainConfig(), workers: int = 1, ray_address: str | None = None,
               with_bounds: bool = True, threads_per_task: int = 1,
-              on_done: Callable[[str, list[dict]], None] | None = None) -> dict:
+              on_done: Callable[[str, list[dict]], None] | None = None, device: str = "cpu") -> dict:
     """Run every configuration's study; write ``models.csv``/``.parquet`` over all and ``summary.json`` per config.
 
-    ``on_done(name, rows)`` hears each configuration as it finishes (in the order they finish), for progress.
+    ``device`` trains and brute-forces every configuration: the CPU, or a GPU, where the configurations run one
+    after another in this process. ``on_done(name, rows)`` hears each configuration as it finishes (in the order
+    they finish), for progress.
     """
     out_dir = Path(out_dir)
+    if resolve_device(device).type != "cpu" and (workers > 1 or ray_address is not None):
+        raise ValueError(f"a sweep on device {device!r} runs its configurations one after another there; "
+                         f"--workers and --ray are for sweeps on the CPU")
     names = [config_name(cfg) for cfg in configs]
     twice = sorted(name for name, count in Counter(names).items() if count > 1)
     if twice:
         raise ValueError(f"a configuration appears twice in the sweep: {twice}")
-    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads_per_task)
-             for cfg, name in zip(configs, names)]
+    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads_per_task,
+              device) for cfg, name in zip(configs, names)]
     finished: dict[str, list[dict]] = {}
 
     def finish(name: str, rows: list[dict]) -> None:
