@@ -26,8 +26,8 @@ def check_modulus(p: int) -> None:
     if p > MAX_MODULUS:
         raise ValueError(f"p must be at most {MAX_MODULUS:,} (the task has p² inputs), got p={p}")
     if not is_prime(p):
-        warnings.warn(f"p={p} is not prime: frequencies k and p/gcd share structure, explanations may not fit",
-                      stacklevel=3)
+        warnings.warn(f"p={p} is not prime: a frequency k that shares a factor with p takes only p/gcd(k, p) phases, "
+                      f"so an explanation may not fit (the bounds stay sound)", stacklevel=3)
 
 
 def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
