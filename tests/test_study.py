@@ -200,3 +200,19 @@ def test_a_study_of_seeds_trained_elsewhere_takes_their_settings_and_knows_their
     study_trained(tmp_path / "run", tmp_path / "study", seeds=[0], with_bounds=False, progress=False)
     row = json.loads((tmp_path / "study" / "results" / "seed_0000.json").read_text())
     assert row["weights_sha256"] == load_model(seed_path(tmp_path / "run", 0)).fingerprint() != retrained.fingerprint()
+
+
+def test_reproduce_runs_brute_force_on_its_device_also_for_models_trained_elsewhere(tmp_path, monkeypatch):
+    """``--device`` reaches the bounds' brute force (which would otherwise take CUDA where present), with --models
+    too."""
+    import quadlens.study
+    from conftest import small_config
+    from quadlens import TrainConfig, train
+
+    train(small_config(), TrainConfig(epochs=20, eval_every=10), seeds=[0], out_dir=tmp_path / "run", progress=False)
+    used, bound = [], quadlens.study.bound
+    monkeypatch.setattr(quadlens.study, "bound", lambda model, device: used.append(device) or bound(model, device))
+    result = CliRunner().invoke(app, ["reproduce", "--models", str(tmp_path / "run"), "--device", "cpu", "--out",
+                                      str(tmp_path / "study")])
+    assert result.exit_code == 0, result.output
+    assert used == ["cpu"]

@@ -531,7 +531,9 @@ def reproduce(
     p: int = typer.Option(59), d_model: int = typer.Option(128), n_heads: int = typer.Option(4),
     d_head: int = typer.Option(32), d_mlp: int = typer.Option(512),
     attention: str = typer.Option("constant", help="'constant', 'learned' or a rate ρ in [0, 1]."),
-    epochs: int = typer.Option(10_000), device: str = typer.Option("auto", callback=check_device),
+    epochs: int = typer.Option(10_000),
+    device: str = typer.Option("auto", help="Where the models train and the bounds' brute force runs: auto (a GPU "
+                                            "where there is one), cpu, cuda, cuda:1, ...", callback=check_device),
     batch_size: Optional[int] = BATCH_SIZE,
     bounds: bool = typer.Option(True, help="Also run every bound tier against brute force per model."),
     matmul_precision: str = typer.Option("highest", help="Training: highest (fp32), high (TF32 on GPUs) or medium."),
@@ -543,7 +545,7 @@ def reproduce(
     try:
         if models is not None:
             summary = study_trained(models, out, None if seeds is None else parse_seeds(seeds), with_bounds=bounds,
-                                    workers=workers)
+                                    workers=workers, device=device)
         else:
             model_cfg = ModelConfig(p=p, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp,
                                     attention_rate=parse_attention(attention))

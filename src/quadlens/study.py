@@ -207,9 +207,10 @@ def run_study(seeds: Sequence[int], out_dir: Path, model_cfg: ModelConfig = Mode
 
 
 def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None = None, with_bounds: bool = True,
-                  progress: bool = True, workers: int = 1) -> dict:
+                  progress: bool = True, workers: int = 1, device: str | None = None) -> dict:
     """``run_study`` for models that ``train`` has already trained into ``models_dir``, with whatever settings it was
-    given: its finished seeds (or those of ``seeds``) explained, bounded, tabulated and summarised in ``out_dir``."""
+    given: its finished seeds (or those of ``seeds``) explained, bounded (brute force on ``device``), tabulated and
+    summarised in ``out_dir``."""
     if not Path(models_dir).is_dir():
         raise ValueError(f"{models_dir}: not a folder of checkpoints written by 'quadlens train'")
     status = run_status(models_dir)
@@ -223,7 +224,7 @@ def study_trained(models_dir: Path, out_dir: Path, seeds: Sequence[int] | None =
                          + _unseeded_hint(Path(status["path"])))
     models_dir = Path(status["path"])  # a study folder's models/ where a study folder was given
     return _study([load_model(seed_path(models_dir, seed)) for seed in seeds], models_dir, Path(out_dir), with_bounds,
-                  progress, workers)
+                  progress, workers, device)
 
 
 def _unseeded_hint(folder: Path) -> str:
