@@ -44,7 +44,7 @@ def test_a_configuration_twice_is_refused(tmp_path):
 
 def test_the_device_trains_and_brute_forces_every_configuration(tmp_path, monkeypatch):
     """The sweep's device reaches training and the bounds' brute force (which would otherwise take CUDA where
-    present), and a device other than the CPU runs the configurations one after another in this process."""
+    present); a GPU, which runs the configurations one after another, is refused with a pool or Ray."""
     import torch
 
     import quadlens.study
