@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 
@@ -59,12 +60,26 @@ def test_the_device_trains_and_brute_forces_every_configuration(tmp_path, monkey
     run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "cpu", TrainConfig(epochs=20, eval_every=10))
     assert used == {"train": {"cpu"}, "brute force": {"cpu"}}
 
+    class Started(Exception):
+        pass
+
+    def started(*task):
+        raise Started(task)
+
+    monkeypatch.setattr(quadlens.sweep, "run_task", started)
+    with pytest.raises(Started) as task:  # one thread per task by default on the CPU
+        run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "cpu")
+    assert task.value.args[0][-2:] == (1, "cpu")
+
     monkeypatch.setattr(quadlens.sweep, "resolve_device", lambda device: torch.device("cuda"))  # as if there were one
     for pooled in ({"workers": 2}, {"ray_address": "local"}):
         with pytest.raises(ValueError, match="a sweep on device 'cuda' runs its configurations one after another "
                                              "there; --workers and --ray are for sweeps on the CPU"):
             run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "gpu", device="cuda", **pooled)
     assert not (tmp_path / "gpu").exists()  # refused before anything ran
+    with pytest.raises(Started) as task:  # on a GPU, the explanations and bounds take every core by default
+        run_sweep(grid(small_config(), p=[7]), [0], tmp_path / "gpu", device="cuda")
+    assert task.value.args[0][-2:] == (os.cpu_count(), "cuda")
 
 
 def test_ray_gives_the_same_results_as_serial(tmp_path):

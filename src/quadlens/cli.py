@@ -589,8 +589,9 @@ def sweep(
     epochs: int = typer.Option(10_000),
     workers: int = typer.Option(1, min=1, help="Local processes (configurations in parallel)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Ray cluster address ('local' starts one here)."),
-    threads_per_task: int = typer.Option(1, min=1, help="torch threads per configuration (fixed, so results never "
-                                                "depend on how tasks are scheduled)."),
+    threads_per_task: Optional[int] = typer.Option(None, min=1, help="torch threads per configuration: 1 by default "
+                                                         "on the CPU (fixed, so results never depend on how tasks "
+                                                         "are scheduled), every core by default with a GPU."),
     bounds: bool = typer.Option(True, help="Also bound every constant-attention relu model."),
     device: str = typer.Option("cpu", help="cpu, or a GPU (cuda, cuda:1, auto) that trains each configuration's "
                                            "seeds as one batch, configurations one after another.",

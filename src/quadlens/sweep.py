@@ -1,14 +1,16 @@
 """Sweeps: the many-seed study over a grid of p, width, attention rate and activation.
 
 Each configuration is one task (``run_study`` in its own folder); tasks run one after another, in a
-local process pool, or on a Ray cluster. Every task pins torch to ``threads_per_task`` threads, so
-float reductions, and hence results, are identical whichever way the tasks run. On a GPU the tasks
-run one after another, each training its seeds as one batch there.
+local process pool, or on a Ray cluster. Every task pins torch to ``threads_per_task`` threads (one
+by default), so float reductions, and hence results, are identical whichever way the tasks run. On a
+GPU the tasks run one after another, each training its seeds as one batch there, and by default
+each one's explanations and bounds use every core.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -69,24 +71,27 @@ def run_task(model_cfg: dict, train_cfg: dict, seeds: list[int], out_dir: str, w
 
 def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Path,
               train_cfg: TrainConfig = TrainConfig(), workers: int = 1, ray_address: str | None = None,
-              with_bounds: bool = True, threads_per_task: int = 1,
+              with_bounds: bool = True, threads_per_task: int | None = None,
               on_done: Callable[[str, list[dict]], None] | None = None, device: str = "cpu") -> dict:
     """Run every configuration's study; write ``models.csv``/``.parquet`` over all and ``summary.json`` per config.
 
     ``device`` trains and brute-forces every configuration: the CPU, or a GPU, where the configurations run one
-    after another in this process. ``on_done(name, rows)`` hears each configuration as it finishes (in the order
-    they finish), for progress.
+    after another in this process. ``threads_per_task`` (default: 1 on the CPU, every core with a GPU) pins torch
+    and numba in each task. ``on_done(name, rows)`` hears each configuration as it finishes (in the order they
+    finish), for progress.
     """
     out_dir = Path(out_dir)
-    if resolve_device(device).type != "cpu" and (workers > 1 or ray_address is not None):
+    on_cpu = resolve_device(device).type == "cpu"
+    if not on_cpu and (workers > 1 or ray_address is not None):
         raise ValueError(f"a sweep on device {device!r} runs its configurations one after another there; "
                          f"--workers and --ray are for sweeps on the CPU")
+    threads = threads_per_task or (1 if on_cpu else os.cpu_count() or 1)
     names = [config_name(cfg) for cfg in configs]
     twice = sorted(name for name, count in Counter(names).items() if count > 1)
     if twice:
         raise ValueError(f"a configuration appears twice in the sweep: {twice}")
-    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads_per_task,
-              device) for cfg, name in zip(configs, names)]
+    tasks = [(cfg.to_dict(), train_cfg.to_dict(), list(seeds), str(out_dir / name), with_bounds, threads, device)
+             for cfg, name in zip(configs, names)]
     finished: dict[str, list[dict]] = {}
 
     def finish(name: str, rows: list[dict]) -> None:
@@ -101,13 +106,13 @@ def run_sweep(configs: Sequence[ModelConfig], seeds: Sequence[int], out_dir: Pat
             raise ImportError("a sweep on Ray needs Ray, an optional extra: pip install -e \".[ray]\"") from None
         ray.init(address=None if ray_address == "local" else ray_address, ignore_reinit_error=True,
                  num_cpus=workers if ray_address == "local" else None)
-        remote = ray.remote(num_cpus=threads_per_task)(run_task)
+        remote = ray.remote(num_cpus=threads)(run_task)
         pending = {remote.remote(*task): name for task, name in zip(tasks, names)}
         while pending:
             [ready], _ = ray.wait(list(pending))
             finish(pending.pop(ready), ray.get(ready))
     elif workers > 1:
-        with process_pool(workers, threads_per_task) as pool:
+        with process_pool(workers, threads) as pool:
             futures = {pool.submit(run_task, *task): name for task, name in zip(tasks, names)}
             for future in as_completed(futures):
                 finish(futures[future], future.result())
