@@ -1,8 +1,9 @@
 """Kill quadlens with SIGKILL at random moments, run the same command again until it finishes, and compare what it
 wrote with an uninterrupted run's files.
 
-    python benchmarks/kill_and_resume.py                        # train, bound, a study, a sweep: 8 kills each
+    python benchmarks/kill_and_resume.py                        # train, bound, study, sweep, report: 8 kills each
     python benchmarks/kill_and_resume.py --kills 40 --json benchmarks/results/kill_and_resume.json
+    python benchmarks/kill_and_resume.py --only report          # some of the commands
 
 The suite interrupts runs by raising an exception inside them (tests/test_train.py, tests/test_partial.py), which
 lets ``finally`` blocks and the temporary files' clean-up run. SIGKILL (the out-of-memory killer, a pre-empted
@@ -23,6 +24,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -47,10 +49,21 @@ def without_timings(value):
     return value
 
 
+def html_without_timings(page: str) -> list[list[str]]:
+    """A report page's tables (rows of cells) without their "seconds" columns, and the rest of the page as one
+    row, so that two pages compare: the figures are embedded byte for byte, and only the timings differ."""
+    tables = []
+    for table in re.findall(r"<table.*?</table>", page, re.S):
+        rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S) for row in re.findall(r"<tr.*?</tr>", table, re.S)]
+        timed = [i for i, name in enumerate(rows[0]) if name == "seconds"] if rows else []
+        tables += [[cell for i, cell in enumerate(row) if i not in timed] for row in rows]
+    return tables + [[re.sub(r"<table.*?</table>", "", page, flags=re.S)]]
+
+
 def differences(clean: Path, resumed: Path) -> list[str]:
     """Every way the files under ``resumed`` differ from those under ``clean``: missing or extra files, weights,
-    arrays and JSON fields other than timings. PNG figures and the study's parquet copy of its CSV are not
-    compared (they embed no result the JSON and CSV do not hold)."""
+    arrays, JSON fields and report pages other than their timings. PNG figures and the study's parquet copy of its
+    CSV are not compared (they embed no result the JSON and CSV do not hold)."""
     names = {str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file()}
     found = {str(p.relative_to(resumed)) for p in resumed.rglob("*") if p.is_file()}
     problems = [f"left behind: {name}" for name in sorted(found - names)]
@@ -66,6 +79,8 @@ def differences(clean: Path, resumed: Path) -> list[str]:
             same = without_timings(json.loads(a.read_text())) == without_timings(json.loads(b.read_text()))
         elif name.endswith(".csv"):
             same = _csv_without_timings(a) == _csv_without_timings(b)
+        elif name.endswith(".html"):
+            same = html_without_timings(a.read_text()) == html_without_timings(b.read_text())
         else:
             continue
         if not same:
@@ -80,10 +95,15 @@ def _csv_without_timings(path: Path) -> list[list[str]]:
     return [[row[i] for i in keep] for row in rows]
 
 
+def command(args: list[str], out: Path) -> list[str]:
+    """``quadlens ARGS --out OUT``, or, for ``report``, which writes one file, ``--out OUT/report.html``."""
+    return ["quadlens", *args, "--out", str(out / "report.html" if args[0] == "report" else out)]
+
+
 def run(args: list[str], out: Path) -> float:
     """Run ``quadlens ARGS --out OUT`` to the end; its wall time."""
     start = time.perf_counter()
-    subprocess.run(["quadlens", *args, "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(command(args, out), check=True, capture_output=True)
     return time.perf_counter() - start
 
 
@@ -93,8 +113,7 @@ def run_killed(args: list[str], out: Path, span: float, rng: np.random.Generator
     finishing run's exit code."""
     kills = []
     while True:
-        process = subprocess.Popen(["quadlens", *args, "--out", str(out)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+        process = subprocess.Popen(command(args, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         at = float(rng.uniform(0, span))
         try:
             _, stderr = process.communicate(timeout=at)
@@ -145,6 +164,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/quadlens-kill-and-resume"))
     parser.add_argument("--json", type=Path, help="append this run's results to a runs file")
+    parser.add_argument("--only", nargs="+", help="the commands to kill, by their first word (train, bound, "
+                                                  "reproduce, sweep, report); 'reproduce' needs 'train'")
     options = parser.parse_args()
     rng = np.random.default_rng(options.seed)
     subprocess.run(["rm", "-rf", str(options.work)], check=True)
@@ -152,7 +173,10 @@ def main() -> None:
             "bound": ["bound", str(ROOT / "models" / "pizza_p227_seed0.safetensors")],
             "reproduce --models": ["reproduce", "--models", str(options.work / "train" / "clean")],
             "sweep --workers 2": ["sweep", "--p", "23,29", "--d-mlp", "64", "--d-model", "32", "--seeds", "0-1",
-                                  "--epochs", "1500", "--workers", "2"]}
+                                  "--epochs", "1500", "--workers", "2"],
+            "report": ["report", str(ROOT / "models" / "pizza_p113_seed0.safetensors")]}
+    if options.only:
+        jobs = {name: args for name, args in jobs.items() if name.split()[0] in options.only}
     results = []
     for name, args in jobs.items():
         folder = options.work / name.split()[0]
