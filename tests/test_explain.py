@@ -254,3 +254,22 @@ def test_settings_out_of_range_are_refused(bundled):
         explain(bundled, n_harmonics=1)
     with pytest.raises(ValueError, match="n_harmonics must be at least 1 .*, got 0"):
         fit_neurons(separable_tables(bundled), n_harmonics=0)
+
+
+@pytest.mark.filterwarnings("ignore:p=.* is not prime")
+@pytest.mark.parametrize("p, frequencies", [(21, (7, 2, 5)), (27, (9, 2, 5))])
+def test_a_second_harmonic_on_the_key_frequency_is_not_counted_twice(p, frequencies):
+    """Where p = 3k the second harmonic 2k is −k modulo p: fitting it as well counted the key frequency twice, and
+    L2 failed on every input with a ≡ b (mod 3), a third of them (two of eight models trained at p = 63 did so)."""
+    from quadlens.clusters import build_clusters
+    from quadlens.ladder import quadrature_tables, targets
+    from quadlens.neurons import aliased_harmonic
+
+    assert aliased_harmonic(p, np.array(frequencies), 2).tolist() == [True, False, False]
+    assert not aliased_harmonic(59, np.arange(1, 30), 2).any()  # never at a prime p > 3
+    tables = pizza_tables(pizza_spec(p, frequencies, neurons_per_cluster=30, seed=0), noise=0.0, seed=0)
+    fits = fit_neurons(tables)
+    assert (fits.amp_a[1][fits.frequency == frequencies[0]] == 0).all()
+    clusters = build_clusters(fits, tables.b_in)
+    assert (quadrature_tables(tables, clusters, harmonics=True).logits().argmax(-1) == targets(p)).all()
+    assert explain(model_from_tables(tables)).verdict == "pizza"

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from quadlens.cli import app
+from quadlens.explain import SCHEMA_VERSION as EXPLAIN_SCHEMA_VERSION
 from quadlens.text import percent
 
 
@@ -45,7 +46,7 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
         cache.write_text(json.dumps({**json.loads(cache.read_text()), **stale}))
         assert CliRunner().invoke(app, args).exit_code == 0
         assert {k: json.loads(cache.read_text())[k] for k in ("seed", "explain_schema_version")} == {
-            "seed": 0, "explain_schema_version": 1}
+            "seed": 0, "explain_schema_version": EXPLAIN_SCHEMA_VERSION}
     result_file = tmp_path / "results" / "seed_0001.json"
     before = json.loads(result_file.read_text())
     result_file.write_text('{"seed": 1, "verd')  # cut short: that seed is analysed again

@@ -27,7 +27,7 @@ from .verdict import (PIZZA, Criterion, at_least, at_most, clock_or_pizza_criter
                       gradient_symmetricity)
 
 SCHEMA = "quadlens.explain"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice
 BLIND_SPOT = 0.25  # |cos(ωk(a−b)/2)| below this: the cluster barely sees the input
 
 

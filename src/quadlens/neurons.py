@@ -8,6 +8,8 @@ For neuron i with key frequency k the fits are, with harmonics h = 1, 2, …:
 
 A neuron is ``dead`` when it can barely move any logit difference, ``mixed`` when no single frequency
 dominates its input or its input and output disagree on the key frequency; neither is forced into a cluster.
+A harmonic that falls on the key frequency or an earlier harmonic modulo p (2k ≡ −k when p = 3k: only where p
+is not prime, or p = 3) cannot be told apart from it, and is fitted as zero rather than counted twice.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ def neuron_influence(tables: SeparableTables) -> np.ndarray:
     return np.maximum(top_pre, 0.0) * np.ptp(tables.W_L, axis=1)
 
 
+def aliased_harmonic(p: int, frequency: np.ndarray, h: int) -> np.ndarray:
+    """Whether harmonic ``h`` of each key frequency is, modulo p, the frequency of an earlier harmonic j < h (or of
+    the constant, j = 0), up to sign: then the same Fourier coefficient would be fitted twice."""
+    return np.any([((h - j) * frequency) % p == 0 for j in range(h)]
+                  + [((h + j) * frequency) % p == 0 for j in range(1, h)], axis=0)
+
+
 def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float = 0.5,
                 dead_tolerance: float = 1e-3) -> NeuronFits:
     """Key frequencies, shares and fits of every neuron; statuses by ``min_share`` and ``dead_tolerance``."""
@@ -98,7 +107,8 @@ def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float 
     for name, x in (("a", tables.F_a), ("b", tables.F_b), ("L", tables.W_L.T)):
         amp_phase = [amplitude_phase(x, h * frequency) for h in range(1, n_harmonics + 1)]
         fits[f"offset_{name}"] = x.mean(0)
-        fits[f"amp_{name}"] = np.stack([a for a, _ in amp_phase])
+        fits[f"amp_{name}"] = np.stack([np.where(aliased_harmonic(p, frequency, h), 0.0, a)
+                                        for h, (a, _) in enumerate(amp_phase, start=1)])
         fits[f"phase_{name}"] = np.stack([ph for _, ph in amp_phase])
     return NeuronFits(p=p, frequency=frequency, share_a=share_a, share_b=share_b, share_L=share_L,
                       influence=influence, status=status, **fits)
