@@ -104,11 +104,11 @@ def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float 
     status = np.where(influence <= dead_tolerance * max(influence.max(), 1e-300), DEAD,
                       np.where(agree & (share_a >= min_share), CLUSTERED, MIXED))
     fits = {}
+    aliased = np.stack([aliased_harmonic(p, frequency, h) for h in range(1, n_harmonics + 1)])
     for name, x in (("a", tables.F_a), ("b", tables.F_b), ("L", tables.W_L.T)):
         amp_phase = [amplitude_phase(x, h * frequency) for h in range(1, n_harmonics + 1)]
         fits[f"offset_{name}"] = x.mean(0)
-        fits[f"amp_{name}"] = np.stack([np.where(aliased_harmonic(p, frequency, h), 0.0, a)
-                                        for h, (a, _) in enumerate(amp_phase, start=1)])
+        fits[f"amp_{name}"] = np.where(aliased, 0.0, np.stack([a for a, _ in amp_phase]))
         fits[f"phase_{name}"] = np.stack([ph for _, ph in amp_phase])
     return NeuronFits(p=p, frequency=frequency, share_a=share_a, share_b=share_b, share_L=share_L,
                       influence=influence, status=status, **fits)
