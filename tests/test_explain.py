@@ -1,5 +1,6 @@
 """explain on synthetic pizzas with known ground truth, on the bundled model, and on models it must refuse."""
 
+import html
 import json
 
 import numpy as np
@@ -273,3 +274,31 @@ def test_a_second_harmonic_on_the_key_frequency_is_not_counted_twice(p, frequenc
     clusters = build_clusters(fits, tables.b_in)
     assert (quadrature_tables(tables, clusters, harmonics=True).logits().argmax(-1) == targets(p)).all()
     assert explain(model_from_tables(tables)).verdict == "pizza"
+
+
+@pytest.mark.filterwarnings("ignore:p=.* is not prime")
+def test_a_cluster_that_sees_few_angles_says_so_where_its_error_is_a_gain(bundled_explanation, capsys):
+    """At p = 21 the cluster at k = 7 sees 3 input angles. With its nodes π/3 apart, every offset the inputs reach
+    permutes them, so its large quadrature error is all gain, and explain says so; its neighbours get no note."""
+    from dataclasses import replace
+
+    from quadlens.cli import print_explanation
+    from quadlens.report import plain_words
+
+    spec = pizza_spec(21, (7, 2, 5), neurons_per_cluster=30, beta=0.0, weight_spread=0.0, seed=0)
+    few = spec.frequency == 7
+    phi = np.where(few, np.pi / 3 * (np.arange(len(few)) % 6), spec.phi)
+    explanation = explain(model_from_tables(pizza_tables(replace(spec, phi=phi))))
+    assert explanation.verdict == "pizza"
+    clusters = {c["frequency"]: c for c in explanation.to_dict()["clusters"]}
+    assert {k: c["input_angles"] for k, c in clusters.items()} == {7: 3, 2: 21, 5: 21}
+    assert clusters[7]["quadrature_error_rel"] > 0.3 and clusters[7]["quadrature_gain_rel"] < -0.2
+    assert clusters[7]["quadrature_error_reachable_after_gain_rel"] < 1e-9
+    (note,) = explanation.few_angles_notes()
+    assert note.startswith("k = 7 shares a factor with p = 21, so its neurons see only 3 input angles")
+    assert "-21.5 %" in note
+    assert note in html.unescape(plain_words(explanation, None))  # the report says so too
+    print_explanation(explanation)  # and the terminal
+    assert " ".join(capsys.readouterr().out.split()).count("shares a factor with p") == 1
+    assert not bundled_explanation.few_angles_notes()  # p = 59 is prime
+    assert {c.input_angles for c in bundled_explanation.clusters} == {59}

@@ -20,14 +20,15 @@ from .ladder import (Level, Rung, correct_logits, error_ladder, ladder_rungs, ma
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
-from .quadrature import RuleError, baseline_rules, evaluate_rule
+from .quadrature import RuleError, baseline_rules, evaluate_rule, input_angles
 from .tables import SeparableTables, separable_tables
 from .text import percent
 from .verdict import (PIZZA, Criterion, at_least, at_most, clock_or_pizza_criteria, decide, distance_irrelevance,
                       gradient_symmetricity)
 
 SCHEMA = "quadlens.explain"
-SCHEMA_VERSION = 2  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice
+SCHEMA_VERSION = 3  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice;
+# 3: each cluster's input angles and its rule's gain
 BLIND_SPOT = 0.25  # |cos(ωk(a−b)/2)| below this: the cluster barely sees the input
 
 
@@ -39,6 +40,7 @@ class ClusterReport:
     rule: RuleError
     baselines: dict[str, RuleError]
     blind_spots: list[int]
+    input_angles: int
     lobe_integral: float = INTEGRAL_CONSTANT
 
     def cells(self) -> list[str]:
@@ -50,6 +52,18 @@ class ClusterReport:
         return [str(c.frequency), str(len(c.neurons)), f"{c.total_weight:.1f}", f"{c.doubling_resultant:.5f}",
                 f"{c.symmetry_resultant:.4f}", f"{shape['beta']:.3f}", f"{shape['kappa']:.3f}",
                 *(f"{100 * rule.continuous_rel:.1f}%" for rule in rules)]
+
+    def few_angles_note(self, p: int) -> str | None:
+        """Why a cluster whose frequency shares a factor with p can have a large quadrature error, measured: None
+        where its neurons see all p input angles, or where the error is not mostly a gain."""
+        k, rule = self.cluster.frequency, self.rule
+        if self.input_angles == p or abs(rule.gain_rel) <= rule.reachable_after_gain_rel:
+            return None
+        return (f"k = {k} shares a factor with p = {p}, so its neurons see only {self.input_angles} input angles. "
+                f"Its rule errs by {100 * rule.continuous_rel:.1f} % against the integral, but averaged over the "
+                f"offsets the inputs reach it scales the cluster's vote by {100 * rule.gain_rel:+.1f} %, a gain that "
+                f"does not bend the vote; beyond that gain it errs by at most "
+                f"{100 * rule.reachable_after_gain_rel:.1f} %.")
 
     def to_dict(self, fits: NeuronFits) -> dict:
         c, idx = self.cluster, self.cluster.neurons
@@ -71,6 +85,8 @@ class ClusterReport:
             "quadrature_error_rel": self.rule.continuous_rel,
             "quadrature_error_reachable_rel": self.rule.reachable_rel,
             "quadrature_error_uncertainty": self.rule.continuous_rel_uncertainty,
+            "input_angles": self.input_angles, "quadrature_gain_rel": self.rule.gain_rel,
+            "quadrature_error_reachable_after_gain_rel": self.rule.reachable_after_gain_rel,
             "baselines": {name: {"quadrature_error_rel": r.continuous_rel, "quadrature_error_reachable_rel": r.reachable_rel}
                           for name, r in self.baselines.items()},
             "blind_spots": self.blind_spots,
@@ -123,6 +139,11 @@ class Explanation:
     @property
     def reasons(self) -> list[str]:
         return [c.reason() for c in self.criteria if not c.passed]
+
+    def few_angles_notes(self) -> list[str]:
+        """For each cluster whose frequency shares a factor with p, why its quadrature error can be large."""
+        notes = (report.few_angles_note(self.model_config["p"]) for report in self.clusters)
+        return [note for note in notes if note is not None]
 
     def level(self, name: str, harmonics: bool | None) -> Level:
         """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""
@@ -186,7 +207,8 @@ def _cluster_report(cluster: Cluster, p: int, act_fn: str) -> ClusterReport:
         cluster=cluster, rule=evaluate_rule(cluster.phi, cluster.weights, p, cluster.frequency, act_fn, scale),
         baselines={name: evaluate_rule(ph, w, p, cluster.frequency, act_fn, scale)
                    for name, (ph, w) in baseline_rules(cluster.phi, cluster.weights).items()},
-        blind_spots=d[blind].tolist(), lobe_integral=lobe_integral(act_fn, scale))
+        blind_spots=d[blind].tolist(), input_angles=input_angles(p, cluster.frequency),
+        lobe_integral=lobe_integral(act_fn, scale))
 
 
 def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster]) -> list[Rung]:

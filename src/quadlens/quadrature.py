@@ -6,10 +6,15 @@ The rule approximates (W_k/2π) ∫ relu(cos θ) cos(2θ − Δ) dθ = W_k cos �
 
 so sup_Δ |E| = √(C² + S²). Inputs reach only the offsets x = ωk(a+b)/2 (+π where cos(ωk(a−b)/2) < 0),
 at most 2p of them; the continuous sup is taken over a fine grid plus every kink of the relu.
+
+The mean of C over the reachable offsets is a *gain*: it scales the cluster's vote W_k cos Δ / 3π alike at every
+input instead of bending it. It is near zero for a cluster whose phases fill the circle, and large for one whose
+frequency shares a factor with p, whose neurons see only p/gcd(k, p) input angles.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,17 +25,27 @@ GRID_POINTS = 1 << 14
 LIPSCHITZ = 3.0  # |d/du relu(cos u) cos(2u − Δ)| ≤ |sin u| + 2|cos u| ≤ 3 (componentwise, both C and S)
 
 
-def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray, act_fn: str = "relu",
-               scale: float = 1.0) -> np.ndarray:
-    """sup_Δ |E(x, Δ)| at each offset in ``x`` (absolute, in the units of the weights).
+def error_parts(phases: np.ndarray, weights: np.ndarray, x: np.ndarray, act_fn: str = "relu",
+                scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """C(x) and S(x), the error's cos Δ and sin Δ parts at each offset in ``x`` (in the units of the weights).
 
     The integrand is act(s cos θ)/s · cos(2θ − Δ) (s = ``scale``; relu(cos θ) cos(2θ − Δ) for relu).
     """
     u = x[:, None] + phases[None, :]
     weighted = lobe(act_fn, scale, u) * weights[None, :]
     c = (weighted * np.cos(2 * u)).sum(1) - weights.sum() * lobe_integral(act_fn, scale)
-    s = (weighted * np.sin(2 * u)).sum(1)
-    return np.hypot(c, s)
+    return c, (weighted * np.sin(2 * u)).sum(1)
+
+
+def rule_error(phases: np.ndarray, weights: np.ndarray, x: np.ndarray, act_fn: str = "relu",
+               scale: float = 1.0) -> np.ndarray:
+    """sup_Δ |E(x, Δ)| at each offset in ``x`` (absolute, in the units of the weights)."""
+    return np.hypot(*error_parts(phases, weights, x, act_fn, scale))
+
+
+def input_angles(p: int, frequency: int) -> int:
+    """How many distinct angles ωk·t the inputs t show a cluster at frequency k: p/gcd(k, p)."""
+    return p // math.gcd(frequency, p)
 
 
 def reachable_offsets(p: int, frequency: int) -> np.ndarray:
@@ -43,11 +58,13 @@ def reachable_offsets(p: int, frequency: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RuleError:
-    """A rule's worst error relative to the exact integral W_k/3π, reachable and continuous."""
+    """A rule's worst error relative to the exact integral W_k/3π, reachable and continuous, and its gain."""
 
     reachable_rel: float
     continuous_rel: float
     continuous_rel_uncertainty: float
+    gain_rel: float  # mean C / (W_k/3π) over the reachable offsets: how much the rule scales the vote at every input
+    reachable_after_gain_rel: float  # the worst reachable error once that gain is taken out
 
 
 def evaluate_rule(phases: np.ndarray, weights: np.ndarray, p: int, frequency: int, act_fn: str = "relu",
@@ -59,8 +76,10 @@ def evaluate_rule(phases: np.ndarray, weights: np.ndarray, p: int, frequency: in
     continuous = rule_error(phases, weights, np.concatenate([grid, kinks]), act_fn, scale).max()
     lipschitz = LIPSCHITZ if act_fn == "relu" else LIPSCHITZ + 0.2  # GELU's slope exceeds 1 by < 0.13
     slack = lipschitz * np.sqrt(2) * np.abs(weights).sum() * (np.pi / GRID_POINTS)
-    reachable = rule_error(phases, weights, reachable_offsets(p, frequency), act_fn, scale).max()
-    return RuleError(float(reachable / target), float(continuous / target), float(slack / abs(target)))
+    c, s = error_parts(phases, weights, reachable_offsets(p, frequency), act_fn, scale)
+    gain = c.mean()
+    return RuleError(float(np.hypot(c, s).max() / target), float(continuous / target), float(slack / abs(target)),
+                     float(gain / target), float(np.hypot(c - gain, s).max() / target))
 
 
 def baseline_rules(phases: np.ndarray, weights: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
