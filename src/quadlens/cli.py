@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .checkpoint import CheckpointError, bundled_model_path, load_model
 from .files import atomic_write_json, read_json
-from .model import ModelConfig, Transformer
+from .model import ModelConfig, Transformer, attention_kind
 from .task import ModularAddition
 from .text import count, named_figure, percent, seed_ranges
 from .train import TrainConfig, run_status, train as train_models
@@ -232,11 +232,12 @@ def _recorded(value: object) -> str:
     return "not recorded" if value is None else str(value)
 
 
-def _architecture(cfg: ModelConfig) -> dict[str, str]:
-    """A model config's rows in ``info``'s tables."""
-    return {"architecture": f"p={cfg.p}  d_model={cfg.d_model}  heads={cfg.n_heads}x{cfg.d_head}  d_mlp={cfg.d_mlp}  "
-                            f"act={cfg.act_fn}",
-            "attention": f"{cfg.attention_kind} (rate ρ={cfg.attention_rate}, constant part {cfg.constant_attention})"}
+def _architecture(cfg: dict) -> dict[str, str]:
+    """A model config's rows in ``info``'s tables (from ``ModelConfig.to_dict``)."""
+    rate = cfg["attention_rate"]
+    return {"architecture": f"p={cfg['p']}  d_model={cfg['d_model']}  heads={cfg['n_heads']}x{cfg['d_head']}  "
+                            f"d_mlp={cfg['d_mlp']}  act={cfg['act_fn']}",
+            "attention": f"{attention_kind(rate)} (rate ρ={rate}, constant part {cfg['constant_attention']})"}
 
 
 @app.command()
@@ -254,7 +255,7 @@ def info(model: Optional[Path] = typer.Argument(None, help="Checkpoint (.safeten
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    rows = {**_architecture(loaded.cfg),
+    rows = {**_architecture(loaded.cfg.to_dict()),
             "parameters": f"{summary['n_params']:,}",
             "accuracy (all p² inputs)": percent(summary["accuracy_all_inputs"]),
             "seed": _recorded(summary["seed"]), "epochs trained": _recorded(summary["epochs_trained"]),
@@ -277,9 +278,7 @@ def _info_run(folder: Path, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status, indent=2))
         return
-    with warnings.catch_warnings():  # run_status has warned of anything in the configs
-        warnings.simplefilter("ignore")
-        cfg = status["model_config"] and ModelConfig.from_dict(status["model_config"])
+    cfg = status["model_config"]
     rows = _architecture(cfg) if cfg else {"configs": "no run.json"}
     train_cfg = status["train_config"] or {}
     epochs = train_cfg.get("epochs")

@@ -26,6 +26,11 @@ from .task import all_pairs, check_modulus
 ACTIVATIONS = ("relu", "gelu")
 
 
+def attention_kind(attention_rate: float) -> str:
+    """'constant' (ρ = 1: pizza), 'learned' (ρ = 0: softmax, clock) or 'interpolated'."""
+    return {1.0: "constant", 0.0: "learned"}.get(float(attention_rate), "interpolated")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture. Defaults are the paper's pizza configuration (p = 59, d = 128, 4 heads, d_mlp = 512)."""
@@ -59,7 +64,7 @@ class ModelConfig:
     @property
     def attention_kind(self) -> str:
         """'constant' (pizza), 'learned' (softmax, clock) or 'interpolated'."""
-        return {1.0: "constant", 0.0: "learned"}.get(float(self.attention_rate), "interpolated")
+        return attention_kind(self.attention_rate)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """TransformerLens names and shapes of every trained parameter."""
