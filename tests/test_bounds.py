@@ -117,20 +117,21 @@ def random_tables(seed: int, p: int, dtype=torch.float64) -> SeparableTables:
 
 @pytest.mark.filterwarnings("ignore:p=.* is not prime")
 @SETTINGS
-@given(seed=st.integers(0, 10_000), p=st.sampled_from([5, 7, 9, 11, 13, 15]),
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([5, 7, 8, 9, 11, 12, 13, 15]),
        dtype=st.sampled_from([torch.float32, torch.float64]))
 def test_sound_on_random_models(seed, p, dtype):
-    """Composite p too (9, 15): quadlens warns there but still bounds, so the bounds must hold there."""
+    """Composite p too (8, 9, 12, 15): quadlens warns there but still bounds, so the bounds must hold there."""
     tables = random_tables(seed, p, dtype)
     assert_sound(tables, clusters_of(tables))
 
 
 @SETTINGS
 @given(seed=st.integers(0, 10_000), noise=st.floats(0.0, 0.5), kappa=st.floats(-0.5, 0.8),
-       beta=st.floats(-0.3, 0.3), p=st.sampled_from([11, 15, 17, 21, 23, 31]),
+       beta=st.floats(-0.3, 0.3), p=st.sampled_from([11, 12, 15, 17, 20, 21, 23, 31]),
        tracked_extra=st.sampled_from([0, 1, 3, 10]))
 def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_extra):
-    """At p = 15 and 21 the key frequencies 3 and 5 share a factor with p, so a cluster's phases repeat."""
+    """At p = 12, 15, 20 and 21 the key frequencies 3 and 5 share a factor with p, so a cluster's phases repeat; at
+    p = 12 and 20 one cluster's second harmonic is the Nyquist frequency p/2."""
     spec = pizza_spec(p, (1, 3, 5), neurons_per_cluster=12, beta=beta, kappa=kappa, seed=seed)
     tables = pizza_tables(spec, noise=noise, seed=seed)
     assert_sound(tables, clusters_of(tables), tracked_extra)

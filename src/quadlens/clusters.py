@@ -86,6 +86,20 @@ def l3_amplitude(cluster: Cluster, p: int) -> tuple[np.ndarray, dict[str, float]
     return cluster_amplitude(p, cluster.frequency, cluster.total_weight, lens["kappa"], lens["beta"]), lens
 
 
+def _harmonic_at_nyquist(fits: NeuronFits, idx: np.ndarray) -> tuple[float, float]:
+    """The β and λ that a cluster's neurons share where their second harmonic 2k is the Nyquist frequency p/2 (p = 4k
+    up to multiples): there cos(2θ + λ) = cos(2φ_i + λ) · (−1)^t at θ = ωkt + φ_i, so each neuron shows only that one
+    number, not its own β_i and λ_i, and the cluster's β and λ are fitted to all of them at once (least squares
+    over both inputs)."""
+    amp = np.concatenate([fits.amp_a[0, idx], fits.amp_b[0, idx]])
+    phi = np.concatenate([fits.phase_a[0, idx], fits.phase_b[0, idx]])
+    shown = np.concatenate([fits.amp_a[1, idx] * np.cos(fits.phase_a[1, idx]),
+                            fits.amp_b[1, idx] * np.cos(fits.phase_b[1, idx])])  # r_i β cos(2φ_i + λ)
+    design = amp[:, None] * np.stack([np.cos(2 * phi), -np.sin(2 * phi)], 1)  # times (β cos λ, β sin λ)
+    (along, across), *_ = np.linalg.lstsq(design, shown, rcond=None)
+    return float(np.hypot(along, across)), float(np.arctan2(across, along))
+
+
 def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:
     """One :class:`Cluster` per key frequency among clustered neurons, largest total weight first."""
     clusters = []
@@ -95,7 +109,10 @@ def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:
         phi_a, phi_b = fits.phase_a[0, idx], fits.phase_b[0, idx]
         phi = np.angle(r_a * np.exp(1j * phi_a) + r_b * np.exp(1j * phi_b))
         s, psi = fits.amp_L[0, idx], fits.phase_L[0, idx]
-        if fits.n_harmonics >= 2:
+        if fits.n_harmonics >= 2 and (4 * k) % fits.p == 0:  # 2k is p/2: see _harmonic_at_nyquist
+            beta, lock = _harmonic_at_nyquist(fits, idx)
+            ratio, lock = np.full(len(idx), beta), np.full(len(idx), lock)
+        elif fits.n_harmonics >= 2:
             ratio = (fits.amp_a[1, idx] + fits.amp_b[1, idx]) / (r_a + r_b)
             lock = np.angle(fits.amp_a[1, idx] * np.exp(1j * (fits.phase_a[1, idx] - 2 * phi_a))
                             + fits.amp_b[1, idx] * np.exp(1j * (fits.phase_b[1, idx] - 2 * phi_b)))

@@ -28,7 +28,7 @@ from .verdict import (PIZZA, Criterion, at_least, at_most, clock_or_pizza_criter
 
 SCHEMA = "quadlens.explain"
 SCHEMA_VERSION = 3  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice;
-# 3: each cluster's input angles and its rule's gain
+# 3: each cluster's input angles and its rule's gain; a harmonic at the Nyquist frequency p/2 fitted right
 BLIND_SPOT = 0.25  # |cos(ωk(a−b)/2)| below this: the cluster barely sees the input
 
 

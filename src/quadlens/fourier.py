@@ -28,13 +28,15 @@ def energy_by_frequency(x: np.ndarray) -> np.ndarray:
 def amplitude_phase(x: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares amplitude r ≥ 0 and phase φ of the cosine at frequency ``k`` (per column, any integer k).
 
-    On a full period the least-squares fit is the DFT projection: r = 2|f̂(k)|/p, φ = arg f̂(k).
+    On a full period the least-squares fit is the DFT projection: r = 2|f̂(k)|/p, φ = arg f̂(k), except where
+    k ≡ −k (mod p), k ≡ 0 or, for even p, the Nyquist frequency p/2: there cos(ωkt + φ) = cos φ · (±1)^t, f̂(k) is
+    real, and r = |f̂(k)|/p with φ = 0 or π.
     """
     p, n = x.shape
     k = np.broadcast_to(np.asarray(k), (n,)) % p
     t = np.arange(p)[:, None]
     coefficient = (x * np.exp(-2j * np.pi * k[None, :] * t / p)).sum(0)
-    return 2 * np.abs(coefficient) / p, np.angle(coefficient)
+    return np.where((2 * k) % p == 0, 1, 2) * np.abs(coefficient) / p, np.angle(coefficient)
 
 
 def cosine(p: int, k: np.ndarray | int, amplitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
