@@ -9,7 +9,7 @@ separate the answers, ``quadlens.synthetic.separating_frequencies``; stratified 
 β = 0.1 at lock π, offset κ = 0.2) plus independent Gaussian noise in every entry, 2 % of the median
 amplitude in F_a and F_b and 0.5 % in W_L (5e-5 of a W_L row's energy; the trained models below leave
 7e-6 to 1e-4 outside their 7 largest frequencies), with d_mlp = 4p. Trained models are measured too: the
-bundled one (p = 59, d_mlp = 512) and those in benchmarks/models/ (p = 63, not prime, and p = 113,
+bundled one (p = 59, d_mlp = 512) and those in benchmarks/models/ (p = 20 and 63, not prime, and p = 113,
 d_mlp = 512, trained on a CPU; p = 227, d_mlp = 908, and p = 457, d_mlp = 1828, trained on a GPU), or the
 checkpoints given with --trained.
 """

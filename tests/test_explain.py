@@ -331,3 +331,15 @@ def test_a_second_harmonic_at_the_nyquist_frequency_is_fitted_whole(p, frequenci
     nyquist = next(r.cluster for r in explanation.clusters if r.cluster.frequency == frequencies[0])
     shape = nyquist.shared_waveform()
     assert abs(shape["beta"] - 0.1) < 1e-9 and abs(abs(shape["lock"]) - np.pi) < 1e-9
+
+
+@pytest.mark.filterwarnings("ignore:p=20 is not prime")
+def test_a_trained_cluster_whose_harmonic_is_at_the_nyquist_frequency():
+    """benchmarks/models/pizza_p20_seed4 has a cluster at k = 5 = p/4. Its harmonic fitted at twice its amplitude
+    (explain schema version 2), L1 with harmonics was right on 85 % of inputs, with worst margin −3.04."""
+    from pathlib import Path
+
+    explanation = explain(load_model(Path(__file__).parents[1] / "benchmarks" / "models" / "pizza_p20_seed4.safetensors"))
+    assert explanation.verdict == "pizza" and 5 in [r.cluster.frequency for r in explanation.clusters]
+    with_harmonics = explanation.level("L1", True)
+    assert with_harmonics.accuracy >= 0.99 and with_harmonics.min_margin > -1.0
