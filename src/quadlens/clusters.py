@@ -87,10 +87,9 @@ def l3_amplitude(cluster: Cluster, p: int) -> tuple[np.ndarray, dict[str, float]
 
 
 def _harmonic_at_nyquist(fits: NeuronFits, idx: np.ndarray) -> tuple[float, float]:
-    """The β and λ that a cluster's neurons share where their second harmonic 2k is the Nyquist frequency p/2 (p = 4k
-    up to multiples): there cos(2θ + λ) = cos(2φ_i + λ) · (−1)^t at θ = ωkt + φ_i, so each neuron shows only that one
-    number, not its own β_i and λ_i, and the cluster's β and λ are fitted to all of them at once (least squares
-    over both inputs)."""
+    """The β and λ that a cluster's neurons share where their second harmonic 2k is the Nyquist frequency p/2 (p = 4k):
+    there cos(2θ + λ) = cos(2φ_i + λ) · (−1)^t at θ = ωkt + φ_i, so each neuron shows only that one number, not its
+    own β_i and λ_i, and the cluster's β and λ are fitted to all of them at once (least squares over both inputs)."""
     amp = np.concatenate([fits.amp_a[0, idx], fits.amp_b[0, idx]])
     phi = np.concatenate([fits.phase_a[0, idx], fits.phase_b[0, idx]])
     shown = np.concatenate([fits.amp_a[1, idx] * np.cos(fits.phase_a[1, idx]),

@@ -8,8 +8,8 @@ so sup_Δ |E| = √(C² + S²). Inputs reach only the offsets x = ωk(a+b)/2 (+�
 at most 2p of them; the continuous sup is taken over a fine grid plus every kink of the relu.
 
 The mean of C over the reachable offsets is a *gain*: it scales the cluster's vote W_k cos Δ / 3π alike at every
-input instead of bending it. It is near zero for a cluster whose phases fill the circle, and large for one whose
-frequency shares a factor with p, whose neurons see only p/gcd(k, p) input angles.
+input instead of bending it. Where the inputs show a cluster all p angles its offsets are π/p apart and the gain
+is near zero; where k shares a factor with p they show only p/gcd(k, p), and the gain can be large.
 """
 
 from __future__ import annotations
