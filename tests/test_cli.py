@@ -92,6 +92,12 @@ def test_info_on_a_folder_without_a_run_says_so(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path)])
     assert result.exit_code == 2
     assert "no run.json, checkpoints (seed_NNNN.safetensors) or resume states" in result.output
+    assert "temporary file" not in result.output
+    left = abandoned_write(tmp_path / "bound.json")  # a killed 'quadlens bound' that nothing will run again
+    abandoned_write(tmp_path / "explain.json", pid=os.getpid())  # a write going on
+    result = runner.invoke(app, ["info", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"It holds 1 temporary file of killed writes, safe to delete: {left.name}." in result.output
     (tmp_path / "run.json").write_text('{"model_config": {"p": "x"}, "train_config": {}}')
     result = runner.invoke(app, ["info", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .checkpoint import CheckpointError, bundled_model_path, load_model
-from .files import atomic_write_json, read_json
+from .files import abandoned_writes, atomic_write_json, read_json
 from .model import ModelConfig, Transformer, attention_kind
 from .task import ModularAddition
 from .text import count, named_figure, percent, seed_ranges
@@ -273,8 +273,11 @@ def _info_run(folder: Path, as_json: bool) -> None:
     status = run_status(folder)
     if not (status["finished"] or status["interrupted"] or status["unreadable"] or status["model_config"]):
         _refuse_sweep(folder)
+        tmps = abandoned_writes(folder)  # of an explain, bound or report folder, say, that nothing writes again
+        left = (f" It holds {count(len(tmps), 'temporary file')} of killed writes, safe to delete: "
+                f"{', '.join(tmp.name for tmp in tmps)}." if tmps else "")
         _fail(f"{folder}: no run.json, checkpoints (seed_NNNN.safetensors) or resume states; is this a folder "
-              f"written by 'quadlens train' or 'quadlens reproduce'?")
+              f"written by 'quadlens train' or 'quadlens reproduce'?{left}")
     if as_json:
         print(json.dumps(status, indent=2))
         return
