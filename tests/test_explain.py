@@ -2,6 +2,7 @@
 
 import html
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,9 +338,35 @@ def test_a_second_harmonic_at_the_nyquist_frequency_is_fitted_whole(p, frequenci
 def test_a_trained_cluster_whose_harmonic_is_at_the_nyquist_frequency():
     """benchmarks/models/pizza_p20_seed4 has a cluster at k = 5 = p/4. Its harmonic fitted at twice its amplitude
     (explain schema version 2), L1 with harmonics was right on 85 % of inputs, with worst margin −3.04."""
-    from pathlib import Path
-
     explanation = explain(load_model(Path(__file__).parents[1] / "benchmarks" / "models" / "pizza_p20_seed4.safetensors"))
     assert explanation.verdict == "pizza" and 5 in [r.cluster.frequency for r in explanation.clusters]
     with_harmonics = explanation.level("L1", True)
     assert with_harmonics.accuracy >= 0.99 and with_harmonics.min_margin > -1.0
+
+
+@pytest.mark.filterwarnings("ignore:p=20 is not prime")
+def test_neurons_that_read_and_write_parity_are_named_not_mixed():
+    """At an even p, (−1)^t = cos(πt) is a frequency of its own, p/2, and trained models use it (32 neurons of the
+    trained p = 20 model). Such a neuron is `parity`, fitted exactly, and left out of the clusters."""
+    from dataclasses import replace
+
+    p, rng = 20, np.random.default_rng(0)
+    tables = pizza_tables(pizza_spec(p, (3, 7, 9), neurons_per_cluster=30, seed=0), noise=0.0, seed=0)
+    sign, n = (-1.0) ** np.arange(p), 6
+    r, offset, s = rng.uniform(0.3, 0.6, n), rng.uniform(-0.1, 0.1, n), rng.uniform(0.3, 0.6, n)  # a few % of influence
+    column = sign[:, None] * r[None, :] + offset[None, :]
+    tables = replace(tables, F_a=np.hstack([tables.F_a, column]), F_b=np.hstack([tables.F_b, column]),
+                     b_in=np.concatenate([tables.b_in, np.zeros(n)]), W_L=np.vstack([tables.W_L, s[:, None] * sign]))
+    fits = fit_neurons(tables)
+    parity = np.arange(tables.d_mlp - n, tables.d_mlp)
+    assert (fits.status[parity] == "parity").all() and (fits.status[:-n] == "cluster").all()
+    assert (fits.frequency[parity] == p // 2).all()
+    np.testing.assert_allclose(fits.inputs(2)[0][:, parity], column, atol=1e-12)  # the fit at p/2 is exact
+    explanation = explain(model_from_tables(tables))
+    assert explanation.verdict == "pizza" and sorted(r.cluster.frequency for r in explanation.clusters) == [3, 7, 9]
+    census = explanation.to_dict()["neurons"]
+    assert census["n_parity"] == n and census["parity"] == parity.tolist() and census["n_mixed"] == 0
+    assert 0 < census["parity_influence_share"] < 0.5
+    assert explanation.parity_note().startswith(f"{n} neurons read the parity of a and b and write that of c")
+    trained = explain(load_model(Path(__file__).parents[1] / "benchmarks" / "models" / "pizza_p20_seed4.safetensors"))
+    assert trained.to_dict()["neurons"]["n_parity"] == 32

@@ -432,8 +432,9 @@ def print_explanation(explanation) -> None:
     for report in explanation.clusters:
         clusters.add_row(*report.cells())
     console.print(clusters)
-    for note in explanation.few_angles_notes():
-        console.print(note)
+    for note in [*explanation.few_angles_notes(), explanation.parity_note()]:
+        if note:
+            console.print(note)
     ladder = _table("level", "harmonics", "max error", "step error", "worst margin", "accuracy",
                     title="error ladder (each level replaces the MLP)", caption="max error: of the logit differences")
     for level in explanation.ladder + explanation.ablation:

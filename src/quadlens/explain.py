@@ -19,7 +19,7 @@ from .ladder import (Level, Rung, correct_logits, error_ladder, ladder_rungs, ma
                      model_rung, quadrature_rung)
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
-from .neurons import CLUSTERED, DEAD, MIXED, NeuronFits, fit_neurons
+from .neurons import CLUSTERED, DEAD, MIXED, PARITY, NeuronFits, fit_neurons
 from .quadrature import RuleError, baseline_rules, evaluate_rule, input_angles
 from .tables import SeparableTables, separable_tables
 from .text import percent
@@ -145,6 +145,20 @@ class Explanation:
         notes = (report.few_angles_note(self.model_config["p"]) for report in self.clusters)
         return [note for note in notes if note is not None]
 
+    def _parity_influence(self) -> float:
+        """The parity neurons' share of all neurons' influence."""
+        influence = self.fits.influence
+        return float(influence[self.fits.status == PARITY].sum() / max(influence.sum(), 1e-300))
+
+    def parity_note(self) -> str | None:
+        """What the explanation leaves out where neurons read and write parity (an even p), or None."""
+        count = 0 if self.fits is None else int((self.fits.status == PARITY).sum())
+        if not count:
+            return None
+        return (f"{count} neurons read the parity of a and b and write that of c (the Nyquist frequency "
+                f"p/2 = {self.model_config['p'] // 2}), with {percent(self._parity_influence())} of the neurons' "
+                f"influence; the quadrature explanation leaves them out.")
+
     def level(self, name: str, harmonics: bool | None) -> Level:
         """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""
         found = [lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics]
@@ -182,9 +196,12 @@ class Explanation:
         if not self.fits_picture:
             return out
         fits = self.fits
-        out["neurons"] = {"n_total": len(fits.status), **{f"n_{s}": int((fits.status == s).sum()) for s in (CLUSTERED, DEAD, MIXED)},
+        out["neurons"] = {"n_total": len(fits.status),
+                          **{f"n_{s}": int((fits.status == s).sum()) for s in (CLUSTERED, DEAD, MIXED, PARITY)},
                           "dead": np.where(fits.status == DEAD)[0].tolist(),
                           "mixed": np.where(fits.status == MIXED)[0].tolist(),
+                          "parity": np.where(fits.status == PARITY)[0].tolist(),
+                          "parity_influence_share": self._parity_influence(),
                           "key_share_median": float(np.median(fits.share_a[fits.status != DEAD]))}
         out["clusters"] = [report.to_dict(fits) for report in self.clusters]
         out["ladder"] = [level.summary() for level in self.ladder]

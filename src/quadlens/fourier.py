@@ -25,6 +25,17 @@ def energy_by_frequency(x: np.ndarray) -> np.ndarray:
     return energy / np.where(total > 0, total, 1.0)
 
 
+def nyquist_share(x: np.ndarray) -> np.ndarray:
+    """Share of each column's non-constant energy at the Nyquist frequency p/2 (even p; 0 for odd p): ``[n_cols]``.
+    On the scale of ``energy_by_frequency``: the shares at 1..(p−1)/2 and this one sum to 1."""
+    p = x.shape[0]
+    if p % 2:
+        return np.zeros(x.shape[1])
+    spectrum = np.abs(np.fft.fft(x, axis=0)) ** 2
+    total = spectrum[1:].sum(0)
+    return spectrum[p // 2] / np.where(total > 0, total, 1.0)
+
+
 def amplitude_phase(x: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares amplitude r ≥ 0 and phase φ of the cosine at frequency ``k`` (per column, any integer k).
 

@@ -6,8 +6,11 @@ For neuron i with key frequency k the fits are, with harmonics h = 1, 2, …:
     F_b[t, i] ≈ m'_i + Σ_h r'_{h,i} cos(ω h k t + φ'_{h,i})
     W_L[i, c] ≈ μ_i  + Σ_h s_{h,i}  cos(ω h k c + ψ_{h,i})
 
-A neuron is ``dead`` when it can barely move any logit difference, ``mixed`` when no single frequency
-dominates its input or its input and output disagree on the key frequency; neither is forced into a cluster.
+The key frequency is the one of 1..(p−1)/2 (and, for an even p, the Nyquist frequency p/2) that holds most of
+F_a's energy. A neuron is ``dead`` when it can barely move any logit difference, ``mixed`` when no single frequency
+dominates its input or its input and output disagree on the key frequency, and ``parity`` when they agree on p/2:
+it reads the parity of a and b and writes that of c (cos(πt) = (−1)^t), two angles, no circle of phases. None of
+them is forced into a cluster.
 A harmonic that falls on the key frequency or an earlier harmonic modulo p (2k ≡ −k when p = 3k: only where p
 is not prime, or p = 3) cannot be told apart from it, and is fitted as zero rather than counted twice.
 """
@@ -18,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency
+from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency, nyquist_share
 from .tables import SeparableTables
 
-DEAD, MIXED, CLUSTERED = "dead", "mixed", "cluster"
+DEAD, MIXED, CLUSTERED, PARITY = "dead", "mixed", "cluster", "parity"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,13 @@ def aliased_harmonic(p: int, frequency: np.ndarray, h: int) -> np.ndarray:
                   + [((h + j) * frequency) % p == 0 for j in range(1, h)], axis=0)
 
 
+def _energy(x: np.ndarray) -> np.ndarray:
+    """Each column's share of non-constant energy at each candidate key frequency ``[n_freq, n_cols]``: 1..(p−1)/2,
+    then, for an even p, the Nyquist frequency p/2."""
+    shares = energy_by_frequency(x)
+    return shares if x.shape[0] % 2 else np.vstack([shares, nyquist_share(x)[None]])
+
+
 def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float = 0.5,
                 dead_tolerance: float = 1e-3) -> NeuronFits:
     """Key frequencies, shares and fits of every neuron; statuses by ``min_share`` and ``dead_tolerance``."""
@@ -91,18 +101,16 @@ def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float 
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share is a share of a neuron's energy, in [0, 1]; got {min_share}")
     p = tables.p
-    energy_a = energy_by_frequency(tables.F_a)
-    energy_b = energy_by_frequency(tables.F_b)
-    energy_L = energy_by_frequency(tables.W_L.T)
+    energy_a, energy_b, energy_L = (_energy(x) for x in (tables.F_a, tables.F_b, tables.W_L.T))
     frequency = energy_a.argmax(0) + 1
     columns = np.arange(tables.d_mlp)
     share_a = energy_a[frequency - 1, columns]
     share_b = energy_b[frequency - 1, columns]
     share_L = energy_L[frequency - 1, columns]
     influence = neuron_influence(tables)
-    agree = (energy_b.argmax(0) + 1 == frequency) & (energy_L.argmax(0) + 1 == frequency)
+    agree = (energy_b.argmax(0) + 1 == frequency) & (energy_L.argmax(0) + 1 == frequency) & (share_a >= min_share)
     status = np.where(influence <= dead_tolerance * max(influence.max(), 1e-300), DEAD,
-                      np.where(agree & (share_a >= min_share), CLUSTERED, MIXED))
+                      np.where(agree, np.where(2 * frequency == p, PARITY, CLUSTERED), MIXED))
     fits = {}
     aliased = np.stack([aliased_harmonic(p, frequency, h) for h in range(1, n_harmonics + 1)])
     for name, x in (("a", tables.F_a), ("b", tables.F_b), ("L", tables.W_L.T)):

@@ -61,7 +61,7 @@ def plain_words(e: Explanation, b: BoundReport | None) -> str:
             f"cluster's blind spots, restores it to {with_2k.min_margin:.2f} (the model's own: {model.min_margin:.2f}). "
             f"The integral explanation (L3) alone classifies {percent(e.level('L3', True).accuracy)} of inputs "
             f"correctly with worst margin {e.level('L3', True).min_margin:.2f}.")
-    text += "".join(f" {html.escape(note)}" for note in e.few_angles_notes())
+    text += "".join(f" {html.escape(note)}" for note in [*e.few_angles_notes(), e.parity_note()] if note)
     if b is not None:
         best = max(b.tiers, key=lambda t: t.certified.mean())
         linear = max((t for t in b.tiers if t.cost == "O(p·d_mlp)"), key=lambda t: t.certified.mean(), default=None)
