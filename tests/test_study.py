@@ -21,8 +21,8 @@ def test_reproduce_writes_table_summary_and_resumes(tmp_path):
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "models.parquet").to_pylist()
     assert [row["seed"] for row in table] == [0, 1]
-    assert {"verdict", "accuracy", "gradient_symmetricity", "bound_arcs_certified_fraction",
-            "bound_arcs_violations"} <= set(table[0])
+    assert {"verdict", "accuracy", "gradient_symmetricity", "n_dead", "n_mixed", "n_parity",
+            "bound_arcs_certified_fraction", "bound_arcs_violations"} <= set(table[0])
     assert all(row["bound_arcs_violations"] == 0 for row in table)
     csv_header = (tmp_path / "models.csv").read_text().splitlines()[0].split(",")
     assert csv_header[:7] == ["seed", "p", "d_mlp", "attention_rate", "act_fn", "verdict", "accuracy"]

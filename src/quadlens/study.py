@@ -52,7 +52,7 @@ def model_row(model: Transformer, with_bounds: bool = True, device: str | None =
            "accuracy": e["accuracy"], "verdict": e["verdict"], "reasons": "; ".join(e["reasons"]),
            "gradient_symmetricity": e["gradient_symmetricity"], "distance_irrelevance": e["distance_irrelevance"],
            "n_clusters": _cluster_count(e), "frequencies": ";".join(str(c["frequency"]) for c in clusters),
-           "n_dead": (e["neurons"] or {}).get("n_dead"), "n_mixed": (e["neurons"] or {}).get("n_mixed"),
+           **{key: (e["neurons"] or {}).get(key) for key in ("n_dead", "n_mixed", "n_parity")},
            "doubling_resultant_min": stat("doubling_resultant", np.min),
            "doubling_resultant_mean": stat("doubling_resultant", np.mean),
            "symmetry_resultant_min": stat("symmetry_resultant", np.min),
