@@ -14,26 +14,16 @@ def frequencies(p: int) -> np.ndarray:
 
 
 def energy_by_frequency(x: np.ndarray) -> np.ndarray:
-    """Share of each column's non-constant energy at each frequency k = 1..(p−1)/2: ``[n_freq, n_cols]``.
+    """Share of each column's non-constant energy at each frequency k = 1..p//2: ``[p // 2, n_cols]``.
 
-    For even p the Nyquist frequency p/2 is left out of the shares' support (it carries no phase).
+    A frequency k < p/2 holds the energy of k and −k. For even p the last row is the Nyquist frequency p/2, its own
+    conjugate: cos(πt) = (−1)^t, the parity of t.
     """
     p = x.shape[0]
     spectrum = np.abs(np.fft.fft(x, axis=0)) ** 2
-    energy = spectrum[1:(p - 1) // 2 + 1] * 2
-    total = (spectrum[1:].sum(0))
-    return energy / np.where(total > 0, total, 1.0)
-
-
-def nyquist_share(x: np.ndarray) -> np.ndarray:
-    """Share of each column's non-constant energy at the Nyquist frequency p/2 (even p; 0 for odd p): ``[n_cols]``.
-    On the scale of ``energy_by_frequency``: the shares at 1..(p−1)/2 and this one sum to 1."""
-    p = x.shape[0]
-    if p % 2:
-        return np.zeros(x.shape[1])
-    spectrum = np.abs(np.fft.fft(x, axis=0)) ** 2
     total = spectrum[1:].sum(0)
-    return spectrum[p // 2] / np.where(total > 0, total, 1.0)
+    energy = spectrum[1:p // 2 + 1] * np.where(np.arange(1, p // 2 + 1) < p / 2, 2.0, 1.0)[:, None]
+    return energy / np.where(total > 0, total, 1.0)
 
 
 def amplitude_phase(x: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:

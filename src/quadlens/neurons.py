@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency, nyquist_share
+from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency
 from .tables import SeparableTables
 
 DEAD, MIXED, CLUSTERED, PARITY = "dead", "mixed", "cluster", "parity"
@@ -86,13 +86,6 @@ def aliased_harmonic(p: int, frequency: np.ndarray, h: int) -> np.ndarray:
                   + [((h + j) * frequency) % p == 0 for j in range(1, h)], axis=0)
 
 
-def _energy(x: np.ndarray) -> np.ndarray:
-    """Each column's share of non-constant energy at each candidate key frequency ``[n_freq, n_cols]``: 1..(p−1)/2,
-    then, for an even p, the Nyquist frequency p/2."""
-    shares = energy_by_frequency(x)
-    return shares if x.shape[0] % 2 else np.vstack([shares, nyquist_share(x)[None]])
-
-
 def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float = 0.5,
                 dead_tolerance: float = 1e-3) -> NeuronFits:
     """Key frequencies, shares and fits of every neuron; statuses by ``min_share`` and ``dead_tolerance``."""
@@ -101,7 +94,7 @@ def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float 
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share is a share of a neuron's energy, in [0, 1]; got {min_share}")
     p = tables.p
-    energy_a, energy_b, energy_L = (_energy(x) for x in (tables.F_a, tables.F_b, tables.W_L.T))
+    energy_a, energy_b, energy_L = (energy_by_frequency(x) for x in (tables.F_a, tables.F_b, tables.W_L.T))
     frequency = energy_a.argmax(0) + 1
     columns = np.arange(tables.d_mlp)
     share_a = energy_a[frequency - 1, columns]
