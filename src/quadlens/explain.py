@@ -157,7 +157,7 @@ class Explanation:
             return None
         return (f"{count} neurons read the parity of a and b and write that of c (the Nyquist frequency "
                 f"p/2 = {self.model_config['p'] // 2}), with {percent(self._parity_influence())} of the neurons' "
-                f"influence; the quadrature explanation leaves them out.")
+                f"influence. L1 keeps them as fitted; the quadrature explanation (L2, L3) leaves them out.")
 
     def level(self, name: str, harmonics: bool | None) -> Level:
         """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""

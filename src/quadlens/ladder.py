@@ -1,10 +1,10 @@
 """The error ladder (THEORY §6): the model, then ever more idealised explanations of its MLP.
 
     L0  the model
-    L1  every clustered neuron replaced by its amplitude–phase fit (key frequency, optionally + 2k);
-        dead and mixed neurons dropped
+    L1  every clustered neuron replaced by its amplitude–phase fit (key frequency, optionally + 2k), and
+        every parity neuron (an even p) by its fit at p/2; dead and mixed neurons dropped
     L2  symmetrised (φ = φ', r = r'), phase-doubled (ψ = 2φ + ψ0) quadrature with the cluster's shared
-        harmonic (β, λ) and each neuron's own offset c_i
+        harmonic (β, λ) and each neuron's own offset c_i; from here on parity neurons are dropped too
     L3  the integral: each cluster's sum replaced by (W_k/2) C(κ_k, β_k, δ) cos(Δ − ψ0)
     L∞  the closed form (κ = β = 0): Σ_k (W_k/3π) |cos(δ/2)| cos(Δ − ψ0)
 
@@ -24,7 +24,7 @@ import numpy as np
 from .clusters import Cluster, lens_parameters
 from .fourier import cosine, cosine_factors
 from .lens import by_difference_and_step, cluster_lens_table
-from .neurons import CLUSTERED, NeuronFits
+from .neurons import CLUSTERED, PARITY, NeuronFits
 from .tables import Factors, SeparableTables, row_chunks
 
 Logits = Callable[[slice], np.ndarray]  # a level's logits for the inputs with a in the slice: [rows, p, p]
@@ -162,7 +162,7 @@ def score(rungs: list[Rung], chunks: list[slice]) -> list[Level]:
 
 
 def fitted_tables(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> SeparableTables:
-    """L1: clustered neurons as their fits, the others dropped."""
+    """L1: clustered and parity neurons as their fits, the others (dead, mixed) dropped."""
     return _fitted(tables, fits, n_harmonics)[0]
 
 
@@ -175,10 +175,10 @@ def _fitted(tables: SeparableTables, fits: NeuronFits, n_harmonics: int) -> tupl
 
 def fitted_output(fits: NeuronFits, n_harmonics: int) -> Factors:
     """L1's W_L (``fitted_tables``) as factors of low rank: one constant, and a cosine and a sine for each
-    cluster's frequency and harmonic."""
-    clustered = np.flatnonzero(fits.status == CLUSTERED)
-    coefficients, basis = fits.output_factors(n_harmonics, clustered)
-    return _on_rows(len(fits.status), clustered, coefficients), basis
+    cluster's frequency and harmonic (and the parity neurons' (−1)^c)."""
+    fitted = np.flatnonzero(np.isin(fits.status, (CLUSTERED, PARITY)))
+    coefficients, basis = fits.output_factors(n_harmonics, fitted)
+    return _on_rows(len(fits.status), fitted, coefficients), basis
 
 
 def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
