@@ -319,6 +319,17 @@ def test_a_cosine_at_the_nyquist_frequency_is_fitted_at_its_amplitude():
         assert np.abs((residual * np.sin(2 * np.pi * k * t / p)).sum(0)).max() < 1e-12
 
 
+def test_energy_shares_cover_every_frequency_the_nyquist_one_included():
+    from quadlens.fourier import energy_by_frequency
+
+    rng = np.random.default_rng(1)
+    for p in (7, 8, 20, 21):
+        shares = energy_by_frequency(rng.normal(size=(p, 5)))
+        assert shares.shape == (p // 2, 5) and np.allclose(shares.sum(0), 1.0, atol=1e-12)
+    parity = energy_by_frequency(((-1.0) ** np.arange(20))[:, None] + 0.3)  # (−1)^t: all at p/2 = 10
+    assert parity[-1, 0] == pytest.approx(1.0) and np.abs(parity[:-1, 0]).max() < 1e-12
+
+
 @pytest.mark.filterwarnings("ignore:p=.* is not prime")
 @pytest.mark.parametrize("p, frequencies", [(12, (3, 1, 5)), (16, (4, 3, 5)), (20, (5, 3, 7))])
 def test_a_second_harmonic_at_the_nyquist_frequency_is_fitted_whole(p, frequencies):
