@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fourier import resultant, wrap
+from .fourier import resultant, self_conjugate, wrap
 from .lens import cluster_amplitude
 from .neurons import CLUSTERED, NeuronFits
 
@@ -108,7 +108,7 @@ def build_clusters(fits: NeuronFits, b_in: np.ndarray) -> list[Cluster]:
         phi_a, phi_b = fits.phase_a[0, idx], fits.phase_b[0, idx]
         phi = np.angle(r_a * np.exp(1j * phi_a) + r_b * np.exp(1j * phi_b))
         s, psi = fits.amp_L[0, idx], fits.phase_L[0, idx]
-        if fits.n_harmonics >= 2 and (4 * k) % fits.p == 0:  # 2k is p/2: see _harmonic_at_nyquist
+        if fits.n_harmonics >= 2 and self_conjugate(fits.p, 2 * k):  # 2k is p/2: see _harmonic_at_nyquist
             beta, lock = _harmonic_at_nyquist(fits, idx)
             ratio, lock = np.full(len(idx), beta), np.full(len(idx), lock)
         elif fits.n_harmonics >= 2:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def frequencies(p: int) -> np.ndarray:
-    """The distinct real frequencies 1 ≤ k ≤ (p − 1)/2."""
-    return np.arange(1, (p - 1) // 2 + 1)
+def self_conjugate(p: int, k: np.ndarray | int) -> np.ndarray | bool:
+    """Whether frequency k is its own conjugate modulo p (k ≡ −k: k ≡ 0, or p/2 for an even p), where
+    cos(ωkt + φ) = cos φ · (±1)^t has no phase to fit."""
+    return (2 * np.asarray(k)) % p == 0
 
 
 def energy_by_frequency(x: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def amplitude_phase(x: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.
     k = np.broadcast_to(np.asarray(k), (n,)) % p
     t = np.arange(p)[:, None]
     coefficient = (x * np.exp(-2j * np.pi * k[None, :] * t / p)).sum(0)
-    return np.where((2 * k) % p == 0, 1, 2) * np.abs(coefficient) / p, np.angle(coefficient)
+    return np.where(self_conjugate(p, k), 1, 2) * np.abs(coefficient) / p, np.angle(coefficient)
 
 
 def cosine(p: int, k: np.ndarray | int, amplitude: np.ndarray, phase: np.ndarray) -> np.ndarray:

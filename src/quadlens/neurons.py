@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency
+from .fourier import amplitude_phase, cosine, cosine_factors, energy_by_frequency, self_conjugate
 from .tables import SeparableTables
 
 DEAD, MIXED, CLUSTERED, PARITY = "dead", "mixed", "cluster", "parity"
@@ -103,7 +103,7 @@ def fit_neurons(tables: SeparableTables, n_harmonics: int = 2, min_share: float 
     influence = neuron_influence(tables)
     agree = (energy_b.argmax(0) + 1 == frequency) & (energy_L.argmax(0) + 1 == frequency) & (share_a >= min_share)
     status = np.where(influence <= dead_tolerance * max(influence.max(), 1e-300), DEAD,
-                      np.where(agree, np.where(2 * frequency == p, PARITY, CLUSTERED), MIXED))
+                      np.where(agree, np.where(self_conjugate(p, frequency), PARITY, CLUSTERED), MIXED))
     fits = {}
     aliased = np.stack([aliased_harmonic(p, frequency, h) for h in range(1, n_harmonics + 1)])
     for name, x in (("a", tables.F_a), ("b", tables.F_b), ("L", tables.W_L.T)):
