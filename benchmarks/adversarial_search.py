@@ -37,6 +37,7 @@ from runlog import append_run
 import quadlens
 from quadlens.certify import TIERS, brute_force, check_tiers, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
+from quadlens.parity import fit_parity
 from quadlens.neurons import fit_neurons
 from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
 from quadlens.tables import SeparableTables
@@ -89,9 +90,10 @@ def _nudged(tables: SeparableTables, neurons: np.ndarray, scale: float, spread: 
 def closeness(tables: SeparableTables, clusters: list, tier: str) -> dict[str, tuple[float, tuple[int, int]]]:
     """Per quantity, how near the tier is to failing on its nearest input (at most 1: sound there; above 1:
     failing), and that input (a, b). An input where the truth is 0, or the proven margin is the model's own, is
-    not near."""
-    truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu")
-    result = run_tier(tier, tables, clusters)
+    not near. The explanation is ``clusters`` and the parity term fitted to the tables (an even p)."""
+    parity = fit_parity(fit_neurons(tables), tables.b_in)
+    truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu", parity=parity)
+    result = run_tier(tier, tables, clusters, parity)
     B, proven = result.bound, result.proven_margin
     scale = np.maximum(B + np.abs(model_margin), np.finfo(float).tiny)
     near = {"bound": np.where(truth == 0, 0.0, truth / np.maximum(B, np.finfo(float).tiny)),

@@ -26,9 +26,7 @@ import numpy as np
 import torch
 
 import quadlens
-from quadlens.certify import bound_tables
-from quadlens.clusters import build_clusters
-from quadlens.neurons import fit_neurons
+from quadlens.certify import bound_tables, explanation_terms
 from quadlens.synthetic import pizza_spec, pizza_tables, separating_frequencies
 from quadlens.text import percent
 
@@ -43,9 +41,9 @@ def synthetic(p: int, noise: float = 0.02, output_noise: float = 0.005):
 
 def measure(name: str, tables, device: str = "cpu") -> dict:
     start = time.perf_counter()
-    clusters = build_clusters(fit_neurons(tables), tables.b_in)
+    clusters, parity = explanation_terms(tables)
     fit_seconds = time.perf_counter() - start
-    report = bound_tables(tables, clusters, device=device)
+    report = bound_tables(tables, clusters, device=device, parity=parity)
     summary = report.to_dict()
     row = {"model": name, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
            "fit_seconds": fit_seconds, "brute_force": summary["brute_force"], "tiers": summary["tiers"]}

@@ -33,6 +33,7 @@ from runlog import append_run
 import quadlens
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
+from quadlens.parity import fit_parity
 from quadlens.neurons import fit_neurons
 from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
 from quadlens.tables import SeparableTables
@@ -101,7 +102,8 @@ def check(family: str, seed: int, checkpoints: list[Path] | None = None, ps: tup
     """Every tier on one model of ``family`` drawn from ``seed``: its violations, certified fraction and B/truth."""
     rng = np.random.default_rng(seed)
     tables, clusters, scale = model(family, rng, checkpoints, ps)
-    report = bound_tables(tables, clusters, device="cpu")
+    parity = fit_parity(fit_neurons(tables), tables.b_in)  # the explanation's parity term (an even p), as fitted
+    report = bound_tables(tables, clusters, device="cpu", parity=parity)
     row = {"family": family, "seed": seed, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
            "scale": scale, "accuracy": float((report.model_margin > 0).mean()), "tiers": {}}
     for tier in report.tiers:

@@ -25,7 +25,8 @@ from quadlens.decomposition import decompose, output_basis
 from quadlens.ladder import integral_logits, margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
-from quadlens.synthetic import misfitted, pizza_spec, pizza_tables
+from quadlens.parity import fit_parity
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, with_parity_neurons
 from quadlens.tables import SeparableTables
 
 SETTINGS = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,15 +36,22 @@ def clusters_of(tables: SeparableTables):
     return build_clusters(fit_neurons(tables, min_share=0.0), tables.b_in)
 
 
-def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, directions: int = 4) -> None:
+def explanation_of(tables: SeparableTables):
+    """The clusters and the parity term (None at an odd p, or where no neuron computes parity)."""
+    fits = fit_neurons(tables, min_share=0.0)
+    return build_clusters(fits, tables.b_in), fit_parity(fits, tables.b_in)
+
+
+def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, directions: int = 4,
+                 parity=None) -> None:
     """Every tier's bound is at least the brute-force error, its gains (lower bounds on err(a+b) − err(c)) at the
     listed outputs and over every output at most the true ones, and every proven model margin at most the model's
-    true margin, on every input."""
-    truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu")
-    true_gains = error_gains(tables, clusters)
+    true margin, on every input; the explanation is the clusters' integrals and, where given, the parity term."""
+    truth, model_margin, _, _ = brute_force(tables, clusters, device="cpu", parity=parity)
+    true_gains = error_gains(tables, clusters, parity)
     true_least_gain = np.where(np.arange(tables.p) == targets(tables.p)[..., None], np.inf, true_gains).min(-1)
-    competitor_sets = explanation_competitors(tables, clusters)
-    fit = {"tracked_extra": tracked_extra, "directions": directions}
+    competitor_sets = explanation_competitors(tables, clusters, parity)
+    fit = {"tracked_extra": tracked_extra, "directions": directions, "parity": parity}
     refine_steps = competitor_sets[2].steps  # 3 listed outputs per input
     for name, error, over_c in (
             ("lipschitz", linear_error(tables, clusters, False, **fit), "bounded"),
@@ -79,24 +87,24 @@ def assert_sound(tables: SeparableTables, clusters, tracked_extra: int = 10, dir
             assert (proven <= model_margin).all(), f"{name}: proven margin above the model's true margin"
 
 
-def error_gains(tables: SeparableTables, clusters) -> np.ndarray:
+def error_gains(tables: SeparableTables, clusters, parity=None) -> np.ndarray:
     """err(a, b, a+b) − err(a, b, c) for every input and output ``[p, p, p]``, by brute force."""
-    err = tables.logits() - integral_logits(tables, clusters, harmonics=True)
+    err = tables.logits() - integral_logits(tables, clusters, harmonics=True, parity=parity)
     return np.take_along_axis(err, targets(tables.p)[..., None], -1) - err
 
 
-def explanation_competitors(tables: SeparableTables, clusters) -> list[Competitors]:
+def explanation_competitors(tables: SeparableTables, clusters, parity=None) -> list[Competitors]:
     """Competitor sets for J = 0, 1, 3, 16 and p − 1, each checked: exact margins at the listed outputs, and
     lower bounds on the explanation's margin."""
     p = tables.p
-    logits = integral_logits(tables, clusters, harmonics=True)
+    logits = integral_logits(tables, clusters, harmonics=True, parity=parity)
     target = targets(p)
     margin_to = np.take_along_axis(logits, target[..., None], -1) - logits  # [p, p, c]
-    exact = nearest_competitors(tables, clusters, Ops()).exact_margin(Ops())
+    exact = nearest_competitors(tables, clusters, Ops(), parity=parity).exact_margin(Ops())
     np.testing.assert_allclose(exact, margins(logits), rtol=1e-9, atol=1e-9)
     out = []
     for J in (0, 1, 3, 16, p - 1):
-        competitors = nearest_competitors(tables, clusters, Ops(), J)
+        competitors = nearest_competitors(tables, clusters, Ops(), J, parity)
         assert (competitors.outputs != target[..., None]).all(), "the correct output listed as a competitor"
         listed = np.take_along_axis(margin_to, competitors.outputs, -1)
         np.testing.assert_allclose(competitors.margins(), listed, rtol=1e-9, atol=1e-9)
@@ -120,9 +128,34 @@ def random_tables(seed: int, p: int, dtype=torch.float64) -> SeparableTables:
 @given(seed=st.integers(0, 10_000), p=st.sampled_from([5, 7, 8, 9, 11, 12, 13, 15]),
        dtype=st.sampled_from([torch.float32, torch.float64]))
 def test_sound_on_random_models(seed, p, dtype):
-    """Composite p too (8, 9, 12, 15): quadlens warns there but still bounds, so the bounds must hold there."""
+    """Composite p too (8, 9, 12, 15): quadlens warns there but still bounds, so the bounds must hold there; at an
+    even p some random neurons compute parity, and the explanation has a parity term."""
     tables = random_tables(seed, p, dtype)
-    assert_sound(tables, clusters_of(tables))
+    clusters, parity = explanation_of(tables)
+    assert_sound(tables, clusters, parity=parity)
+
+
+@pytest.mark.filterwarnings("ignore:p=.* is not prime")
+@SETTINGS
+@given(seed=st.integers(0, 10_000), p=st.sampled_from([4, 8, 12, 16, 20, 24]), count=st.integers(1, 12),
+       scale=st.floats(0.05, 2.0), asymmetry=st.floats(0.0, 1.0), noise=st.floats(0.0, 0.5),
+       misfit=st.floats(0.0, 1.0), kappa=st.floats(-0.5, 0.8))
+def test_sound_with_parity_neurons(seed, p, count, scale, asymmetry, noise, misfit, kappa):
+    """A noisy pizza with neurons that read and write parity (F_a ≠ F_b where ``asymmetry`` > 0, noise on every entry
+    of theirs too), bounded against the explanation with its parity term, fitted or spoilt by ``misfit``."""
+    spec = pizza_spec(p, (1, 3) if p > 6 else (1,), neurons_per_cluster=10, kappa=kappa, seed=seed)
+    tables = with_parity_neurons(pizza_tables(spec, noise=noise / 4, seed=seed), count, seed, scale, asymmetry)
+    rng = np.random.default_rng(seed)
+    added = slice(tables.d_mlp - count, None)
+    F_a, F_b, W_L = tables.F_a.copy(), tables.F_b.copy(), tables.W_L.copy()
+    for table in (F_a[:, added], F_b[:, added], W_L[added].T):
+        table += noise * scale * rng.normal(size=table.shape)
+    tables = dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=W_L)
+    clusters, parity = explanation_of(tables)
+    if parity is not None and misfit:
+        parity = dataclasses.replace(parity, **{name: getattr(parity, name) * np.exp(misfit * rng.normal(size=len(
+            parity.neurons))) + misfit * rng.normal(size=len(parity.neurons)) for name in ("amplitude", "offset", "weight")})
+    assert_sound(tables, misfitted(clusters, misfit / 4, rng), parity=parity)
 
 
 @SETTINGS
@@ -134,7 +167,8 @@ def test_sound_on_noisy_synthetic_pizzas(seed, noise, kappa, beta, p, tracked_ex
     p = 12 and 20 one cluster's second harmonic is the Nyquist frequency p/2."""
     spec = pizza_spec(p, (1, 3, 5), neurons_per_cluster=12, beta=beta, kappa=kappa, seed=seed)
     tables = pizza_tables(spec, noise=noise, seed=seed)
-    assert_sound(tables, clusters_of(tables), tracked_extra)
+    clusters, parity = explanation_of(tables)
+    assert_sound(tables, clusters, tracked_extra, parity=parity)
 
 
 @SETTINGS
@@ -420,7 +454,9 @@ def test_the_worst_fitting_neurons_leave_the_arcs_and_tighten_the_bound():
 
 def test_sound_on_the_bundled_model(bundled):
     tables = separable_tables(bundled)
-    assert_sound(tables, clusters_of(tables))
+    clusters, parity = explanation_of(tables)
+    assert parity is None  # p = 59
+    assert_sound(tables, clusters)
 
 
 TRAINED = sorted((Path(__file__).parents[1] / "benchmarks" / "models").glob("*.safetensors"))
@@ -436,7 +472,9 @@ def test_sound_on_larger_trained_models(path):
     if model.cfg.p > LARGEST_P_IN_THE_SUITE and not soaking():
         pytest.skip(f"p = {model.cfg.p}: runs with QUADLENS_SOAK > 1 (two minutes on 2 cores)")
     tables = separable_tables(model)
-    assert_sound(tables, clusters_of(tables))
+    clusters, parity = explanation_of(tables)
+    assert (parity is not None) == (model.cfg.p == 20)  # 32 parity neurons in the p = 20 model
+    assert_sound(tables, clusters, parity=parity)
 
 
 def test_an_adversary_climbing_towards_failure_finds_none(tmp_path):

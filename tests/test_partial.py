@@ -70,7 +70,7 @@ def test_bound_tables_reads_back_what_it_saved(explained, tmp_path):
     tables, clusters = explained
     first = bound_tables(tables, clusters, "cpu", ["lipschitz", "arcs"], resume=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brute_force.npz", "tier_arcs.npz", "tier_lipschitz.npz"]
-    partial = Partial(tmp_path, fingerprint(certify.__version__, certify.SCHEMA_VERSION, tables, clusters))
+    partial = Partial(tmp_path, fingerprint(certify.__version__, certify.SCHEMA_VERSION, tables, clusters, None))
     marked = partial.load("tier_arcs")
     marked["bound"] = marked["bound"] + 1.0  # a mark: only a run that reads the file returns it
     partial.save("tier_arcs", marked)

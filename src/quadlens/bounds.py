@@ -43,6 +43,7 @@ from .decomposition import (DIRECTIONS, MISFIT_REACH, TRACKED_EXTRA, ClusterTerm
                             output_basis, rotation)
 from .ladder import difference_index, targets
 from .ops import Ops
+from .parity import Parity
 from .tables import SeparableTables
 
 # times the linear tiers narrow each band to the residuals of the neurons inside it (docs/bounds-record.md, The chord)
@@ -195,7 +196,8 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
                  ops: Ops | None = None, tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
                  band_iterations: int = BAND_ITERATIONS, exact_differences: int = 0, share_differences: bool = False,
                  waveform_groups: int = 1, exact_inputs: int = 0, exact_loose: int = 0,
-                 misfit_reach: float = MISFIT_REACH, harmonics: int | None = HARMONICS) -> "ErrorTerms":
+                 misfit_reach: float = MISFIT_REACH, harmonics: int | None = HARMONICS,
+                 parity: Parity | None = None) -> "ErrorTerms":
     """The error's terms in linear time: exact sums over arcs of phase, Lipschitz only where signs are uncertain.
 
     ``exact_differences`` evaluates that many differences a − b per cluster group exactly (O(p·n) each), each
@@ -208,7 +210,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     all), and otherwise the bound relu(F_a + b_in) + relu(F_b) on their activations; what room that budget
     leaves goes to the cluster neurons whose residuals reach furthest past ``misfit_reach``, taken out of the arcs.
     With sign patterns the remainder is also bounded by the ideal waveform's first ``harmonics`` harmonics (None:
-    not), on every input, the exact ones included.
+    not), on every input, the exact ones included. ``parity``: the explanation's parity term (an even p).
     """
     counts = {"tracked_extra": tracked_extra, "directions": directions, "band_iterations": band_iterations,
               "exact_differences": exact_differences, "waveform_groups": waveform_groups,
@@ -220,7 +222,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     ops = ops or Ops()
     p = tables.p
     budget = exact_loose * tables.d_mlp // p  # neurons evaluated exactly on every input
-    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups, budget, misfit_reach)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, waveform_groups, budget, misfit_reach, parity)
     tracked, remainder, band, norm_squares = _cluster_sums(dec, tables, sign_patterns, band_iterations,
                                                            exact_differences, share_differences, ops)
     if len(dec.loose) <= budget:
@@ -833,13 +835,14 @@ def _hidden(from_a: np.ndarray, from_b: np.ndarray, a: np.ndarray, b: np.ndarray
 
 def quadratic_error(tables: SeparableTables, clusters: list[Cluster], ops: Ops | None = None,
                     tracked_extra: int = TRACKED_EXTRA, directions: int = DIRECTIONS,
-                    chunk_elements: int = 1 << 24, harmonics: int | None = HARMONICS) -> ErrorTerms:
+                    chunk_elements: int = 1 << 24, harmonics: int | None = HARMONICS,
+                    parity: Parity | None = None) -> ErrorTerms:
     """The error's terms from the exact hidden activations (O(p²·d_mlp)); only the maximum over c is left, and the
     remainder's bound, the smallest of three (the third from the ideal waveform's first ``harmonics`` harmonics;
-    None: not used)."""
+    None: not used); ``parity``: the explanation's parity term (an even p)."""
     ops = ops or Ops()
     p = tables.p
-    dec = decompose(tables, clusters, ops, tracked_extra, directions)
+    dec = decompose(tables, clusters, ops, tracked_extra, directions, parity=parity)
     tracked, rest = _Tracked.empty(p, dec), np.empty((p, p))
     harmonic = None if harmonics is None else _remainder_by_harmonics(dec, p, harmonics, ops)
     order, edges = _group_order(dec)

@@ -25,6 +25,7 @@ from .lens import by_difference_and_step
 from .model import Transformer
 from .neurons import fit_neurons
 from .ops import Ops
+from .parity import Parity, fit_parity
 from .partial import Partial, fingerprint
 from .tables import SeparableTables, row_chunks, separable_tables
 from .text import duration, percent
@@ -39,7 +40,7 @@ EXACT_INPUTS = (16, 32)  # arcs_grouped: exact hidden activations on E·p inputs
 # within these bounds: at most an eighth of the inputs beyond the floor, and the cap keeps it linear
 EXACT_LOOSE = 16  # arcs_grouped: the neurons outside every cluster evaluated on every input if at most this · d_mlp / p
 # of them; what room that leaves goes to the worst-fitting cluster neurons (decomposition.MISFIT_REACH)
-SCHEMA_VERSION = 15  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
+SCHEMA_VERSION = 16  # 2: certified by the competitor certificate, arcs_refined dropped; 3: arcs_grouped's exact maxima;
 # 4: arcs_grouped's exact inputs; 5: up to 64 exact differences per group (was 32); 6: the neurons outside every
 # cluster split on the tracked basis (quadratic tiers, exact inputs) and evaluated exactly in arcs_grouped; 7: with
 # them, within the same budget, the cluster neurons whose residuals reach furthest past MISFIT_REACH, and the loose
@@ -53,8 +54,9 @@ SCHEMA_VERSION = 15  # 2: certified by the competitor certificate, arcs_refined 
 # arcs_grouped's exact maxima over c on 48·p inputs (was 16·p), ranked with the differences where the largest tracked
 # phasors peak or dip as well as at the listed outputs; 15: arcs_grouped's exact differences up to 128 per group
 # (was 64), shared among the groups by min-max where that cap binds, added to the arc sums as corrections (the same
-# bounds below p = 260, to rounding)
+# bounds below p = 260, to rounding); 16: the explanation keeps the parity neurons (an even p) as its parity term
 EXPLANATION = ("L3: each cluster's integral (W_k/2)·C(κ_k, β_k, δ)·cos(Δ − ψ0_k) with its second harmonic, "
+               "the parity term P((a + b) mod 2)·(−1)^c where neurons compute parity (an even p), "
                "plus the exact direct path")
 CERTIFICATE = (f"an input is certified when a lower bound on the model's margin is positive: the explanation's "
                f"margin M plus the least the error can add to it (the tracked part's value at a+b less its largest "
@@ -87,8 +89,8 @@ class Tier:
 
 def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                 chunk_elements: int = 1 << 25, rows: int | None = None, partial: Partial | None = None,
-                save_every: float = 60.0, on_rows: Callable[[int, int], None] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, int, float]:
+                save_every: float = 60.0, on_rows: Callable[[int, int], None] | None = None,
+                parity: Parity | None = None) -> tuple[np.ndarray, np.ndarray, int, float]:
     """True max_c |err(a,b,a+b) − err(a,b,c)| and the model's margin, ``[p, p]`` each, float64.
 
     Evaluates the model on every input and output (O(p³·d_mlp)), on CUDA when available; with ``rows``, on the
@@ -96,7 +98,8 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     With ``partial``, the rows done are saved there at least every ``save_every`` seconds and once all are done,
     and a later call for the same inputs takes them up: an interrupted run resumes, its seconds summed over the
     runs. ``on_rows(done, total)`` hears the progress: once before the first row (``done`` > 0 when resumed),
-    then after each chunk of rows. Returns (truth, model_margin, ops, seconds).
+    then after each chunk of rows. The explanation is the clusters' integrals and, where given, the parity term.
+    Returns (truth, model_margin, ops, seconds).
     """
     start = time.perf_counter()
     dev = resolve_device(device)
@@ -104,7 +107,7 @@ def brute_force(tables: SeparableTables, clusters: list[Cluster], device: str | 
     as_t = lambda x: torch.as_tensor(x, dtype=torch.float64, device=dev)  # noqa: E731
     F_a, F_b, b_in, W_L = as_t(tables.F_a), as_t(tables.F_b), as_t(tables.b_in), as_t(tables.W_L)
     D_a, D_b = as_t(tables.D_a), as_t(tables.D_b)
-    explanation = as_t(integral_table(tables, clusters, harmonics=True))  # the MLP part; the direct paths cancel
+    explanation = as_t(integral_table(tables, clusters, harmonics=True, parity=parity))  # the direct paths cancel
     t = torch.arange(p, device=dev)
     y = torch.tensor(targets(p), device=dev)  # a copy: targets' table is read-only
     count = p if rows is None else min(max(rows, 0), p)
@@ -160,6 +163,7 @@ class BoundReport:
     brute_force_ops: int | None
     brute_force_seconds: float | None
     clusters: list[Cluster] = field(default_factory=list)
+    parity: Parity | None = None
     model: dict = field(default_factory=dict)  # ``Transformer.identity``: which model was bounded (by ``bound``)
 
     @property
@@ -220,6 +224,7 @@ class BoundReport:
             "explanation": EXPLANATION, "certificate": CERTIFICATE, "competitors": COMPETITORS,
             "model": self.model or None, "p": self.p, "d_mlp": self.d_mlp,
             "clusters": [c.frequency for c in self.clusters],
+            "parity_neurons": 0 if self.parity is None else len(self.parity.neurons),
             "tiers": [self.tier_summary(t) for t in self.tiers],
             "brute_force": brute,
         })
@@ -248,7 +253,7 @@ class BoundReport:
         atomic_write_bytes(out_dir / "bound.npz", buffer.getvalue())
 
 
-def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster], error_fn,
+def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster], parity: Parity | None, error_fn,
           exact_over_c: bool = False, exact: bool = False, exact_maxima: int = 0) -> Tier:
     """Run a tier and its certificate, counting operations: the explanation's margin (linear-time lower bound, or
     ``exact``), the error's terms, the bound B, and the proven model margin: M plus the least the error can add
@@ -256,7 +261,7 @@ def _tier(name: str, cost: str, tables: SeparableTables, clusters: list[Cluster]
     that can change the verdict. ``exact_maxima``·p inputs get the exact maximum over c (``ErrorTerms.refine``)."""
     ops = Ops()
     start = time.perf_counter()
-    competitors = nearest_competitors(tables, clusters, ops)
+    competitors = nearest_competitors(tables, clusters, ops, parity=parity)
     error: ErrorTerms = error_fn(ops)
     bound, floor = error.bound_and_floor(ops, exact_over_c)
     bound = error.refine(bound, competitors.steps, exact_maxima * tables.p, ops)
@@ -312,6 +317,13 @@ _TIER_SPECS = {
 TIERS = tuple(_TIER_SPECS)
 
 
+def explanation_terms(tables: SeparableTables) -> tuple[list[Cluster], Parity | None]:
+    """The explanation that ``explain`` finds and the bounds bound (L3): its clusters and its parity term (None
+    where no neuron computes parity)."""
+    fits = fit_neurons(tables)
+    return build_clusters(fits, tables.b_in), fit_parity(fits, tables.b_in)
+
+
 def check_tiers(tiers: str | Sequence[str]) -> list[str]:
     """The chosen tier names (a list, or one string of names separated by commas), cheapest first; a ValueError
     names any unknown one."""
@@ -325,9 +337,10 @@ def check_tiers(tiers: str | Sequence[str]) -> list[str]:
     return [name for name in TIERS if name in tiers]
 
 
-def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster], **overrides) -> Tier:
+def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster], parity: Parity | None = None,
+             **overrides) -> Tier:
     """One tier by name (docs/bounds.md has each one's argument), without brute force: its bound, margins and
-    verdicts per input; ``overrides`` replace options of its error terms (for ablations, e.g. ``exact_differences``
+    verdicts per input, against the clusters' integrals and, where given, the parity term; ``overrides`` replace options of its error terms (for ablations, e.g. ``exact_differences``
     of ``linear_error``). numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
     and take the cores from the compiled kernels that follow, and the tiers' matrix products are small
     (docs/bounds-record.md, Speed)."""
@@ -335,8 +348,8 @@ def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster], **over
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
     options = {key: value(tables.p) if callable(value) else value for key, value in options.items()} | overrides
     with threadpool_limits(1, user_api="blas"):
-        return _tier(name, cost, tables, clusters, lambda ops: error_terms(tables, clusters, ops=ops, **options),
-                     **tier_options)
+        return _tier(name, cost, tables, clusters, parity,
+                     lambda ops: error_terms(tables, clusters, ops=ops, parity=parity, **options), **tier_options)
 
 
 @cache
@@ -347,15 +360,15 @@ def load_compiled_kernels() -> None:
     from .synthetic import pizza_spec, pizza_tables
 
     tables = pizza_tables(pizza_spec(11, (1, 3), neurons_per_cluster=8))
-    clusters = build_clusters(fit_neurons(tables), tables.b_in)
     for name in TIERS:
-        run_tier(name, tables, clusters)
+        run_tier(name, tables, *explanation_terms(tables))
 
 
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                  tiers: str | Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
-                 truth: bool = True, resume: Path | None = None) -> BoundReport:
-    """The chosen tiers (every one by default) on given tables and clusters (an explanation), with brute force
+                 truth: bool = True, resume: Path | None = None, parity: Parity | None = None) -> BoundReport:
+    """The chosen tiers (every one by default) on given tables and clusters and parity term (an explanation:
+    ``explanation_terms``), with brute force
     for the truth unless ``truth`` is False; ``on_stage`` hears what runs (for a progress display): each stage's
     name as it starts, and brute force's rows as they finish. With ``resume``, a folder, brute force's rows and
     each finished tier are saved there as they come, and a later call for the same model, explanation and quadlens
@@ -364,18 +377,19 @@ def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str |
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     names = check_tiers(tiers)
     stage = on_stage or (lambda name: None)
-    partial = None if resume is None else Partial(resume, fingerprint(__version__, SCHEMA_VERSION, tables, clusters))
+    partial = None if resume is None else Partial(resume, fingerprint(__version__, SCHEMA_VERSION, tables, clusters,
+                                                                      parity))
     stage("compiled kernels")
     load_compiled_kernels()
     true_error, model_margin, bf_ops, bf_seconds = None, None, None, None
     if truth:
         true_error, model_margin, bf_ops, bf_seconds = brute_force(tables, clusters, device, partial=partial,
-                                                                   on_rows=_rows_heard(stage))
+                                                                   on_rows=_rows_heard(stage), parity=parity)
     chosen = []
     for i, name in enumerate(names):
         stage(f"{name} ({i + 1}/{len(names)})")
-        chosen.append(_resumed_tier(name, tables, clusters, partial))
-    return BoundReport(tables.p, tables.d_mlp, chosen, true_error, model_margin, bf_ops, bf_seconds, clusters)
+        chosen.append(_resumed_tier(name, tables, clusters, parity, partial))
+    return BoundReport(tables.p, tables.d_mlp, chosen, true_error, model_margin, bf_ops, bf_seconds, clusters, parity)
 
 
 def _rows_heard(stage: Callable[[str], None]) -> Callable[[int, int], None]:
@@ -394,13 +408,14 @@ def _rows_heard(stage: Callable[[str], None]) -> Callable[[int, int], None]:
     return heard
 
 
-def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], partial: Partial | None) -> Tier:
+def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], parity: Parity | None,
+                  partial: Partial | None) -> Tier:
     """``run_tier``, or the tier as a resumed run saved it; saved for a later one."""
     saved = partial.load(f"tier_{name}") if partial is not None else None
     if saved is not None:
         return Tier(name, _TIER_SPECS[name][0], saved["bound"], saved["margin"], saved["proven_margin"],
                     int(saved["ops"]), float(saved["seconds"]))
-    tier = run_tier(name, tables, clusters)
+    tier = run_tier(name, tables, clusters, parity)
     if partial is not None:
         partial.save(f"tier_{name}", {"bound": tier.bound, "margin": tier.margin, "proven_margin": tier.proven_margin,
                                       "ops": np.array(tier.ops), "seconds": np.array(tier.seconds)})
@@ -409,10 +424,10 @@ def _resumed_tier(name: str, tables: SeparableTables, clusters: list[Cluster], p
 
 def bound(model: Transformer, device: str | None = None, tiers: str | Sequence[str] = TIERS,
           on_stage: Callable[[str], None] | None = None, truth: bool = True, resume: Path | None = None) -> BoundReport:
-    """Bound ``model`` against its L3 explanation (clusters found as in ``explain``), with the chosen tiers and,
-    unless ``truth`` is False, brute force; ``resume`` as in ``bound_tables``."""
+    """Bound ``model`` against its L3 explanation (clusters and parity term found as in ``explain``), with the
+    chosen tiers and, unless ``truth`` is False, brute force; ``resume`` as in ``bound_tables``."""
     tables = separable_tables(model)
-    clusters = build_clusters(fit_neurons(tables), tables.b_in)
-    report = bound_tables(tables, clusters, device, tiers, on_stage, truth, resume)
+    clusters, parity = explanation_terms(tables)
+    report = bound_tables(tables, clusters, device, tiers, on_stage, truth, resume, parity)
     report.model = model.identity()
     return report

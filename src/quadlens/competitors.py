@@ -17,15 +17,17 @@ from numba import njit, prange
 from .clusters import Cluster
 from .ladder import difference_index, integral_table, targets
 from .ops import Ops
+from .parity import Parity
 from .tables import SeparableTables
 
 COMPETITORS = 32  # outputs per input checked one by one: exact explanation margin against the error difference there
 
 
-def explanation_margins_by_difference(tables: SeparableTables, clusters: list[Cluster], ops: Ops) -> np.ndarray:
+def explanation_margins_by_difference(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
+                                      parity: Parity | None = None) -> np.ndarray:
     """The explanation's MLP logit difference (a+b) − c per a − b and j = a+b − c ≠ 0: ``[p, p − 1]``, O(p²K)."""
-    logits = integral_table(tables, clusters, harmonics=True)  # [a − b, j]
-    ops(len(clusters) * (30 * tables.p + 4 * tables.p ** 2) + tables.p ** 2)
+    logits = integral_table(tables, clusters, harmonics=True, parity=parity)  # [a − b, j]
+    ops((len(clusters) + (parity is not None)) * (30 * tables.p + 4 * tables.p ** 2) + tables.p ** 2)
     return logits[:, :1] - logits[:, 1:]
 
 
@@ -77,7 +79,7 @@ class Competitors:
 
 
 def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: Ops,
-                        competitors: int = COMPETITORS) -> Competitors:
+                        competitors: int = COMPETITORS, parity: Parity | None = None) -> Competitors:
     """The J = ``competitors`` outputs per input with the smallest explanation MLP margin, in O(p²(K + J)).
 
     The MLP part depends on (a − b, j = a+b − c) only, so the J are chosen per a − b and compared exactly,
@@ -86,7 +88,7 @@ def nearest_competitors(tables: SeparableTables, clusters: list[Cluster], ops: O
     is the separable bound alone for ``competitors=0`` and the exact margin for ``competitors ≥ p − 1``.
     """
     p = tables.p
-    by_difference = explanation_margins_by_difference(tables, clusters, ops)  # [δ, j − 1]
+    by_difference = explanation_margins_by_difference(tables, clusters, ops, parity)  # [δ, j − 1]
     J = min(competitors, p - 1)
     rows = np.arange(p)
     difference, target = difference_index(p), targets(p)

@@ -17,6 +17,7 @@ import numpy as np
 from .clusters import Cluster, l3_amplitude
 from .ladder import difference_index, targets
 from .ops import Ops
+from .parity import Parity
 from .tables import SeparableTables
 
 TRACKED_EXTRA = 6  # residual output frequencies tracked per cluster besides the key frequency
@@ -216,8 +217,11 @@ def _output_split(W_L_rows: np.ndarray, k: int, tracked_extra: int, directions: 
 
 def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracked_extra: int = TRACKED_EXTRA,
               directions: int = DIRECTIONS, waveform_groups: int = 1, exact_neurons: int = 0,
-              reach: float = MISFIT_REACH) -> Decomposition:
+              reach: float = MISFIT_REACH, parity: Parity | None = None) -> Decomposition:
     """Split every cluster neuron into waveform + residuals and its output into tracked parts + remainder.
+
+    The parity neurons (``parity``) stay loose, and the explanation's parity term is a phasor at the frequency p/2,
+    which is then tracked too (docs/bounds.md §1).
 
     Up to ``exact_neurons`` neurons may be evaluated exactly rather than by arcs: the neurons outside every cluster,
     and, if that leaves room, the cluster neurons whose residuals reach furthest past ``reach`` (``_misfits``).
@@ -252,6 +256,10 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
                                       eps_a[:, group], eps_b[:, group], tracked, gamma[group], coordinates[group],
                                       slice(start, start + len(basis)), np.ptp(tables.W_L[idx[group]], axis=1),
                                       idx[group], remainder[group]))
+    if parity is not None:
+        target_phasors[p // 2] = parity.phasor(difference)
+        frequencies.add(p // 2)
+        ops(2 * p * p)
     unclustered = tables.d_mlp - sum(len(term.r) for term in terms)
     kept = [~misfit for misfit in _misfits(terms, exact_neurons - unclustered, reach, ops)]
     terms = [term.subset(keep) if not keep.all() else term for term, keep in zip(terms, kept) if keep.any()]

@@ -20,6 +20,7 @@ from .ladder import (Level, Rung, correct_logits, error_ladder, ladder_rungs, ma
 from .lens import INTEGRAL_CONSTANT, LENS_POINTS, lobe_integral
 from .model import Transformer
 from .neurons import CLUSTERED, DEAD, MIXED, PARITY, NeuronFits, fit_neurons
+from .parity import Parity, fit_parity
 from .quadrature import RuleError, baseline_rules, evaluate_rule, input_angles
 from .tables import SeparableTables, separable_tables
 from .text import percent
@@ -27,8 +28,9 @@ from .verdict import (PIZZA, Criterion, at_least, at_most, clock_or_pizza_criter
                       gradient_symmetricity)
 
 SCHEMA = "quadlens.explain"
-SCHEMA_VERSION = 3  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice;
-# 3: each cluster's input angles and its rule's gain; a harmonic at the Nyquist frequency p/2 fitted right
+SCHEMA_VERSION = 4  # 2: a harmonic that falls on the key frequency modulo p (p = 3k) is not fitted twice;
+# 3: each cluster's input angles and its rule's gain; a harmonic at the Nyquist frequency p/2 fitted right;
+# 4: L2, L3 and L∞ keep the parity neurons (an even p) as the parity term, and "parity" describes it
 BLIND_SPOT = 0.25  # |cos(ωk(a−b)/2)| below this: the cluster barely sees the input
 
 
@@ -108,6 +110,7 @@ class Explanation:
     tables: SeparableTables | None = None
     fits: NeuronFits | None = None
     clusters: list[ClusterReport] = field(default_factory=list)
+    parity: Parity | None = None
     ladder: list[Level] = field(default_factory=list)
     ablation: list[Level] = field(default_factory=list)
     margin_by_difference: dict[str, np.ndarray] = field(default_factory=dict)
@@ -151,13 +154,14 @@ class Explanation:
         return float(influence[self.fits.status == PARITY].sum() / max(influence.sum(), 1e-300))
 
     def parity_note(self) -> str | None:
-        """What the explanation leaves out where neurons read and write parity (an even p), or None."""
-        count = 0 if self.fits is None else int((self.fits.status == PARITY).sum())
-        if not count:
+        """How the explanation keeps the neurons that read and write parity (an even p), or None."""
+        if self.parity is None:
             return None
-        return (f"{count} neurons read the parity of a and b and write that of c (the Nyquist frequency "
-                f"p/2 = {self.model_config['p'] // 2}), with {percent(self._parity_influence())} of the neurons' "
-                f"influence. L1 keeps them as fitted; the quadrature explanation (L2, L3) leaves them out.")
+        even, odd = self.parity.by_sum()
+        return (f"{len(self.parity.neurons)} neurons read the parity of a and b and write that of c (the Nyquist "
+                f"frequency p/2 = {self.model_config['p'] // 2}), with {percent(self._parity_influence())} of the "
+                f"neurons' influence. The explanation keeps them as a parity term beside the clusters: at L3 it adds "
+                f"{even:.2f} (a + b even) or {odd:.2f} (a + b odd) times (−1)^c to every logit.")
 
     def level(self, name: str, harmonics: bool | None) -> Level:
         """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""
@@ -191,7 +195,7 @@ class Explanation:
                                 if self.model_config["act_fn"] == "relu" else
                                 f"periodic trapezoid rule on {LENS_POINTS} points at each cluster's amplitude r̄"),
                      "tested_accuracy": 1e-9},
-            "clusters": [], "ladder": [], "ablation": [], "neurons": None, "secondary": None,
+            "clusters": [], "parity": None, "ladder": [], "ablation": [], "neurons": None, "secondary": None,
         }
         if not self.fits_picture:
             return out
@@ -204,6 +208,10 @@ class Explanation:
                           "parity_influence_share": self._parity_influence(),
                           "key_share_median": float(np.median(fits.share_a[fits.status != DEAD]))}
         out["clusters"] = [report.to_dict(fits) for report in self.clusters]
+        out["parity"] = None if self.parity is None else {
+            "neurons": self.parity.neurons.tolist(), "amplitude": self.parity.amplitude.tolist(),
+            "offset": self.parity.offset.tolist(), "weight": self.parity.weight.tolist(),
+            "vote_a_plus_b_even": float(self.parity.by_sum()[0]), "vote_a_plus_b_odd": float(self.parity.by_sum()[1])}
         out["ladder"] = [level.summary() for level in self.ladder]
         out["ablation"] = [level.summary() for level in self.ablation]
         with_h, without_h = self.level("L1", True), self.level("L1", False)
@@ -228,12 +236,13 @@ def _cluster_report(cluster: Cluster, p: int, act_fn: str) -> ClusterReport:
         lobe_integral=lobe_integral(act_fn, scale))
 
 
-def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster]) -> list[Rung]:
+def _ablation_rungs(tables: SeparableTables, clusters: list[Cluster], parity: Parity | None) -> list[Rung]:
     """L2 with the model's rule swapped for each baseline rule of the same total weight."""
     rungs = []
     for name in ("equal_weights", "evenly_spaced"):
         rules = {c.frequency: baseline_rules(c.phi, c.weights)[name] for c in clusters}
-        rungs += [quadrature_rung(f"L2 {name}", tables, clusters, harmonics, rules) for harmonics in (False, True)]
+        rungs += [quadrature_rung(f"L2 {name}", tables, clusters, harmonics, rules, parity=parity)
+                  for harmonics in (False, True)]
     return rungs
 
 
@@ -255,10 +264,10 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
                            time.perf_counter() - start, model=model.identity())
     tables = separable_tables(model)
     fits = fit_neurons(tables, n_harmonics=n_harmonics, min_share=min_share)
-    clusters = build_clusters(fits, tables.b_in)
+    clusters, parity = build_clusters(fits, tables.b_in), fit_parity(fits, tables.b_in)
     # The ablation is scored with the ladder, in the same pass over the model's logits, and kept for a pizza.
-    ladder, ablation = ((ladder_rungs(tables, fits, clusters), _ablation_rungs(tables, clusters)) if clusters
-                        else ([model_rung(tables)], []))
+    ladder, ablation = ((ladder_rungs(tables, fits, clusters, parity), _ablation_rungs(tables, clusters, parity))
+                        if clusters else ([model_rung(tables)], []))
     levels = error_ladder(tables, ladder + ablation)
     ladder, ablation = levels[:len(ladder)], levels[len(ladder):]
     model_level = ladder[0]
@@ -268,7 +277,7 @@ def explain(model: Transformer, n_harmonics: int = 2, min_share: float = 0.5) ->
     explanation = Explanation(model.cfg.to_dict(), model_level.accuracy, decide(criteria), criteria, symmetricity,
                               irrelevance, model=model.identity())
     if explanation.fits_picture:
-        explanation.tables, explanation.fits, explanation.ladder = tables, fits, ladder
+        explanation.tables, explanation.fits, explanation.ladder, explanation.parity = tables, fits, ladder, parity
         explanation.clusters = [_cluster_report(c, tables.p, tables.act_fn) for c in clusters]
         explanation.ablation = ablation
         explanation.margin_by_difference = {

@@ -4,9 +4,10 @@
     L1  every clustered neuron replaced by its amplitude–phase fit (key frequency, optionally + 2k), and
         every parity neuron (an even p) by its fit at p/2; dead and mixed neurons dropped
     L2  symmetrised (φ = φ', r = r'), phase-doubled (ψ = 2φ + ψ0) quadrature with the cluster's shared
-        harmonic (β, λ) and each neuron's own offset c_i; from here on parity neurons are dropped too
-    L3  the integral: each cluster's sum replaced by (W_k/2) C(κ_k, β_k, δ) cos(Δ − ψ0)
-    L∞  the closed form (κ = β = 0): Σ_k (W_k/3π) |cos(δ/2)| cos(Δ − ψ0)
+        harmonic (β, λ) and each neuron's own offset c_i; parity neurons symmetrised (``quadlens.parity``)
+    L3  the integral: each cluster's sum replaced by (W_k/2) C(κ_k, β_k, δ) cos(Δ − ψ0), the parity neurons by
+        their vote P((a + b) mod 2) (−1)^c
+    L∞  the closed form (κ = β = 0): Σ_k (W_k/3π) |cos(δ/2)| cos(Δ − ψ0), and L3's parity term
 
 The direct path D_a + D_b is added exactly at every level. Each level's MLP can replace the model's
 (ablation): we report accuracy, loss and worst margin over all p² inputs.
@@ -25,6 +26,7 @@ from .clusters import Cluster, lens_parameters
 from .fourier import cosine, cosine_factors
 from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, PARITY, NeuronFits
+from .parity import Parity
 from .tables import Factors, SeparableTables, row_chunks
 
 Logits = Callable[[slice], np.ndarray]  # a level's logits for the inputs with a in the slice: [rows, p, p]
@@ -182,13 +184,16 @@ def fitted_output(fits: NeuronFits, n_harmonics: int) -> Factors:
 
 
 def quadrature_tables(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> SeparableTables:
-    """L2: each cluster as a symmetrised, phase-doubled quadrature; ``rules`` may replace nodes and weights."""
-    return _quadrature(tables, clusters, harmonics, rules)[0]
+                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                      parity: Parity | None = None) -> SeparableTables:
+    """L2: each cluster as a symmetrised, phase-doubled quadrature, and the parity neurons symmetrised; ``rules``
+    may replace nodes and weights."""
+    return _quadrature(tables, clusters, harmonics, rules, parity)[0]
 
 
 def _quadrature(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                rules: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> tuple[SeparableTables, Factors]:
+                rules: dict[int, tuple[np.ndarray, np.ndarray]] | None,
+                parity: Parity | None = None) -> tuple[SeparableTables, Factors]:
     """L2's tables, and its W_L's factors (``quadrature_output``), of which the tables hold the product."""
     p, m = tables.p, tables.d_mlp
     F, b_in = np.zeros((p, m)), np.zeros(m)
@@ -200,13 +205,18 @@ def _quadrature(tables: SeparableTables, clusters: list[Cluster], harmonics: boo
             shape = cluster.shared_waveform()
             F[:, idx] += cosine(p, 2 * k, shape["beta"] * r, 2 * phi + shape["lock"])
         b_in[idx] = cluster.offset
-    output = quadrature_output(m, p, clusters, rules)
+    if parity is not None:
+        F[:, parity.neurons] = np.outer(_parity_of(p), parity.amplitude)
+        b_in[parity.neurons] = parity.offset
+    output = quadrature_output(m, p, clusters, rules, parity)
     return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=output[0] @ output[1]), output
 
 
 def quadrature_output(d_mlp: int, p: int, clusters: list[Cluster],
-                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> Factors:
-    """L2's W_L (``quadrature_tables``) as factors of rank two per cluster: a cosine and a sine at its frequency."""
+                      rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                      parity: Parity | None = None) -> Factors:
+    """L2's W_L (``quadrature_tables``) as factors of rank two per cluster, a cosine and a sine at its frequency,
+    and of rank one for the parity neurons, (−1)^c."""
     coefficients, bases = [np.zeros((d_mlp, 0))], [np.zeros((0, p))]
     for cluster in clusters:
         phi, weights = _rule(cluster, rules)
@@ -214,7 +224,15 @@ def quadrature_output(d_mlp: int, p: int, clusters: list[Cluster],
                                      2 * phi + cluster.shared_waveform()["psi0"])
         coefficients.append(_on_rows(d_mlp, cluster.neurons, part))
         bases.append(basis)
+    if parity is not None:
+        coefficients.append(_on_rows(d_mlp, parity.neurons, parity.weight[:, None]))
+        bases.append(_parity_of(p)[None, :])
     return np.hstack(coefficients), np.vstack(bases)
+
+
+def _parity_of(p: int) -> np.ndarray:
+    """(−1)^t for t = 0 … p − 1."""
+    return (-1.0) ** np.arange(p)
 
 
 def _rule(cluster: Cluster, rules: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -230,9 +248,9 @@ def _on_rows(count: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def quadrature_rung(level: str, tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
                     rules: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                    after: tuple[str, bool | None] | None = None) -> Rung:
+                    after: tuple[str, bool | None] | None = None, parity: Parity | None = None) -> Rung:
     """An L2 level to score, its logits through ``quadrature_output``."""
-    return Rung(level, harmonics, _through(*_quadrature(tables, clusters, harmonics, rules)), after)
+    return Rung(level, harmonics, _through(*_quadrature(tables, clusters, harmonics, rules, parity)), after)
 
 
 def _through(tables: SeparableTables, output: Factors) -> Logits:
@@ -241,26 +259,26 @@ def _through(tables: SeparableTables, output: Factors) -> Logits:
 
 
 def integral_logits(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                    with_offsets: bool = True, rows: slice = slice(None)) -> np.ndarray:
-    """L3 (or L∞ without offsets and harmonics): every cluster's integral, plus the direct path.
+                    with_offsets: bool = True, rows: slice = slice(None), parity: Parity | None = None) -> np.ndarray:
+    """L3 (or L∞ without offsets and harmonics): every cluster's integral and the parity term, plus the direct path.
 
     ``rows`` restricts the result to the inputs with a in that slice: ``[len(rows), p, p]``.
     """
-    return integral_rows(tables, clusters, harmonics, with_offsets)(rows)
+    return integral_rows(tables, clusters, harmonics, with_offsets, parity)(rows)
 
 
 def integral_rows(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                  with_offsets: bool = True) -> Logits:
+                  with_offsets: bool = True, parity: Parity | None = None) -> Logits:
     """``integral_logits`` as a function of the rows, from a table made once (a ladder's rung)."""
-    table, t = integral_table(tables, clusters, harmonics, with_offsets), np.arange(tables.p)
+    table, t = integral_table(tables, clusters, harmonics, with_offsets, parity), np.arange(tables.p)
     return lambda rows: tables.D_a[rows][:, None, :] + tables.D_b[None, :, :] + by_difference_and_step(table, t, rows)
 
 
 def integral_table(tables: SeparableTables, clusters: list[Cluster], harmonics: bool,
-                   with_offsets: bool = True) -> np.ndarray:
+                   with_offsets: bool = True, parity: Parity | None = None) -> np.ndarray:
     """The MLP part of ``integral_logits`` by (a − b, a + b − c) mod p, on which alone it depends: ``[p, p]``
     (``lens.by_difference_and_step`` reads it out)."""
-    table = np.zeros((tables.p, tables.p))
+    table = np.zeros((tables.p, tables.p)) if parity is None else parity.table()
     for cluster in clusters:
         lens = lens_parameters(cluster, harmonics)
         table += cluster_lens_table(tables.p, cluster.frequency, cluster.total_weight, lens["psi0"],
@@ -274,15 +292,16 @@ def model_rung(tables: SeparableTables) -> Rung:
     return Rung("L0", None, tables.logits)
 
 
-def ladder_rungs(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster]) -> list[Rung]:
+def ladder_rungs(tables: SeparableTables, fits: NeuronFits, clusters: list[Cluster],
+                 parity: Parity | None = None) -> list[Rung]:
     """L0, then L1 → L2 → L3 with and without the second harmonic (each with its step from the one before),
     then L∞."""
     rungs = [model_rung(tables)]
     for harmonics in (False, True):
         rungs += [Rung("L1", harmonics, _through(*_fitted(tables, fits, 1 + harmonics)), ("L0", None)),
-                  quadrature_rung("L2", tables, clusters, harmonics, after=("L1", harmonics)),
-                  Rung("L3", harmonics, integral_rows(tables, clusters, harmonics), ("L2", harmonics))]
-    return rungs + [Rung("Linf", False, integral_rows(tables, clusters, False, with_offsets=False))]
+                  quadrature_rung("L2", tables, clusters, harmonics, after=("L1", harmonics), parity=parity),
+                  Rung("L3", harmonics, integral_rows(tables, clusters, harmonics, parity=parity), ("L2", harmonics))]
+    return rungs + [Rung("Linf", False, integral_rows(tables, clusters, False, with_offsets=False, parity=parity))]
 
 
 def error_ladder(tables: SeparableTables, rungs: list[Rung], chunk_elements: int = 1 << 22) -> list[Level]:

@@ -105,6 +105,25 @@ def pizza_tables(spec: PizzaSpec, noise: float = 0.0, seed: int = 0,
                            D_a=np.zeros((p, p)), D_b=np.zeros((p, p)))
 
 
+def with_parity_neurons(tables: SeparableTables, count: int, seed: int = 0, scale: float = 0.5,
+                        asymmetry: float = 0.0) -> SeparableTables:
+    """``tables`` (an even p) with ``count`` neurons added that read the parity of a and b and write that of c:
+    F_a = A (−1)^t + m, F_b = A' (−1)^t + m', W_L = w (−1)^c, with |A| and |w| uniform in [scale, 2·scale]
+    (random signs), offsets uniform in ±scale/2, and A' = A (1 + ``asymmetry`` · a standard normal draw)."""
+    if tables.p % 2:
+        raise ValueError(f"parity neurons need an even p (the frequency p/2), got p={tables.p}")
+    rng = np.random.default_rng(seed)
+    sign = (-1.0) ** np.arange(tables.p)
+    signed = lambda: rng.choice([-1.0, 1.0], count) * rng.uniform(scale, 2 * scale, count)  # noqa: E731
+    amplitude, weight = signed(), signed()
+    amplitude_b = amplitude * (1 + asymmetry * rng.normal(size=count))
+    offset_a, offset_b = rng.uniform(-scale / 2, scale / 2, (2, count))
+    return replace(tables, F_a=np.hstack([tables.F_a, np.outer(sign, amplitude) + offset_a]),
+                   F_b=np.hstack([tables.F_b, np.outer(sign, amplitude_b) + offset_b]),
+                   b_in=np.concatenate([tables.b_in, np.zeros(count)]),
+                   W_L=np.vstack([tables.W_L, np.outer(weight, sign)]))
+
+
 def model_from_tables(tables: SeparableTables, constant_attention: tuple[float, float] = (0.5, 0.5),
                       dtype: torch.dtype = torch.float64) -> Transformer:
     """A constant-attention transformer whose F_a, F_b, b_in and W_L are exactly ``tables``' (direct path zero).

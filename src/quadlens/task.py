@@ -26,10 +26,8 @@ def check_modulus(p: int) -> None:
     if p > MAX_MODULUS:
         raise ValueError(f"p must be at most {MAX_MODULUS:,} (the task has p² inputs), got p={p}")
     if not is_prime(p):
-        parity = ("; at an even p, neurons may also compute parity at the frequency p/2, which the explanation "
-                  "leaves out") if p % 2 == 0 else ""
         warnings.warn(f"p={p} is not prime: a frequency k that shares a factor with p takes only p/gcd(k, p) phases, "
-                      f"so an explanation may not fit (the bounds stay sound){parity}", stacklevel=3)
+                      f"so an explanation may not fit (the bounds stay sound)", stacklevel=3)
 
 
 def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
