@@ -228,7 +228,7 @@ def linear_error(tables: SeparableTables, clusters: list[Cluster], sign_patterns
     if len(dec.loose) <= budget:
         loose = _exact_loose(tracked, tables, dec, ops)
     else:
-        loose = _loose_bound(tables, dec, ops)
+        loose = _loose_bound(tracked, tables, dec, ops)
     tracked.subtract_explanation(dec)
     harmonic = _remainder_by_harmonics(dec, p, harmonics, ops) if sign_patterns and harmonics is not None else None
     if sign_patterns:
@@ -737,16 +737,41 @@ def _loose_rest(spans: np.ndarray, norm_squares: np.ndarray, target: np.ndarray,
     return np.minimum(spans, _remainder_by_norms(norm_squares, target, dec.loose_split(ops).remainder_norms, ops))
 
 
-def _loose_bound(tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
-    """Neurons outside every cluster: h_i ≤ relu(F_a + b_in) + relu(F_b), times the span of their output row."""
-    idx = dec.loose
-    if len(idx) == 0:
-        return np.zeros((tables.p, tables.p))
-    span = dec.loose_span
-    ua = np.maximum(tables.F_a[:, idx] + tables.b_in[idx], 0) @ span
-    ub = np.maximum(tables.F_b[:, idx], 0) @ span
-    ops(6 * tables.p * len(idx) + tables.p ** 2)
-    return ua[:, None] + ub[None, :]
+def _loose_bound(tracked: "_Tracked", tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
+    """Neurons outside every cluster: h_i ≤ relu(F_a + b_in) + relu(F_b), times the span of their output row; the
+    parity term's neurons by the parity cell of each input instead (``_parity_cells``)."""
+    p, other = tables.p, ~dec.parity
+    bound = np.zeros((p, p))
+    if other.any():
+        idx, span = dec.loose[other], dec.loose_span[other]
+        ua = np.maximum(tables.F_a[:, idx] + tables.b_in[idx], 0) @ span
+        ub = np.maximum(tables.F_b[:, idx], 0) @ span
+        ops(6 * p * len(idx) + p ** 2)
+        bound += ua[:, None] + ub[None, :]
+    if dec.parity.any():
+        bound += _parity_cells(tracked, tables, dec, ops)
+    return bound
+
+
+def _parity_cells(tracked: "_Tracked", tables: SeparableTables, dec: Decomposition, ops: Ops) -> np.ndarray:
+    """The parity term's neurons, bounded in linear time by the cell (a mod 2, b mod 2) of each input (docs/bounds.md
+    §1): there h_i lies in [relu(lo), relu(hi)], lo and hi the sums of F_a's and F_b's extremes over a and b of those
+    parities and b_in. The middle m_i of that range enters the tracked part and the remainder as an exact activation
+    would (``_loose_terms``); the half-width adds its times ptp(W_L[i]). Returns that rest ``[p, p]``."""
+    p, idx = tables.p, dec.loose[dec.parity]
+    extremes = [np.stack([reduce(table[x::2, idx], axis=0) for x in (0, 1)])  # [parity, n]
+                for table in (tables.F_a, tables.F_b) for reduce in (np.min, np.max)]
+    low = np.maximum(extremes[0][:, None] + extremes[2][None, :] + tables.b_in[idx], 0).reshape(4, -1)
+    high = np.maximum(extremes[1][:, None] + extremes[3][None, :] + tables.b_in[idx], 0).reshape(4, -1)
+    hidden = np.zeros((4, len(dec.loose)))
+    hidden[:, dec.parity] = (low + high) / 2
+    phasors, coordinates, spans, norm_squares = _loose_terms(hidden, dec, ops)
+    cell = 2 * (np.arange(p)[:, None] % 2) + np.arange(p)[None, :] % 2  # [p, p]: a mod 2, then b mod 2
+    tracked.phasors += phasors[:, cell]
+    tracked.coordinates += coordinates[:, cell]
+    rest = _loose_rest(spans[cell].ravel(), norm_squares[cell].ravel(), targets(p).ravel(), dec, ops).reshape(p, p)
+    ops(4 * p * len(idx) + 12 * len(idx) + p * p * (2 * len(phasors) + len(coordinates) + 2))
+    return rest + ((high - low) / 2 @ dec.loose_span[dec.parity])[cell]
 
 
 @dataclass

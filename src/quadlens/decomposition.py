@@ -143,6 +143,7 @@ class Decomposition:
     loose: np.ndarray  # neurons outside every cluster's arcs: in no cluster, or left out as misfits (``decompose``)
     loose_rows: np.ndarray  # [n, p] their output rows W_L[i]
     remainder_norms: np.ndarray  # [p] per output c, ‖ρ_i(c)‖₂ over every neuron i in the arcs
+    parity: np.ndarray  # [n] bool: which loose neurons are the parity term's (none without one)
     _loose_split: LooseSplit | None = field(default=None, repr=False)
 
     @property
@@ -273,8 +274,9 @@ def decompose(tables: SeparableTables, clusters: list[Cluster], ops: Ops, tracke
     for term in terms:
         term.columns = np.searchsorted(freq_list, term.tracked)
     stacked = np.concatenate(all_directions) if all_directions else np.zeros((0, p))
+    in_parity = np.isin(loose, parity.neurons) if parity is not None else np.zeros(len(loose), bool)
     return Decomposition(terms, freq_list, stacked, target_phasors, loose, tables.W_L[loose],
-                         np.sqrt(remainder_squares))
+                         np.sqrt(remainder_squares), in_parity)
 
 
 def _misfits(terms: list[ClusterTerms], count: int, reach: float, ops: Ops) -> list[np.ndarray]:
