@@ -37,8 +37,8 @@ from runlog import append_run
 import quadlens
 from quadlens.certify import TIERS, brute_force, check_tiers, load_compiled_kernels, run_tier
 from quadlens.clusters import build_clusters
-from quadlens.parity import fit_parity
 from quadlens.neurons import fit_neurons
+from quadlens.parity import fit_parity
 from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
 from quadlens.tables import SeparableTables
 

@@ -26,7 +26,7 @@ from quadlens.ladder import integral_logits, margins, targets
 from quadlens.neurons import fit_neurons
 from quadlens.ops import Ops
 from quadlens.parity import fit_parity
-from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, with_parity_neurons
+from quadlens.synthetic import misfitted, misfitted_parity, pizza_spec, pizza_tables, with_parity_neurons
 from quadlens.tables import SeparableTables
 
 SETTINGS = settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -153,8 +153,7 @@ def test_sound_with_parity_neurons(seed, p, count, scale, asymmetry, noise, misf
     tables = dataclasses.replace(tables, F_a=F_a, F_b=F_b, W_L=W_L)
     clusters, parity = explanation_of(tables)
     if parity is not None and misfit:
-        parity = dataclasses.replace(parity, **{name: getattr(parity, name) * np.exp(misfit * rng.normal(size=len(
-            parity.neurons))) + misfit * rng.normal(size=len(parity.neurons)) for name in ("amplitude", "offset", "weight")})
+        parity = misfitted_parity(parity, misfit, rng)
     assert_sound(tables, misfitted(clusters, misfit / 4, rng), parity=parity)
 
 

@@ -340,10 +340,10 @@ def check_tiers(tiers: str | Sequence[str]) -> list[str]:
 def run_tier(name: str, tables: SeparableTables, clusters: list[Cluster], parity: Parity | None = None,
              **overrides) -> Tier:
     """One tier by name (docs/bounds.md has each one's argument), without brute force: its bound, margins and
-    verdicts per input, against the clusters' integrals and, where given, the parity term; ``overrides`` replace options of its error terms (for ablations, e.g. ``exact_differences``
-    of ``linear_error``). numpy's BLAS runs on one thread meanwhile: its threads spin for a while after each call
-    and take the cores from the compiled kernels that follow, and the tiers' matrix products are small
-    (docs/bounds-record.md, Speed)."""
+    verdicts per input, against the clusters' integrals and, where given, the parity term; ``overrides`` replace
+    options of its error terms (for ablations, e.g. ``exact_differences`` of ``linear_error``). numpy's BLAS runs on
+    one thread meanwhile: its threads spin for a while after each call and take the cores from the compiled kernels
+    that follow, and the tiers' matrix products are small (docs/bounds-record.md, Speed)."""
     check_tiers([name])
     cost, error_terms, options, tier_options = _TIER_SPECS[name]
     options = {key: value(tables.p) if callable(value) else value for key, value in options.items()} | overrides
@@ -367,12 +367,12 @@ def load_compiled_kernels() -> None:
 def bound_tables(tables: SeparableTables, clusters: list[Cluster], device: str | None = None,
                  tiers: str | Sequence[str] = TIERS, on_stage: Callable[[str], None] | None = None,
                  truth: bool = True, resume: Path | None = None, parity: Parity | None = None) -> BoundReport:
-    """The chosen tiers (every one by default) on given tables and clusters and parity term (an explanation:
-    ``explanation_terms``), with brute force
-    for the truth unless ``truth`` is False; ``on_stage`` hears what runs (for a progress display): each stage's
-    name as it starts, and brute force's rows as they finish. With ``resume``, a folder, brute force's rows and
-    each finished tier are saved there as they come, and a later call for the same model, explanation and quadlens
-    version takes them up (``quadlens.partial``); the caller removes the folder once it has the results."""
+    """The chosen tiers (every one by default) on given tables against an explanation, its clusters and parity
+    term (``explanation_terms``), with brute force for the truth unless ``truth`` is False; ``on_stage`` hears what
+    runs (for a progress display): each stage's name as it starts, and brute force's rows as they finish. With
+    ``resume``, a folder, brute force's rows and each finished tier are saved there as they come, and a later call
+    for the same model, explanation and quadlens version takes them up (``quadlens.partial``); the caller removes the
+    folder once it has the results."""
     if tables.act_fn != "relu":
         raise ValueError(f"bounds are derived for relu MLPs; this model uses {tables.act_fn!r}")
     names = check_tiers(tiers)

@@ -45,7 +45,7 @@ class Parity:
         return np.array([(votes[0, 0] + votes[1, 1]) / 2, (votes[0, 1] + votes[1, 0]) / 2])
 
     def table(self) -> np.ndarray:
-        """L3's parity term by (a − b, a + b − c) mod p, as ``ladder.integral_table`` holds the clusters': ``[p, p]``."""
+        """L3's parity term by (a − b, a + b − c) mod p, as ``ladder.integral_table`` holds the clusters' ``[p, p]``."""
         t = np.arange(self.p)
         return self.by_sum()[t % 2][:, None] * (-1.0) ** np.add.outer(t, t)
 
@@ -61,5 +61,6 @@ def fit_parity(fits: NeuronFits, b_in: np.ndarray) -> Parity | None:
     if len(idx) == 0:
         return None
     signed = lambda amp, phase: amp[0, idx] * np.cos(phase[0, idx])  # noqa: E731  the fit at p/2 is real: ±|f̂|/p
-    return Parity(p=fits.p, neurons=idx, amplitude=(signed(fits.amp_a, fits.phase_a) + signed(fits.amp_b, fits.phase_b)) / 2,
-                  offset=fits.offset_a[idx] + fits.offset_b[idx] + b_in[idx], weight=signed(fits.amp_L, fits.phase_L))
+    amplitude = (signed(fits.amp_a, fits.phase_a) + signed(fits.amp_b, fits.phase_b)) / 2
+    offset = fits.offset_a[idx] + fits.offset_b[idx] + b_in[idx]
+    return Parity(p=fits.p, neurons=idx, amplitude=amplitude, offset=offset, weight=signed(fits.amp_L, fits.phase_L))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .clusters import Cluster
+from .parity import Parity
 from .lens import waveform_integral
 from .model import ModelConfig, Transformer
 from .tables import SeparableTables
@@ -159,3 +160,11 @@ def misfitted(clusters: list[Cluster], scale: float, rng: np.random.Generator) -
                            harmonic_ratio=c.harmonic_ratio + scale * rng.normal(size=n),
                            doubling_mean=c.doubling_mean + scale * rng.normal()))
     return out
+
+
+def misfitted_parity(parity: Parity, scale: float, rng: np.random.Generator) -> Parity:
+    """The parity term with its neurons' amplitudes, offsets and weights perturbed by Gaussian noise of ``scale``
+    (relative and absolute): an explanation that fits badly, as :func:`misfitted` makes of the clusters."""
+    n = len(parity.neurons)
+    spoilt = lambda x: x * np.exp(scale * rng.normal(size=n)) + scale * rng.normal(size=n)  # noqa: E731
+    return replace(parity, **{name: spoilt(getattr(parity, name)) for name in ("amplitude", "offset", "weight")})
