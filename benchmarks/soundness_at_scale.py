@@ -15,7 +15,9 @@ Each model is one of five families, drawn in turn, each with a random strength:
   kinks       a synthetic pizza with many neurons' pre-activations exactly 0 on some input
   float32     a perturbed trained model with every table rounded to float32
   misfit      a trained model against an explanation whose phases, amplitudes, offsets and harmonics are perturbed
-With --trained, only the three families that start from a trained model run.
+With --trained, only the three families that start from a trained model run. With --parity-neurons, the synthetic
+and kinks families' models at an even p also have 1 to p neurons that compute parity (docs/study.md), which the
+explanation's parity term then covers; a trained model's parity neurons are always covered.
 A violation is an input where a tier's B is below brute force's error, or its proven model margin above the
 model's true margin. Reports the violations (expected: 0) and each tier's certified fraction and B/truth range.
 """
@@ -33,9 +35,9 @@ from runlog import append_run
 import quadlens
 from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
-from quadlens.parity import fit_parity
 from quadlens.neurons import fit_neurons
-from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
+from quadlens.parity import fit_parity
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies, with_parity_neurons
 from quadlens.tables import SeparableTables
 
 MODELS = Path(__file__).parent / "models"
@@ -58,13 +60,20 @@ def _trained(rng: np.random.Generator, checkpoints: list[Path] | None) -> Separa
     return quadlens.separable_tables(model)
 
 
-def _synthetic(rng: np.random.Generator, ps: tuple[int, ...] = SYNTHETIC_PS) -> SeparableTables:
+def _synthetic(rng: np.random.Generator, ps: tuple[int, ...] = SYNTHETIC_PS,
+               parity_neurons: bool = False) -> SeparableTables:
+    """A noisy synthetic pizza at one of ``ps``; with ``parity_neurons``, at an even p, with 1 to p neurons that compute
+    parity too, as half the models trained at p = 20 and 24 do (docs/study.md)."""
     p = int(rng.choice(ps))
     spec = pizza_spec(p, separating_frequencies(p, seed=int(rng.integers(1 << 30))),
                       neurons_per_cluster=int(rng.integers(p // 2, 2 * p)), beta=float(rng.uniform(-0.3, 0.3)),
                       kappa=float(rng.uniform(-0.3, 0.6)), seed=int(rng.integers(1 << 30)))
-    return pizza_tables(spec, noise=float(rng.uniform(0, 0.15)), output_noise=float(rng.uniform(0, 0.05)),
-                        seed=int(rng.integers(1 << 30)))
+    tables = pizza_tables(spec, noise=float(rng.uniform(0, 0.15)), output_noise=float(rng.uniform(0, 0.05)),
+                          seed=int(rng.integers(1 << 30)))
+    if parity_neurons and p % 2 == 0:
+        tables = with_parity_neurons(tables, int(rng.integers(1, p + 1)), int(rng.integers(1 << 30)),
+                                     scale=float(rng.uniform(0.1, 1.0)), asymmetry=float(rng.uniform(0, 0.5)))
+    return tables
 
 
 def _with_kinks(tables: SeparableTables, rng: np.random.Generator) -> SeparableTables:
@@ -77,14 +86,14 @@ def _with_kinks(tables: SeparableTables, rng: np.random.Generator) -> SeparableT
 
 
 def model(family: str, rng: np.random.Generator, checkpoints: list[Path] | None = None,
-          ps: tuple[int, ...] = SYNTHETIC_PS) -> tuple[SeparableTables, list, float]:
-    """One model of ``family`` (trained ones drawn from ``checkpoints`` if given, synthetic ones at one of ``ps``),
-    its explanation's clusters, and the perturbation's strength."""
+          ps: tuple[int, ...] = SYNTHETIC_PS, parity_neurons: bool = False) -> tuple[SeparableTables, list, float]:
+    """One model of ``family`` (trained ones drawn from ``checkpoints`` if given, synthetic ones at one of ``ps``,
+    with parity neurons at an even p where ``parity_neurons``), its explanation's clusters, and the perturbation's strength."""
     scale = float(rng.choice([0.003, 0.01, 0.03, 0.1, 0.3]))
     if family == "synthetic":
-        tables = _synthetic(rng, ps)
+        tables = _synthetic(rng, ps, parity_neurons)
     elif family == "kinks":
-        tables = _with_kinks(_synthetic(rng, ps), rng)
+        tables = _with_kinks(_synthetic(rng, ps, parity_neurons), rng)
     else:
         tables = _trained(rng, checkpoints)
         if family in ("trained", "float32"):
@@ -98,10 +107,11 @@ def model(family: str, rng: np.random.Generator, checkpoints: list[Path] | None 
     return tables, clusters, scale
 
 
-def check(family: str, seed: int, checkpoints: list[Path] | None = None, ps: tuple[int, ...] = SYNTHETIC_PS) -> dict:
+def check(family: str, seed: int, checkpoints: list[Path] | None = None, ps: tuple[int, ...] = SYNTHETIC_PS,
+          parity_neurons: bool = False) -> dict:
     """Every tier on one model of ``family`` drawn from ``seed``: its violations, certified fraction and B/truth."""
     rng = np.random.default_rng(seed)
-    tables, clusters, scale = model(family, rng, checkpoints, ps)
+    tables, clusters, scale = model(family, rng, checkpoints, ps, parity_neurons)
     parity = fit_parity(fit_neurons(tables), tables.b_in)  # the explanation's parity term (an even p), as fitted
     report = bound_tables(tables, clusters, device="cpu", parity=parity)
     row = {"family": family, "seed": seed, "p": tables.p, "d_mlp": tables.d_mlp, "clusters": len(clusters),
@@ -123,12 +133,14 @@ def main() -> None:
     parser.add_argument("--ps", type=int, nargs="+", default=list(SYNTHETIC_PS), help="p of the synthetic families")
     parser.add_argument("--trained", type=Path, nargs="+", help="checkpoints for the trained families (default: the "
                         "bundled model and benchmarks/models/pizza_p113_seed0.safetensors)")
+    parser.add_argument("--parity-neurons", action="store_true", help="give the synthetic families' models at an even "
+                        "p neurons that compute parity too")
     args = parser.parse_args()
     rows, start = [], time.perf_counter()
     families = FAMILIES if not args.trained else ("trained", "float32", "misfit")
     for i in range(args.models):
         family = families[i % len(families)]
-        row = check(family, args.seed + i, args.trained, tuple(args.ps))
+        row = check(family, args.seed + i, args.trained, tuple(args.ps), args.parity_neurons)
         rows.append(row)
         violated = sum(t["bound_violations"] + t["margin_violations"] for t in row["tiers"].values())
         print(f"{i + 1}/{args.models} {family} seed {row['seed']} p={row['p']} d_mlp={row['d_mlp']} "
