@@ -6,7 +6,9 @@
 
 The hypothesis tests and soundness_at_scale.py sample models: random, perturbed, kinked, float32, misfitted. This
 climbs instead. Each start is a model (a noisy synthetic pizza, at p = 11 to 29 unless --ps says otherwise, or the
-bundled model, or those given with --trained, perturbed) and its explanation; each step proposes one change and
+bundled model, or those given with --trained, perturbed; with --parity-neurons a synthetic start at an even p also has
+1 to p neurons that compute parity) and its explanation, the parity term fitted to the model as it stands at every
+step (an even p); each step proposes one change and
 keeps it when the tier comes no further from failing. A tier's closeness to failing is measured two ways, each the
 largest over the inputs: "bound", truth/B, and "margin", 1 + (proven model margin − true model margin)/(B + |true
 model margin|). Each is at most 1 while the tier is sound and above 1 on an input where its bound is below brute
@@ -39,7 +41,7 @@ from quadlens.certify import TIERS, brute_force, check_tiers, load_compiled_kern
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 from quadlens.parity import fit_parity
-from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies, with_random_parity_neurons
 from quadlens.tables import SeparableTables
 
 MOVES = ("nudge", "focus", "kink", "direct", "float32", "misfit")
@@ -49,9 +51,9 @@ QUANTITIES = ("bound", "margin")  # what a climb pushes towards failing: truth/B
 
 
 def start_model(rng: np.random.Generator, trained_share: float, ps: tuple[int, ...] = SMALL_PS,
-                trained: list[Path] | None = None) -> tuple[str, SeparableTables]:
+                trained: list[Path] | None = None, parity_neurons: bool = False) -> tuple[str, SeparableTables]:
     """A trained model perturbed a little (the bundled one, or one of ``trained``), or a noisy synthetic pizza at
-    one of ``ps``."""
+    one of ``ps`` (with ``parity_neurons``, at an even p, with 1 to p neurons that compute parity too)."""
     if rng.random() < trained_share:
         path = trained[int(rng.integers(len(trained)))] if trained else None
         tables = quadlens.separable_tables(quadlens.load_model(path))
@@ -61,8 +63,9 @@ def start_model(rng: np.random.Generator, trained_share: float, ps: tuple[int, .
     spec = pizza_spec(p, separating_frequencies(p, count=int(rng.integers(1, 4)), seed=int(rng.integers(1 << 30))),
                       neurons_per_cluster=int(rng.integers(4, 2 * p)), beta=float(rng.uniform(-0.3, 0.3)),
                       kappa=float(rng.uniform(-0.3, 0.6)), seed=int(rng.integers(1 << 30)))
-    return "synthetic", pizza_tables(spec, noise=float(rng.uniform(0, 0.2)), output_noise=float(rng.uniform(0, 0.1)),
-                                     seed=int(rng.integers(1 << 30)))
+    tables = pizza_tables(spec, noise=float(rng.uniform(0, 0.2)), output_noise=float(rng.uniform(0, 0.1)),
+                          seed=int(rng.integers(1 << 30)))
+    return "synthetic", with_random_parity_neurons(tables, rng) if parity_neurons else tables
 
 
 def spreads(tables: SeparableTables) -> dict[str, float]:
@@ -140,11 +143,12 @@ def fitted(tables: SeparableTables) -> list:
 
 
 def climb(tier: str, target: str, seed: int, steps: int, refit: bool, trained_share: float,
-          out: Path | None, ps: tuple[int, ...] = SMALL_PS, trained: list[Path] | None = None) -> dict:
+          out: Path | None, ps: tuple[int, ...] = SMALL_PS, trained: list[Path] | None = None,
+          parity_neurons: bool = False) -> dict:
     """One start's climb towards failing in ``target`` (one of QUANTITIES); its row of the results, with the
     nearest to failing that every model it evaluated, kept or not, came in either quantity."""
     rng = np.random.default_rng(seed)
-    family, tables = start_model(rng, trained_share, ps, trained)
+    family, tables = start_model(rng, trained_share, ps, trained, parity_neurons)
     clusters = fitted(tables)
     if not clusters:
         return {"tier": tier, "seed": seed, "family": family, "p": tables.p, "skipped": "no cluster fitted"}
@@ -193,6 +197,8 @@ def main() -> None:
                              "the rest synthetic")
     parser.add_argument("--trained", type=Path, nargs="+", help="checkpoints to start from instead of the bundled one")
     parser.add_argument("--ps", type=int, nargs="+", default=list(SMALL_PS), help="p of the synthetic starts")
+    parser.add_argument("--parity-neurons", action="store_true",
+                        help="give the synthetic starts at an even p neurons that compute parity too")
     parser.add_argument("--json", type=Path, help="append this run to the runs logged here")
     args = parser.parse_args()
     load_compiled_kernels()
@@ -201,7 +207,7 @@ def main() -> None:
         for i in range(args.starts):
             target = QUANTITIES[i % len(QUANTITIES)]
             row = climb(tier, target, args.seed + i, args.steps, args.refit, args.trained_share, args.json,
-                        tuple(args.ps), args.trained)
+                        tuple(args.ps), args.trained, args.parity_neurons)
             rows.append(row)
             if "skipped" in row:
                 print(f"{tier} seed {row['seed']}: skipped, {row['skipped']}", flush=True)

@@ -37,7 +37,7 @@ from quadlens.certify import bound_tables
 from quadlens.clusters import build_clusters
 from quadlens.neurons import fit_neurons
 from quadlens.parity import fit_parity
-from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies, with_parity_neurons
+from quadlens.synthetic import misfitted, pizza_spec, pizza_tables, separating_frequencies, with_random_parity_neurons
 from quadlens.tables import SeparableTables
 
 MODELS = Path(__file__).parent / "models"
@@ -70,10 +70,7 @@ def _synthetic(rng: np.random.Generator, ps: tuple[int, ...] = SYNTHETIC_PS,
                       kappa=float(rng.uniform(-0.3, 0.6)), seed=int(rng.integers(1 << 30)))
     tables = pizza_tables(spec, noise=float(rng.uniform(0, 0.15)), output_noise=float(rng.uniform(0, 0.05)),
                           seed=int(rng.integers(1 << 30)))
-    if parity_neurons and p % 2 == 0:
-        tables = with_parity_neurons(tables, int(rng.integers(1, p + 1)), int(rng.integers(1 << 30)),
-                                     scale=float(rng.uniform(0.1, 1.0)), asymmetry=float(rng.uniform(0, 0.5)))
-    return tables
+    return with_random_parity_neurons(tables, rng) if parity_neurons else tables
 
 
 def _with_kinks(tables: SeparableTables, rng: np.random.Generator) -> SeparableTables:

@@ -125,6 +125,15 @@ def with_parity_neurons(tables: SeparableTables, count: int, seed: int = 0, scal
                    W_L=np.vstack([tables.W_L, np.outer(weight, sign)]))
 
 
+def with_random_parity_neurons(tables: SeparableTables, rng: np.random.Generator) -> SeparableTables:
+    """``tables`` with 1 to p parity neurons (``with_parity_neurons``) of random count, scale in [0.1, 1] and
+    asymmetry in [0, 0.5]; at an odd p, unchanged (and no draw made)."""
+    if tables.p % 2:
+        return tables
+    return with_parity_neurons(tables, int(rng.integers(1, tables.p + 1)), int(rng.integers(1 << 30)),
+                               scale=float(rng.uniform(0.1, 1.0)), asymmetry=float(rng.uniform(0, 0.5)))
+
+
 def model_from_tables(tables: SeparableTables, constant_attention: tuple[float, float] = (0.5, 0.5),
                       dtype: torch.dtype = torch.float64) -> Transformer:
     """A constant-attention transformer whose F_a, F_b, b_in and W_L are exactly ``tables``' (direct path zero).
