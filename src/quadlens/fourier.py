@@ -14,6 +14,11 @@ def self_conjugate(p: int, k: np.ndarray | int) -> np.ndarray | bool:
     return (2 * np.asarray(k)) % p == 0
 
 
+def alternating(p: int) -> np.ndarray:
+    """(−1)^t = cos(πt) for t = 0 … p − 1: the cosine at the Nyquist frequency p/2 of an even p, the parity of t."""
+    return (-1.0) ** np.arange(p)
+
+
 def energy_by_frequency(x: np.ndarray) -> np.ndarray:
     """Share of each column's non-constant energy at each frequency k = 1..p//2: ``[p // 2, n_cols]``.
 

@@ -23,7 +23,7 @@ from functools import cache, partial
 import numpy as np
 
 from .clusters import Cluster, lens_parameters
-from .fourier import cosine, cosine_factors
+from .fourier import alternating, cosine, cosine_factors
 from .lens import by_difference_and_step, cluster_lens_table
 from .neurons import CLUSTERED, PARITY, NeuronFits
 from .parity import Parity
@@ -206,7 +206,7 @@ def _quadrature(tables: SeparableTables, clusters: list[Cluster], harmonics: boo
             F[:, idx] += cosine(p, 2 * k, shape["beta"] * r, 2 * phi + shape["lock"])
         b_in[idx] = cluster.offset
     if parity is not None:
-        F[:, parity.neurons] = np.outer(_parity_of(p), parity.amplitude)
+        F[:, parity.neurons] = np.outer(alternating(p), parity.amplitude)
         b_in[parity.neurons] = parity.offset
     output = quadrature_output(m, p, clusters, rules, parity)
     return dataclasses.replace(tables, F_a=F, F_b=F, b_in=b_in, W_L=output[0] @ output[1]), output
@@ -226,13 +226,8 @@ def quadrature_output(d_mlp: int, p: int, clusters: list[Cluster],
         bases.append(basis)
     if parity is not None:
         coefficients.append(_on_rows(d_mlp, parity.neurons, parity.weight[:, None]))
-        bases.append(_parity_of(p)[None, :])
+        bases.append(alternating(p)[None, :])
     return np.hstack(coefficients), np.vstack(bases)
-
-
-def _parity_of(p: int) -> np.ndarray:
-    """(−1)^t for t = 0 … p − 1."""
-    return (-1.0) ** np.arange(p)
 
 
 def _rule(cluster: Cluster, rules: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fourier import alternating
 from .neurons import PARITY, NeuronFits
 
 
@@ -46,8 +47,8 @@ class Parity:
 
     def table(self) -> np.ndarray:
         """L3's parity term by (a − b, a + b − c) mod p, as ``ladder.integral_table`` holds the clusters' ``[p, p]``."""
-        t = np.arange(self.p)
-        return self.by_sum()[t % 2][:, None] * (-1.0) ** np.add.outer(t, t)
+        sign = alternating(self.p)  # (−1)^{d + s} = (−1)^d (−1)^s
+        return self.by_sum()[np.arange(self.p) % 2][:, None] * np.outer(sign, sign)
 
     def phasor(self, difference: np.ndarray) -> np.ndarray:
         """L3's parity term as a phasor at the frequency p/2 per input, given (a − b) mod p ``[p, p]``: P(x), real, so

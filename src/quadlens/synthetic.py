@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .clusters import Cluster
+from .fourier import alternating
 from .parity import Parity
 from .lens import waveform_integral
 from .model import ModelConfig, Transformer
@@ -114,7 +115,7 @@ def with_parity_neurons(tables: SeparableTables, count: int, seed: int = 0, scal
     if tables.p % 2:
         raise ValueError(f"parity neurons need an even p (the frequency p/2), got p={tables.p}")
     rng = np.random.default_rng(seed)
-    sign = (-1.0) ** np.arange(tables.p)
+    sign = alternating(tables.p)
     signed = lambda: rng.choice([-1.0, 1.0], count) * rng.uniform(scale, 2 * scale, count)  # noqa: E731
     amplitude, weight = signed(), signed()
     amplitude_b = amplitude * (1 + asymmetry * rng.normal(size=count))
