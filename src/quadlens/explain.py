@@ -163,6 +163,13 @@ class Explanation:
                 f"neurons' influence. The explanation keeps them as a parity term beside the clusters: at L3 it adds "
                 f"{even:.2f} (a + b even) or {odd:.2f} (a + b odd) times (−1)^c to every logit.")
 
+    def _parity_content(self) -> dict:
+        """``explain.json``'s ``parity``: each parity neuron's index, amplitude, offset and weight, and L3's votes."""
+        term = self.parity
+        even, odd = term.by_sum()
+        return {"neurons": term.neurons.tolist(), "amplitude": term.amplitude.tolist(), "offset": term.offset.tolist(),
+                "weight": term.weight.tolist(), "vote_a_plus_b_even": float(even), "vote_a_plus_b_odd": float(odd)}
+
     def level(self, name: str, harmonics: bool | None) -> Level:
         """The ladder's level ``name`` (L0, L1, L2, L3, Linf), with or without the second harmonic."""
         found = [lv for lv in self.ladder if lv.level == name and lv.harmonics == harmonics]
@@ -208,10 +215,7 @@ class Explanation:
                           "parity_influence_share": self._parity_influence(),
                           "key_share_median": float(np.median(fits.share_a[fits.status != DEAD]))}
         out["clusters"] = [report.to_dict(fits) for report in self.clusters]
-        out["parity"] = None if self.parity is None else {
-            "neurons": self.parity.neurons.tolist(), "amplitude": self.parity.amplitude.tolist(),
-            "offset": self.parity.offset.tolist(), "weight": self.parity.weight.tolist(),
-            "vote_a_plus_b_even": float(self.parity.by_sum()[0]), "vote_a_plus_b_odd": float(self.parity.by_sum()[1])}
+        out["parity"] = None if self.parity is None else self._parity_content()
         out["ladder"] = [level.summary() for level in self.ladder]
         out["ablation"] = [level.summary() for level in self.ablation]
         with_h, without_h = self.level("L1", True), self.level("L1", False)

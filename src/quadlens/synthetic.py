@@ -14,9 +14,9 @@ import torch
 
 from .clusters import Cluster
 from .fourier import alternating
-from .parity import Parity
 from .lens import waveform_integral
 from .model import ModelConfig, Transformer
+from .parity import Parity
 from .tables import SeparableTables
 
 
